@@ -1,0 +1,48 @@
+# Developer entry points. Everything local is installed under .local/ (git-ignored).
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+SCRIPTS := infra/scripts
+TEMPLATE := infra/template.yaml
+CFN_LINT := .local/venv/bin/cfn-lint
+FUNCTIONS := members accrue redeem rewards
+
+.PHONY: help run test lint build deploy clean-local
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+run: ## start DynamoDB Local + the local API server (http://127.0.0.1:3000)
+	$(SCRIPTS)/run-local.sh
+
+test: ## every check and test: cfn-lint, fmt, clippy, cargo test (with DynamoDB Local)
+	$(SCRIPTS)/test.sh
+
+lint: ## cfn-lint + cargo fmt --check + clippy -D warnings
+	$(SCRIPTS)/install-python-tools.sh
+	$(CFN_LINT) $(TEMPLATE)
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+build: ## build the Lambda artifacts (sam build, or cargo lambda if SAM CLI is absent)
+	@if command -v sam >/dev/null 2>&1; then \
+	  sam build; \
+	elif cargo lambda --version >/dev/null 2>&1; then \
+	  echo "sam not found; building with cargo lambda into target/lambda/"; \
+	  cargo lambda build --release --arm64 $(addprefix --bin ,$(FUNCTIONS)); \
+	else \
+	  echo "Install the AWS SAM CLI and cargo-lambda (https://www.cargo-lambda.info) to build Lambda artifacts." >&2; \
+	  exit 1; \
+	fi
+
+deploy: ## sam build && sam deploy --guided (interactive; needs AWS credentials; never run in CI)
+	@if [[ -n "$${CI:-}" ]]; then echo "refusing to deploy from CI" >&2; exit 1; fi
+	sam build
+	sam deploy --guided
+
+clean-local: ## stop local DynamoDB instances and delete .local/
+	@shopt -s nullglob; for f in .local/run/dynamodb-*.pid; do \
+	  p=$${f##*/dynamodb-}; $(SCRIPTS)/dynamodb-local.sh stop "$${p%.pid}" || true; \
+	done
+	rm -rf .local

@@ -1,0 +1,145 @@
+//! Errors a caller can see. Each has a stable `code` that clients branch on; the HTTP status is
+//! derived from the code so that the two can never disagree.
+
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    ValidationError,
+    InvalidJson,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    InvalidCursor,
+    MissingIdempotencyKey,
+    InvalidIdempotencyKey,
+    IdempotencyKeyReused,
+    MemberNotFound,
+    MemberExists,
+    ReferralCodeNotFound,
+    RewardNotFound,
+    RewardExists,
+    RewardUnavailable,
+    InsufficientPoints,
+    DuplicateOrder,
+    DuplicateAction,
+    UnknownAction,
+    ActionLimitReached,
+    CurrencyMismatch,
+    InvalidProgram,
+    ProgramNotConfigured,
+    ConcurrentModification,
+    RouteNotFound,
+    MethodNotAllowed,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ValidationError => "validation_error",
+            Self::InvalidJson => "invalid_json",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::InvalidCursor => "invalid_cursor",
+            Self::MissingIdempotencyKey => "missing_idempotency_key",
+            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::MemberNotFound => "member_not_found",
+            Self::MemberExists => "member_exists",
+            Self::ReferralCodeNotFound => "referral_code_not_found",
+            Self::RewardNotFound => "reward_not_found",
+            Self::RewardExists => "reward_exists",
+            Self::RewardUnavailable => "reward_unavailable",
+            Self::InsufficientPoints => "insufficient_points",
+            Self::DuplicateOrder => "duplicate_order",
+            Self::DuplicateAction => "duplicate_action",
+            Self::UnknownAction => "unknown_action",
+            Self::ActionLimitReached => "action_limit_reached",
+            Self::CurrencyMismatch => "currency_mismatch",
+            Self::InvalidProgram => "invalid_program",
+            Self::ProgramNotConfigured => "program_not_configured",
+            Self::ConcurrentModification => "concurrent_modification",
+            Self::RouteNotFound => "route_not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::ValidationError
+            | Self::InvalidJson
+            | Self::InvalidCursor
+            | Self::MissingIdempotencyKey
+            | Self::InvalidIdempotencyKey => 400,
+            Self::MemberNotFound
+            | Self::ReferralCodeNotFound
+            | Self::RewardNotFound
+            | Self::RouteNotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::MemberExists
+            | Self::RewardExists
+            | Self::RewardUnavailable
+            | Self::InsufficientPoints
+            | Self::DuplicateOrder
+            | Self::DuplicateAction
+            | Self::ActionLimitReached
+            | Self::ConcurrentModification => 409,
+            Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::IdempotencyKeyReused
+            | Self::UnknownAction
+            | Self::CurrencyMismatch
+            | Self::InvalidProgram => 422,
+            Self::ProgramNotConfigured => 503,
+            Self::Internal => 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Value,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: json!({}),
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// A field failed validation; `details.field` names it so clients can point at it.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ValidationError, message).with_details(json!({ "field": field }))
+    }
+
+    /// Anything unexpected. The cause is logged by the caller and never sent to the client.
+    pub fn internal() -> Self {
+        Self::new(ErrorCode::Internal, "internal error; it has been logged")
+    }
+
+    pub fn status(&self) -> u16 {
+        self.code.http_status()
+    }
+
+    pub fn body(&self) -> Value {
+        json!({
+            "error": {
+                "code": self.code.as_str(),
+                "message": self.message,
+                "details": self.details,
+            }
+        })
+    }
+}

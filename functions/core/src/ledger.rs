@@ -1,0 +1,88 @@
+//! Ledger entries: the immutable record of every points movement. An entry's id comes from the
+//! business event that caused it, so recording the same event twice collides in the store instead
+//! of paying twice.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ActionName, ActionReference, MemberId, OrderId, RewardId};
+use crate::money::Money;
+use crate::Points;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryType {
+    Earn,
+    Bonus,
+    Redeem,
+    Reverse,
+    Adjust,
+    Expire,
+    Transfer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakdownLine {
+    pub rule: String,
+    pub description: String,
+    pub points: Points,
+}
+
+/// What caused an entry; carries the business key the entry id is derived from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    Order {
+        order_id: OrderId,
+        amount: Money,
+    },
+    Action {
+        action: ActionName,
+        reference: ActionReference,
+    },
+    Enrolment,
+    Redemption {
+        redemption_id: String,
+        reward_id: RewardId,
+        code: String,
+    },
+}
+
+impl Source {
+    /// The entry id: one per business event, whatever request or retry carried it.
+    pub fn entry_id(&self) -> String {
+        match self {
+            Self::Order { order_id, .. } => format!("order:{order_id}"),
+            Self::Action {
+                action, reference, ..
+            } => format!("action:{action}:{reference}"),
+            Self::Enrolment => "welcome".to_owned(),
+            Self::Redemption { redemption_id, .. } => format!("redemption:{redemption_id}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub entry_id: String,
+    /// Position in the member's ledger, 1-based and gap-free; pages are cut on it.
+    pub seq: u64,
+    pub member_id: MemberId,
+    #[serde(rename = "type")]
+    pub entry_type: EntryType,
+    pub points: Points,
+    pub balance_after: Points,
+    pub reason: String,
+    pub breakdown: Vec<BreakdownLine>,
+    pub source: Source,
+    pub program_version: u64,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// One page of a member's ledger, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LedgerPage {
+    pub entries: Vec<LedgerEntry>,
+    pub next_cursor: Option<String>,
+}

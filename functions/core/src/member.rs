@@ -1,0 +1,113 @@
+//! A member and their balance buckets. The member item is small and bounded: it holds counters,
+//! never history, so every write costs the same however long the member has been around.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::ids::{MemberId, ReferralCode};
+use crate::ledger::EntryType;
+use crate::program::ActionCounts;
+use crate::Points;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    Active,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    pub available: Points,
+    pub pending: Points,
+    pub lifetime_earned: Points,
+    pub lifetime_redeemed: Points,
+    pub expired: Points,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub member_id: MemberId,
+    pub status: MemberStatus,
+    pub tier: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub referral_code: ReferralCode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referred_by: Option<MemberId>,
+    pub enrolled_at: DateTime<Utc>,
+    pub balance: Balance,
+    /// Bumped on every write; the store only accepts a write made from the current version.
+    pub version: u64,
+    /// Sequence number of the newest ledger entry.
+    pub last_seq: u64,
+    /// Per action, counts per cap period (see [`crate::program::evaluate_action`]).
+    #[serde(default)]
+    pub action_counts: BTreeMap<String, ActionCounts>,
+    /// Per reward, how many this member has redeemed (for per-member limits).
+    #[serde(default)]
+    pub reward_counts: BTreeMap<String, u32>,
+}
+
+impl Member {
+    /// The member after one more ledger entry of `points` of kind `entry_type`.
+    pub fn with_entry(&self, entry_type: EntryType, points: Points) -> Result<Self, ApiError> {
+        let overflow = || ApiError::invalid("points", "the balance would overflow");
+        let mut next = self.clone();
+        let balance = &mut next.balance;
+        balance.available = balance.available.checked_add(points).ok_or_else(overflow)?;
+        match entry_type {
+            EntryType::Earn | EntryType::Bonus => {
+                balance.lifetime_earned = balance
+                    .lifetime_earned
+                    .checked_add(points)
+                    .ok_or_else(overflow)?;
+            }
+            EntryType::Redeem => {
+                balance.lifetime_redeemed = balance
+                    .lifetime_redeemed
+                    .checked_sub(points)
+                    .ok_or_else(overflow)?;
+            }
+            EntryType::Expire => {
+                balance.expired = balance.expired.checked_sub(points).ok_or_else(overflow)?;
+            }
+            EntryType::Reverse | EntryType::Adjust | EntryType::Transfer => {}
+        }
+        next.version += 1;
+        next.last_seq += 1;
+        Ok(next)
+    }
+
+    pub fn view(&self) -> MemberView {
+        MemberView {
+            member_id: self.member_id.clone(),
+            status: self.status,
+            tier: self.tier.clone(),
+            balance: self.balance,
+            referral_code: self.referral_code.clone(),
+            enrolled_at: self.enrolled_at,
+            email: self.email.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// What clients see of a member.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemberView {
+    pub member_id: MemberId,
+    pub status: MemberStatus,
+    pub tier: String,
+    pub balance: Balance,
+    pub referral_code: ReferralCode,
+    pub enrolled_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}

@@ -1,0 +1,207 @@
+//! An in-memory store with the same conditional semantics as the DynamoDB adapter: every commit
+//! checks all its conditions first and then applies all its writes, under one lock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::idempotency::{IdempotencyRecord, IdempotencyScope};
+use crate::ids::{MemberId, ReferralCode, RewardId};
+use crate::ledger::LedgerEntry;
+use crate::member::Member;
+use crate::ports::{
+    Commit, CommitError, LedgerStore, MemberStore, ProgramStore, PublishError, Snapshot, StoreError,
+};
+use crate::program::ActiveProgram;
+
+#[derive(Debug, Default)]
+struct State {
+    members: HashMap<MemberId, Member>,
+    /// Per member, entries by sequence number.
+    ledgers: HashMap<MemberId, BTreeMap<u64, LedgerEntry>>,
+    entry_ids: HashMap<(MemberId, String), u64>,
+    idempotency: HashMap<(MemberId, String), IdempotencyRecord>,
+    referral_codes: HashMap<String, MemberId>,
+    stock_used: HashMap<RewardId, u32>,
+    programs: Vec<ActiveProgram>,
+    commits: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+fn scope_key(scope: &IdempotencyScope) -> String {
+    format!("{}#{}", scope.operation.as_str(), scope.key.as_str())
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many commits were applied; tests use it to prove a request wrote nothing.
+    pub fn commits(&self) -> u64 {
+        self.state().commits
+    }
+}
+
+#[async_trait]
+impl MemberStore for MemoryStore {
+    async fn member(&self, id: &MemberId) -> Result<Option<Member>, StoreError> {
+        Ok(self.state().members.get(id).cloned())
+    }
+
+    async fn snapshot(
+        &self,
+        id: &MemberId,
+        scope: Option<&IdempotencyScope>,
+    ) -> Result<Snapshot, StoreError> {
+        let state = self.state();
+        Ok(Snapshot {
+            member: state.members.get(id).cloned(),
+            replay: scope.and_then(|s| state.idempotency.get(&(id.clone(), scope_key(s))).cloned()),
+        })
+    }
+
+    async fn idempotency_record(
+        &self,
+        id: &MemberId,
+        scope: &IdempotencyScope,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self
+            .state()
+            .idempotency
+            .get(&(id.clone(), scope_key(scope)))
+            .cloned())
+    }
+
+    async fn member_by_referral_code(
+        &self,
+        code: &ReferralCode,
+    ) -> Result<Option<MemberId>, StoreError> {
+        Ok(self.state().referral_codes.get(code.as_str()).cloned())
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<(), CommitError> {
+        let mut state = self.state();
+        let id = commit.member.member_id.clone();
+        match (commit.expected_version, state.members.get(&id)) {
+            (None, Some(_)) => return Err(CommitError::MemberExists),
+            (Some(_), None) => return Err(CommitError::StaleMember),
+            (Some(expected), Some(current)) if current.version != expected => {
+                return Err(CommitError::StaleMember)
+            }
+            _ => {}
+        }
+        if let Some(record) = &commit.idempotency {
+            let key = format!("{}#{}", record.operation.as_str(), record.key);
+            if state.idempotency.contains_key(&(id.clone(), key)) {
+                return Err(CommitError::IdempotencyKeyTaken);
+            }
+        }
+        if let Some(entry) = &commit.entry {
+            if state
+                .entry_ids
+                .contains_key(&(id.clone(), entry.entry_id.clone()))
+            {
+                return Err(CommitError::DuplicateEntry);
+            }
+        }
+        if commit.claim_referral_code
+            && state
+                .referral_codes
+                .contains_key(commit.member.referral_code.as_str())
+        {
+            return Err(CommitError::ReferralCodeTaken);
+        }
+        if let Some(claim) = &commit.stock {
+            if state.stock_used.get(&claim.reward_id).copied().unwrap_or(0) >= claim.stock {
+                return Err(CommitError::OutOfStock);
+            }
+        }
+
+        if let Some(claim) = commit.stock {
+            *state.stock_used.entry(claim.reward_id).or_default() += 1;
+        }
+        if commit.claim_referral_code {
+            state
+                .referral_codes
+                .insert(commit.member.referral_code.as_str().to_owned(), id.clone());
+        }
+        if let Some(record) = commit.idempotency {
+            let key = format!("{}#{}", record.operation.as_str(), record.key);
+            state.idempotency.insert((id.clone(), key), record);
+        }
+        if let Some(entry) = commit.entry {
+            state
+                .entry_ids
+                .insert((id.clone(), entry.entry_id.clone()), entry.seq);
+            state
+                .ledgers
+                .entry(id.clone())
+                .or_default()
+                .insert(entry.seq, entry);
+        }
+        state.members.insert(id, commit.member);
+        state.commits += 1;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LedgerStore for MemoryStore {
+    async fn entries_before(
+        &self,
+        id: &MemberId,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .ledgers
+            .get(id)
+            .map(|ledger| {
+                ledger
+                    .range(..before_seq)
+                    .rev()
+                    .take(limit as usize)
+                    .map(|(_, e)| e.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl ProgramStore for MemoryStore {
+    async fn active_program(&self) -> Result<Option<ActiveProgram>, StoreError> {
+        Ok(self.state().programs.last().cloned())
+    }
+
+    async fn publish_program(&self, program: &ActiveProgram) -> Result<(), PublishError> {
+        let mut state = self.state();
+        let current = state.programs.last().map_or(0, |p| p.version);
+        if program.version != current + 1 {
+            return Err(PublishError::VersionTaken(program.version));
+        }
+        state.programs.push(program.clone());
+        Ok(())
+    }
+
+    async fn stock_used(&self, rewards: &[RewardId]) -> Result<HashMap<RewardId, u32>, StoreError> {
+        let state = self.state();
+        Ok(rewards
+            .iter()
+            .filter_map(|r| state.stock_used.get(r).map(|used| (r.clone(), *used)))
+            .collect())
+    }
+}

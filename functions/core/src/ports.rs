@@ -1,0 +1,126 @@
+//! The ports adapters implement. They are split by concern, in the manner of per-operation store
+//! traits, and joined by [`Store`] for handlers that need them all.
+//!
+//! The write side is one call, [`MemberStore::commit`]: everything a points movement changes is
+//! applied atomically or not at all, and every uniqueness rule (entry id, idempotency key, member
+//! id, referral code, stock) is a condition of that one write rather than a read before it.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use crate::idempotency::{IdempotencyRecord, IdempotencyScope};
+use crate::ids::{MemberId, ReferralCode, RewardId};
+use crate::ledger::LedgerEntry;
+use crate::member::Member;
+use crate::program::ActiveProgram;
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// A member and, when the request carries a key, what that key already produced; read together
+/// in one round trip.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub member: Option<Member>,
+    pub replay: Option<IdempotencyRecord>,
+}
+
+/// One reward unit taken from a limited stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockClaim {
+    pub reward_id: RewardId,
+    pub stock: u32,
+}
+
+/// Everything one points movement writes, applied all-or-nothing.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The member as it is after the movement.
+    pub member: Member,
+    /// The version the movement was computed from; `None` creates the member.
+    pub expected_version: Option<u64>,
+    pub entry: Option<LedgerEntry>,
+    pub idempotency: Option<IdempotencyRecord>,
+    /// Reserve the member's referral code (on enrolment).
+    pub claim_referral_code: bool,
+    pub stock: Option<StockClaim>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    #[error("member already exists")]
+    MemberExists,
+    #[error("member changed since it was read")]
+    StaleMember,
+    #[error("ledger entry already recorded")]
+    DuplicateEntry,
+    #[error("idempotency key already used")]
+    IdempotencyKeyTaken,
+    #[error("referral code already taken")]
+    ReferralCodeTaken,
+    #[error("reward out of stock")]
+    OutOfStock,
+    /// Another transaction touched the same items; safe to retry.
+    #[error("transaction conflict")]
+    Conflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[async_trait]
+pub trait MemberStore: Send + Sync {
+    /// The member, read strongly consistently.
+    async fn member(&self, id: &MemberId) -> Result<Option<Member>, StoreError>;
+    /// The member and the idempotency record for `scope`, strongly consistent, one round trip.
+    async fn snapshot(
+        &self,
+        id: &MemberId,
+        scope: Option<&IdempotencyScope>,
+    ) -> Result<Snapshot, StoreError>;
+    async fn idempotency_record(
+        &self,
+        id: &MemberId,
+        scope: &IdempotencyScope,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    async fn member_by_referral_code(
+        &self,
+        code: &ReferralCode,
+    ) -> Result<Option<MemberId>, StoreError>;
+    async fn commit(&self, commit: Commit) -> Result<(), CommitError>;
+}
+
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// Up to `limit` entries with `seq < before_seq`, newest first.
+    async fn entries_before(
+        &self,
+        id: &MemberId,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>, StoreError>;
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PublishError {
+    /// Someone published another version first.
+    #[error("program version {0} already exists")]
+    VersionTaken(u64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[async_trait]
+pub trait ProgramStore: Send + Sync {
+    async fn active_program(&self) -> Result<Option<ActiveProgram>, StoreError>;
+    /// Stores `program` as the new active version; it must be exactly one past the current one.
+    async fn publish_program(&self, program: &ActiveProgram) -> Result<(), PublishError>;
+    /// Units redeemed so far for each limited-stock reward asked about.
+    async fn stock_used(&self, rewards: &[RewardId]) -> Result<HashMap<RewardId, u32>, StoreError>;
+}
+
+/// Everything the services need from storage.
+pub trait Store: MemberStore + LedgerStore + ProgramStore + 'static {}
+
+impl<T: MemberStore + LedgerStore + ProgramStore + 'static> Store for T {}

@@ -1,0 +1,327 @@
+//! The program document: earning rules, actions and the rewards catalog as versioned data. A new
+//! version applies to events recorded after it is published; each ledger entry keeps the version
+//! that priced it.
+
+mod earning;
+mod rewards;
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub use earning::{evaluate_action, evaluate_purchase, period_key, ActionCounts, PurchaseLine};
+pub use rewards::{Reward, RewardKind};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{ActionName, Category};
+use crate::money::Currency;
+use crate::Points;
+
+/// Upper bound for any single configured points figure; keeps sums far from overflow.
+pub const MAX_CONFIGURED_POINTS: Points = 10_000_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramDocument {
+    pub name: String,
+    pub currency: Currency,
+    /// The tier every member starts in.
+    pub base_tier: String,
+    #[serde(default)]
+    pub welcome_bonus: Points,
+    pub earning: SpendRule,
+    #[serde(default)]
+    pub actions: Vec<ActionRule>,
+    #[serde(default)]
+    pub rewards: Vec<Reward>,
+}
+
+/// Points for spend: `points_per_unit` for every `unit_minor` minor units, e.g. 1 point per 100
+/// cents. Multipliers are integer percentages (150 = 1.5×) so no float ever touches points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendRule {
+    pub points_per_unit: u32,
+    pub unit_minor: u32,
+    pub rounding: Rounding,
+    #[serde(default)]
+    pub excluded_categories: Vec<Category>,
+    #[serde(default)]
+    pub category_multipliers: Vec<CategoryMultiplier>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rounding {
+    /// Each rule's points are summed over the whole order, then rounded down once.
+    FloorPerOrder,
+    /// Each item line (and the unitemised rest of the order) is rounded down on its own.
+    FloorPerItem,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryMultiplier {
+    pub category: Category,
+    pub multiplier_percent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRule {
+    pub action: ActionName,
+    pub points: Points,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<ActionCap>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionCap {
+    pub count: u32,
+    pub per: CapPeriod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapPeriod {
+    Day,
+    Week,
+    Month,
+    Year,
+    Lifetime,
+}
+
+/// A published program: the document plus the version and time the store gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveProgram {
+    pub version: u64,
+    pub published_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub document: ProgramDocument,
+}
+
+impl ActiveProgram {
+    pub fn reward(&self, id: &str) -> Option<&Reward> {
+        self.document
+            .rewards
+            .iter()
+            .find(|r| r.reward_id.as_str() == id)
+    }
+
+    pub fn action(&self, action: &ActionName) -> Option<&ActionRule> {
+        self.document.actions.iter().find(|a| &a.action == action)
+    }
+}
+
+fn invalid(path: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidProgram, message).with_details(json!({ "path": path }))
+}
+
+fn check_points(path: &str, points: Points, min: Points) -> Result<(), ApiError> {
+    if points < min || points > MAX_CONFIGURED_POINTS {
+        return Err(invalid(
+            path,
+            format!("{path} must be between {min} and {MAX_CONFIGURED_POINTS}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_text(path: &str, text: &str, max: usize) -> Result<(), ApiError> {
+    let length = text.chars().count();
+    if text.trim().is_empty() || length > max || text.chars().any(char::is_control) {
+        return Err(invalid(
+            path,
+            format!("{path} must be 1 to {max} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl ProgramDocument {
+    /// Parses and validates a document. Every rule that could make earning ambiguous or
+    /// overflow is rejected here, so evaluation never has to.
+    pub fn parse(raw: &[u8]) -> Result<Self, ApiError> {
+        let document: Self = serde_json::from_slice(raw).map_err(|e| {
+            ApiError::new(ErrorCode::InvalidProgram, format!("program document: {e}"))
+        })?;
+        document.validate()?;
+        Ok(document)
+    }
+
+    pub fn validate(&self) -> Result<(), ApiError> {
+        check_text("name", &self.name, 100)?;
+        check_text("base_tier", &self.base_tier, 32)?;
+        check_points("welcome_bonus", self.welcome_bonus, 0)?;
+
+        let earning = &self.earning;
+        if !(1..=1_000).contains(&earning.points_per_unit) {
+            return Err(invalid(
+                "earning.points_per_unit",
+                "points_per_unit must be 1 to 1000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&earning.unit_minor) {
+            return Err(invalid(
+                "earning.unit_minor",
+                "unit_minor must be 1 to 1000000",
+            ));
+        }
+        let excluded: HashSet<&Category> = earning.excluded_categories.iter().collect();
+        if excluded.len() != earning.excluded_categories.len() {
+            return Err(invalid(
+                "earning.excluded_categories",
+                "a category is listed twice",
+            ));
+        }
+        let mut multiplied = HashSet::new();
+        for (i, m) in earning.category_multipliers.iter().enumerate() {
+            let path = format!("earning.category_multipliers[{i}]");
+            if !(100..=1_000).contains(&m.multiplier_percent) {
+                return Err(invalid(
+                    &path,
+                    "multiplier_percent must be 100 to 1000 (1× to 10×)",
+                ));
+            }
+            if !multiplied.insert(&m.category) {
+                return Err(invalid(
+                    &path,
+                    format!("category '{}' has two multipliers", m.category),
+                ));
+            }
+            if excluded.contains(&m.category) {
+                return Err(invalid(
+                    &path,
+                    format!("category '{}' is both excluded and multiplied", m.category),
+                ));
+            }
+        }
+
+        let mut actions = HashSet::new();
+        for (i, a) in self.actions.iter().enumerate() {
+            let path = format!("actions[{i}]");
+            if !actions.insert(&a.action) {
+                return Err(invalid(
+                    &path,
+                    format!("action '{}' is defined twice", a.action),
+                ));
+            }
+            check_points(&format!("{path}.points"), a.points, 1)?;
+            check_text(&format!("{path}.description"), &a.description, 200)?;
+            if a.cap.is_some_and(|cap| cap.count == 0) {
+                return Err(invalid(
+                    &path,
+                    "a cap must allow at least one action per period",
+                ));
+            }
+        }
+
+        let mut rewards = HashSet::new();
+        for (i, r) in self.rewards.iter().enumerate() {
+            let path = format!("rewards[{i}]");
+            if !rewards.insert(&r.reward_id) {
+                return Err(invalid(
+                    &path,
+                    format!("reward '{}' is defined twice", r.reward_id),
+                ));
+            }
+            r.validate(&path, self.currency)
+                .map_err(|message| invalid(&path, message))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const DEFAULT_PROGRAM: &str = include_str!("../../../../infra/program.default.json");
+
+    pub(crate) fn default_program() -> ActiveProgram {
+        ActiveProgram {
+            version: 1,
+            published_at: DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                .expect("date")
+                .with_timezone(&Utc),
+            document: ProgramDocument::parse(DEFAULT_PROGRAM.as_bytes())
+                .expect("default program is valid"),
+        }
+    }
+
+    #[test]
+    fn the_shipped_program_is_valid_and_has_a_varied_catalog() {
+        let program = default_program();
+        let kinds: HashSet<_> = program.document.rewards.iter().map(|r| r.kind).collect();
+        assert!(
+            kinds.len() >= 4,
+            "catalog needs at least four kinds of reward"
+        );
+        for action in [
+            "review",
+            "social_share",
+            "profile_completed",
+            "event_attended",
+        ] {
+            let name = ActionName::parse(action).expect("name");
+            assert!(
+                program.action(&name).and_then(|a| a.cap).is_some(),
+                "{action} needs a cap"
+            );
+        }
+        assert!(program.document.welcome_bonus > 0);
+    }
+
+    fn with(edit: impl FnOnce(&mut serde_json::Value)) -> Result<ProgramDocument, ApiError> {
+        let mut value: serde_json::Value = serde_json::from_str(DEFAULT_PROGRAM).expect("json");
+        edit(&mut value);
+        ProgramDocument::parse(value.to_string().as_bytes())
+    }
+
+    #[test]
+    fn bad_documents_are_rejected_with_a_reason() {
+        type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            ("unknown field", Box::new(|v| v["surprise"] = json!(1))),
+            (
+                "zero rate",
+                Box::new(|v| v["earning"]["points_per_unit"] = json!(0)),
+            ),
+            (
+                "negative bonus",
+                Box::new(|v| v["welcome_bonus"] = json!(-1)),
+            ),
+            ("bad currency", Box::new(|v| v["currency"] = json!("usd"))),
+            (
+                "multiplier 20x",
+                Box::new(|v| {
+                    v["earning"]["category_multipliers"][0]["multiplier_percent"] = json!(2000)
+                }),
+            ),
+            (
+                "duplicate reward",
+                Box::new(|v| {
+                    let first = v["rewards"][0].clone();
+                    v["rewards"].as_array_mut().expect("array").push(first);
+                }),
+            ),
+            (
+                "zero cap",
+                Box::new(|v| v["actions"][0]["cap"]["count"] = json!(0)),
+            ),
+            (
+                "free reward",
+                Box::new(|v| v["rewards"][0]["points_cost"] = json!(0)),
+            ),
+        ];
+        for (name, edit) in cases {
+            let error = with(edit).expect_err(name);
+            assert_eq!(error.code, ErrorCode::InvalidProgram, "{name}");
+            assert!(!error.message.is_empty(), "{name}");
+        }
+    }
+}

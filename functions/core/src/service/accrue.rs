@@ -1,0 +1,263 @@
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{member_not_found, parse_body, to_json, App, Attempt, Outcome};
+use crate::commands::{AccrualRequest, ItemRequest, MAX_ITEMS, MAX_QUANTITY};
+use crate::error::{ApiError, ErrorCode};
+use crate::idempotency::{fingerprint, IdempotencyRecord, IdempotencyScope, Operation};
+use crate::ids::{IdempotencyKey, MemberId};
+use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
+use crate::member::{Balance, Member};
+use crate::money::MAX_MINOR;
+use crate::ports::{Commit, Snapshot, Store};
+use crate::program::{evaluate_action, evaluate_purchase, ActiveProgram, PurchaseLine};
+use crate::Points;
+
+/// Clocks disagree; an event stamped a little ahead of ours is not a lie.
+const FUTURE_SKEW: Duration = Duration::minutes(5);
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccrualReceipt {
+    pub entry_id: String,
+    pub member_id: MemberId,
+    pub points: Points,
+    pub breakdown: Vec<BreakdownLine>,
+    pub balance: Balance,
+    pub program_version: u64,
+}
+
+/// What an accrual request earns, before it is applied to the member.
+struct Priced {
+    source: Source,
+    reason: String,
+    breakdown: Vec<BreakdownLine>,
+    updated_counts: Option<(String, crate::program::ActionCounts)>,
+}
+
+fn purchase_lines(
+    program: &ActiveProgram,
+    items: &[ItemRequest],
+) -> Result<Vec<PurchaseLine>, ApiError> {
+    if items.len() > MAX_ITEMS {
+        return Err(ApiError::invalid(
+            "items",
+            format!("an order may carry at most {MAX_ITEMS} items"),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let field = format!("items[{i}].amount");
+            let unit = item
+                .amount
+                .positive(&field)?
+                .in_currency(program.document.currency, &field)?;
+            if !(1..=MAX_QUANTITY).contains(&item.quantity) {
+                return Err(ApiError::invalid(
+                    &format!("items[{i}].quantity"),
+                    format!("quantity must be 1 to {MAX_QUANTITY}"),
+                ));
+            }
+            let line_minor = unit
+                .minor
+                .checked_mul(i64::from(item.quantity))
+                .filter(|line| *line <= MAX_MINOR)
+                .ok_or_else(|| ApiError::invalid(&field, "amount × quantity is too large"))?;
+            Ok(PurchaseLine {
+                sku: item.sku.clone(),
+                category: item.category.clone(),
+                line_minor,
+            })
+        })
+        .collect()
+}
+
+fn price(
+    program: &ActiveProgram,
+    member: &Member,
+    request: &AccrualRequest,
+    at: DateTime<Utc>,
+) -> Result<Priced, ApiError> {
+    match request {
+        AccrualRequest::Purchase {
+            order_id,
+            amount,
+            items,
+            ..
+        } => {
+            let amount = amount
+                .positive("amount")?
+                .in_currency(program.document.currency, "amount")?;
+            let lines = purchase_lines(program, items)?;
+            let breakdown = evaluate_purchase(
+                &program.document.earning,
+                program.document.currency,
+                amount.minor,
+                &lines,
+            )?;
+            Ok(Priced {
+                source: Source::Order {
+                    order_id: order_id.clone(),
+                    amount,
+                },
+                reason: format!("Purchase {order_id}"),
+                breakdown,
+                updated_counts: None,
+            })
+        }
+        AccrualRequest::Action {
+            action, reference, ..
+        } => {
+            let rule = program.action(action).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::UnknownAction,
+                    format!("the program has no action '{action}'"),
+                )
+                .with_details(serde_json::json!({ "action": action }))
+            })?;
+            let counts = member
+                .action_counts
+                .get(action.as_str())
+                .cloned()
+                .unwrap_or_default();
+            let (line, counts) = evaluate_action(rule, &counts, at)?;
+            Ok(Priced {
+                source: Source::Action {
+                    action: action.clone(),
+                    reference: reference.clone(),
+                },
+                reason: rule.description.clone(),
+                breakdown: vec![line],
+                updated_counts: Some((action.as_str().to_owned(), counts)),
+            })
+        }
+    }
+}
+
+impl<S: Store> App<S> {
+    /// Records a purchase or an action. Keyed by `Idempotency-Key` for retries and by the order
+    /// id (or action reference) for the business rule "an order earns once".
+    pub async fn accrue(
+        &self,
+        member_id: &MemberId,
+        key: Option<IdempotencyKey>,
+        body: &Value,
+        dry_run: bool,
+    ) -> Result<Outcome, ApiError> {
+        let request: AccrualRequest = parse_body(body)?;
+        let scope = match (key, dry_run) {
+            (Some(key), _) => Some(IdempotencyScope {
+                operation: Operation::Accrual,
+                key,
+            }),
+            (None, true) => None,
+            (None, false) => {
+                return Err(ApiError::new(
+                    ErrorCode::MissingIdempotencyKey,
+                    "accruals need an Idempotency-Key header",
+                ))
+            }
+        };
+        let now = self.now();
+        let occurred_at = request.occurred_at().unwrap_or(now);
+        if occurred_at > now + FUTURE_SKEW {
+            return Err(ApiError::invalid(
+                "occurred_at",
+                "occurred_at is in the future",
+            ));
+        }
+        let fingerprint = fingerprint(Operation::Accrual, body);
+
+        let mut attempt = 0;
+        loop {
+            let snapshot = match (&scope, dry_run) {
+                (Some(scope), false) => self.store().snapshot(member_id, Some(scope)).await?,
+                _ => Snapshot {
+                    member: self.store().member(member_id).await?,
+                    replay: None,
+                },
+            };
+            if let Some(record) = snapshot.replay {
+                return Ok(Outcome::Replayed(record.replay(&fingerprint)?));
+            }
+            let member = snapshot.member.ok_or_else(|| member_not_found(member_id))?;
+            let program = self.program().await?;
+            let priced = price(&program, &member, &request, occurred_at)?;
+            let points: Points = priced.breakdown.iter().map(|line| line.points).sum();
+
+            let mut next = member.with_entry(EntryType::Earn, points)?;
+            if let Some((action, counts)) = priced.updated_counts {
+                next.action_counts.insert(action, counts);
+            }
+            let entry = LedgerEntry {
+                entry_id: priced.source.entry_id(),
+                seq: next.last_seq,
+                member_id: member_id.clone(),
+                entry_type: EntryType::Earn,
+                points,
+                balance_after: next.balance.available,
+                reason: priced.reason,
+                breakdown: priced.breakdown,
+                source: priced.source,
+                program_version: program.version,
+                occurred_at,
+                recorded_at: now,
+            };
+            let response = to_json(&AccrualReceipt {
+                entry_id: entry.entry_id.clone(),
+                member_id: member_id.clone(),
+                points,
+                breakdown: entry.breakdown.clone(),
+                balance: next.balance,
+                program_version: program.version,
+            })?;
+            let Some(scope) = scope.as_ref().filter(|_| !dry_run) else {
+                return Ok(Outcome::Simulated(response));
+            };
+
+            let duplicate = match &entry.source {
+                Source::Action { .. } => (
+                    ErrorCode::DuplicateAction,
+                    "this action reference has already earned",
+                ),
+                _ => (
+                    ErrorCode::DuplicateOrder,
+                    "this order has already earned points",
+                ),
+            };
+            let entry_id = entry.entry_id.clone();
+            let commit = Commit {
+                member: next,
+                expected_version: Some(member.version),
+                idempotency: Some(IdempotencyRecord {
+                    operation: Operation::Accrual,
+                    key: scope.key.as_str().to_owned(),
+                    fingerprint: fingerprint.clone(),
+                    status: 201,
+                    response: response.clone(),
+                    entry_id: entry_id.clone(),
+                    created_at: now,
+                }),
+                entry: Some(entry),
+                claim_referral_code: false,
+                stock: None,
+            };
+            let result = match self.store().commit(commit).await {
+                Ok(()) => Attempt::Done(Outcome::Created(response)),
+                Err(error) => {
+                    self.settle(error, member_id, scope, &fingerprint, || {
+                        ApiError::new(duplicate.0, duplicate.1)
+                            .with_details(serde_json::json!({ "entry_id": entry_id }))
+                    })
+                    .await?
+                }
+            };
+            match result {
+                Attempt::Done(outcome) => return Ok(outcome),
+                Attempt::Retry => self.back_off(&mut attempt).await?,
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Application services: the use cases behind every route, generic over the store so they run
+//! the same against DynamoDB, the in-memory store, or a fault-injecting wrapper.
+
+mod accrue;
+mod enrol;
+mod program_admin;
+mod queries;
+mod redeem;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde_json::Value;
+use tokio::sync::RwLock;
+use tokio::time::Instant;
+
+pub use accrue::AccrualReceipt;
+pub use redeem::RedemptionReceipt;
+
+use crate::clock::Clock;
+use crate::error::{ApiError, ErrorCode};
+use crate::idempotency::IdempotencyScope;
+use crate::ids::MemberId;
+use crate::ports::{CommitError, Store, StoreError};
+use crate::program::ActiveProgram;
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// How long a function trusts its copy of the program before reading it again.
+    pub program_cache_ttl: Duration,
+    /// Attempts at a write that keeps losing races (stale member, transaction conflict).
+    pub max_attempts: u32,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            program_cache_ttl: Duration::from_secs(30),
+            max_attempts: 30,
+        }
+    }
+}
+
+/// The response of a keyed write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Written now.
+    Created(Value),
+    /// The same request was already applied; this is its original response.
+    Replayed(Value),
+    /// A dry run: what would have been written.
+    Simulated(Value),
+}
+
+pub(crate) enum Attempt<T> {
+    Done(T),
+    Retry,
+}
+
+pub struct App<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    config: AppConfig,
+    program: RwLock<Option<(Instant, Arc<ActiveProgram>)>>,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "store call failed");
+        ApiError::internal()
+    }
+}
+
+impl<S: Store> App<S> {
+    pub fn new(store: S, clock: Arc<dyn Clock>, config: AppConfig) -> Self {
+        Self {
+            store,
+            clock,
+            config,
+            program: RwLock::new(None),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The active program, from this environment's copy while it is fresh. On a store that has
+    /// never had a program, the shipped default is published as version 1, so a fresh deployment
+    /// works before anyone configures it.
+    pub async fn program(&self) -> Result<Arc<ActiveProgram>, ApiError> {
+        if let Some((fetched, program)) = self.program.read().await.as_ref() {
+            if fetched.elapsed() < self.config.program_cache_ttl {
+                return Ok(Arc::clone(program));
+            }
+        }
+        let program = match self.store.active_program().await? {
+            Some(program) => program,
+            None => self.publish_default_program().await?,
+        };
+        let program = Arc::new(program);
+        *self.program.write().await = Some((Instant::now(), Arc::clone(&program)));
+        Ok(program)
+    }
+
+    pub(crate) async fn forget_program(&self) {
+        *self.program.write().await = None;
+    }
+
+    /// Waits before attempt `attempt + 1`, or gives up with `concurrent_modification`. Full
+    /// jitter spreads racing writers apart so one of them wins each round.
+    pub(crate) async fn back_off(&self, attempt: &mut u32) -> Result<(), ApiError> {
+        *attempt += 1;
+        if *attempt >= self.config.max_attempts {
+            return Err(ApiError::new(
+                ErrorCode::ConcurrentModification,
+                "the member is being changed by other requests; retry with the same Idempotency-Key",
+            ));
+        }
+        let ceiling_ms = 2u64.saturating_pow((*attempt).min(6)).min(64);
+        let wait = rand::rng().random_range(0..=ceiling_ms * 1000);
+        tokio::time::sleep(Duration::from_micros(wait)).await;
+        Ok(())
+    }
+
+    /// What a failed keyed commit means for the caller.
+    pub(crate) async fn settle(
+        &self,
+        error: CommitError,
+        member: &MemberId,
+        scope: &IdempotencyScope,
+        fingerprint: &str,
+        duplicate: impl FnOnce() -> ApiError,
+    ) -> Result<Attempt<Outcome>, ApiError> {
+        match error {
+            CommitError::IdempotencyKeyTaken => {
+                match self.store.idempotency_record(member, scope).await? {
+                    Some(record) => Ok(Attempt::Done(Outcome::Replayed(
+                        record.replay(fingerprint)?,
+                    ))),
+                    None => Ok(Attempt::Retry),
+                }
+            }
+            CommitError::DuplicateEntry => Err(duplicate()),
+            CommitError::OutOfStock => Err(ApiError::new(
+                ErrorCode::RewardUnavailable,
+                "the reward is out of stock",
+            )),
+            CommitError::StaleMember | CommitError::Conflict | CommitError::ReferralCodeTaken => {
+                Ok(Attempt::Retry)
+            }
+            CommitError::MemberExists => Err(ApiError::new(
+                ErrorCode::MemberExists,
+                "the member already exists",
+            )),
+            CommitError::Store(error) => Err(error.into()),
+        }
+    }
+}
+
+pub(crate) fn member_not_found(id: &MemberId) -> ApiError {
+    ApiError::new(ErrorCode::MemberNotFound, format!("no member '{id}'"))
+        .with_details(serde_json::json!({ "member_id": id }))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|error| {
+        tracing::error!(%error, "response did not serialise");
+        ApiError::internal()
+    })
+}
+
+/// Parses a JSON body into a request type, naming what was wrong without echoing internals.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
+    T::deserialize(body).map_err(|e| ApiError::new(ErrorCode::ValidationError, e.to_string()))
+}

@@ -1,0 +1,191 @@
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::{member_not_found, parse_body, to_json, App, Attempt, Outcome};
+use crate::commands::RedemptionRequest;
+use crate::error::{ApiError, ErrorCode};
+use crate::idempotency::{fingerprint, IdempotencyRecord, IdempotencyScope, Operation};
+use crate::ids::{random_crockford, IdempotencyKey, MemberId, RewardId};
+use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
+use crate::member::Balance;
+use crate::ports::{Commit, StockClaim, Store};
+use crate::Points;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RedemptionReceipt {
+    pub redemption_id: String,
+    pub entry_id: String,
+    pub reward_id: RewardId,
+    pub points: Points,
+    /// What the customer hands over at the till or types at checkout.
+    pub code: String,
+    pub expires_at: DateTime<Utc>,
+    pub balance: Balance,
+}
+
+/// The redemption's id is derived from its business key (member + Idempotency-Key), so the same
+/// request retried can only ever name the same redemption.
+fn redemption_id(member: &MemberId, key: &IdempotencyKey) -> String {
+    let digest = Sha256::digest(format!("{member}\n{}", key.as_str()).as_bytes());
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("rdm_{hex}")
+}
+
+fn reward_code() -> String {
+    let raw = random_crockford(12);
+    format!("{}-{}-{}", &raw[0..4], &raw[4..8], &raw[8..12])
+}
+
+fn unavailable(message: String, reward: &RewardId) -> ApiError {
+    ApiError::new(ErrorCode::RewardUnavailable, message)
+        .with_details(json!({ "reward_id": reward }))
+}
+
+impl<S: Store> App<S> {
+    /// Spends points on a reward. The balance check is a condition of the write (the member's
+    /// version), so concurrent redemptions from several devices can never overdraw it.
+    pub async fn redeem(
+        &self,
+        member_id: &MemberId,
+        key: Option<IdempotencyKey>,
+        body: &Value,
+    ) -> Result<Outcome, ApiError> {
+        let request: RedemptionRequest = parse_body(body)?;
+        let key = key.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::MissingIdempotencyKey,
+                "redemptions need an Idempotency-Key header",
+            )
+        })?;
+        let redemption_id = redemption_id(member_id, &key);
+        let scope = IdempotencyScope {
+            operation: Operation::Redemption,
+            key,
+        };
+        let fingerprint = fingerprint(Operation::Redemption, body);
+        let now = self.now();
+
+        let mut attempt = 0;
+        loop {
+            let snapshot = self.store().snapshot(member_id, Some(&scope)).await?;
+            if let Some(record) = snapshot.replay {
+                return Ok(Outcome::Replayed(record.replay(&fingerprint)?));
+            }
+            let member = snapshot.member.ok_or_else(|| member_not_found(member_id))?;
+            let program = self.program().await?;
+            let reward_id = &request.reward_id;
+            let reward = program.reward(reward_id.as_str()).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::RewardNotFound,
+                    format!("no reward '{reward_id}'"),
+                )
+                .with_details(json!({ "reward_id": reward_id }))
+            })?;
+            reward
+                .redeemable(now, &member.tier)
+                .map_err(|why| unavailable(why, reward_id))?;
+            let redeemed_before = member
+                .reward_counts
+                .get(reward_id.as_str())
+                .copied()
+                .unwrap_or(0);
+            if reward
+                .per_member_limit
+                .is_some_and(|limit| redeemed_before >= limit)
+            {
+                return Err(unavailable(
+                    format!(
+                        "'{reward_id}' can be redeemed {} time(s) per member",
+                        reward.per_member_limit.unwrap_or(0)
+                    ),
+                    reward_id,
+                ));
+            }
+            let cost = reward.points_cost;
+            if member.balance.available < cost {
+                return Err(ApiError::new(
+                    ErrorCode::InsufficientPoints,
+                    format!(
+                        "'{reward_id}' costs {cost} points; {} available",
+                        member.balance.available
+                    ),
+                )
+                .with_details(json!({ "available": member.balance.available, "required": cost })));
+            }
+
+            let mut next = member.with_entry(EntryType::Redeem, -cost)?;
+            next.reward_counts
+                .insert(reward_id.as_str().to_owned(), redeemed_before + 1);
+            let code = reward_code();
+            let source = Source::Redemption {
+                redemption_id: redemption_id.clone(),
+                reward_id: reward_id.clone(),
+                code: code.clone(),
+            };
+            let entry = LedgerEntry {
+                entry_id: source.entry_id(),
+                seq: next.last_seq,
+                member_id: member_id.clone(),
+                entry_type: EntryType::Redeem,
+                points: -cost,
+                balance_after: next.balance.available,
+                reason: format!("Redeemed {}", reward.name),
+                breakdown: vec![BreakdownLine {
+                    rule: format!("reward:{reward_id}"),
+                    description: reward.name.clone(),
+                    points: -cost,
+                }],
+                source,
+                program_version: program.version,
+                occurred_at: now,
+                recorded_at: now,
+            };
+            let response = to_json(&RedemptionReceipt {
+                redemption_id: redemption_id.clone(),
+                entry_id: entry.entry_id.clone(),
+                reward_id: reward_id.clone(),
+                points: cost,
+                code,
+                expires_at: now + Duration::days(i64::from(reward.code_valid_days)),
+                balance: next.balance,
+            })?;
+            let commit = Commit {
+                member: next,
+                expected_version: Some(member.version),
+                idempotency: Some(IdempotencyRecord {
+                    operation: Operation::Redemption,
+                    key: scope.key.as_str().to_owned(),
+                    fingerprint: fingerprint.clone(),
+                    status: 201,
+                    response: response.clone(),
+                    entry_id: entry.entry_id.clone(),
+                    created_at: now,
+                }),
+                entry: Some(entry),
+                claim_referral_code: false,
+                stock: reward.stock.map(|stock| StockClaim {
+                    reward_id: reward_id.clone(),
+                    stock,
+                }),
+            };
+            let result = match self.store().commit(commit).await {
+                Ok(()) => Attempt::Done(Outcome::Created(response)),
+                Err(error) => {
+                    self.settle(error, member_id, &scope, &fingerprint, || {
+                        ApiError::new(
+                            ErrorCode::IdempotencyKeyReused,
+                            "this redemption was already recorded",
+                        )
+                    })
+                    .await?
+                }
+            };
+            match result {
+                Attempt::Done(outcome) => return Ok(outcome),
+                Attempt::Retry => self.back_off(&mut attempt).await?,
+            }
+        }
+    }
+}

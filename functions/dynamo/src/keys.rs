@@ -1,0 +1,68 @@
+//! The single-table layout. Everything about one member shares the partition `MEMBER#<id>`, so
+//! a points movement is a transaction within one partition.
+//!
+//! | item                | pk                | sk                          |
+//! |---------------------|-------------------|-----------------------------|
+//! | member              | `MEMBER#<id>`     | `PROFILE`                   |
+//! | ledger entry        | `MEMBER#<id>`     | `LEDGER#<seq, 20 digits>`   |
+//! | entry-id guard      | `MEMBER#<id>`     | `ENTRY#<entry id>`          |
+//! | idempotency record  | `MEMBER#<id>`     | `IDEM#<operation>#<key>`    |
+//! | referral code       | `REFCODE#<code>`  | `REFCODE`                   |
+//! | program (active)    | `PROGRAM`         | `ACTIVE`                    |
+//! | program (history)   | `PROGRAM`         | `VERSION#<version, 10 d.>`  |
+//! | reward stock        | `REWARD#<id>`     | `STOCK`                     |
+//!
+//! GSI1 (`gsi1pk`, `gsi1sk`, keys only) lists members by enrolment day: `ENROLLED#<yyyy-mm-dd>`.
+
+use loyalty_core::idempotency::IdempotencyScope;
+use loyalty_core::ids::{MemberId, ReferralCode, RewardId};
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const GSI1_PK: &str = "gsi1pk";
+pub const GSI1_SK: &str = "gsi1sk";
+
+pub const PROFILE: &str = "PROFILE";
+pub const LEDGER_PREFIX: &str = "LEDGER#";
+
+pub fn member_pk(id: &MemberId) -> String {
+    format!("MEMBER#{id}")
+}
+
+pub fn ledger_sk(seq: u64) -> String {
+    format!("{LEDGER_PREFIX}{seq:020}")
+}
+
+pub fn entry_guard_sk(entry_id: &str) -> String {
+    format!("ENTRY#{entry_id}")
+}
+
+pub fn idempotency_sk(operation: &str, key: &str) -> String {
+    format!("IDEM#{operation}#{key}")
+}
+
+pub fn scope_sk(scope: &IdempotencyScope) -> String {
+    idempotency_sk(scope.operation.as_str(), scope.key.as_str())
+}
+
+pub fn referral_pk(code: &ReferralCode) -> String {
+    format!("REFCODE#{}", code.as_str())
+}
+
+pub const REFERRAL_SK: &str = "REFCODE";
+pub const PROGRAM_PK: &str = "PROGRAM";
+pub const PROGRAM_ACTIVE_SK: &str = "ACTIVE";
+
+pub fn program_version_sk(version: u64) -> String {
+    format!("VERSION#{version:010}")
+}
+
+pub fn stock_pk(reward: &RewardId) -> String {
+    format!("REWARD#{reward}")
+}
+
+pub const STOCK_SK: &str = "STOCK";
+
+pub fn enrolled_gsi1pk(day: &str) -> String {
+    format!("ENROLLED#{day}")
+}

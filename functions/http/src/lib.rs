@@ -1,0 +1,210 @@
+//! API Gateway (HTTP API, payload 2.0) in front of the core services. Each Lambda function serves
+//! a subset of the routes; [`handle`] is generic over the store, so the same code runs on Lambda,
+//! in the local runner and in tests fed with real API Gateway events.
+
+mod body;
+mod routes;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use lambda_http::{service_fn, Body, Request, RequestExt, Response};
+use loyalty_core::ids::{IdempotencyKey, MemberId};
+use loyalty_core::ports::Store;
+use loyalty_core::service::Outcome;
+use loyalty_core::{ApiError, App, ErrorCode};
+use serde_json::{json, Value};
+
+pub use routes::{Function, Route};
+
+use body::{json_body, query, raw_body, DEFAULT_BODY_LIMIT, PROGRAM_BODY_LIMIT};
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// JSON logs, filtered by `RUST_LOG`; CloudWatch and the local runner both read them.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_current_span(false)
+        .with_target(false)
+        .try_init();
+}
+
+/// Serves `function`'s routes on the Lambda runtime. `app` is built once by the caller and lives
+/// for the whole execution environment.
+pub async fn run<S: Store>(app: App<S>, function: Function) -> Result<(), lambda_http::Error> {
+    let app = Arc::new(app);
+    lambda_http::run(service_fn(move |request: Request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Infallible>(handle(&app, function, request).await) }
+    }))
+    .await
+}
+
+fn respond(status: u16, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn outcome(outcome: Outcome) -> Response<Body> {
+    match outcome {
+        Outcome::Created(body) => respond(201, &body),
+        Outcome::Simulated(body) => respond(200, &body),
+        Outcome::Replayed(body) => {
+            let mut response = respond(201, &body);
+            response
+                .headers_mut()
+                .insert(REPLAYED_HEADER, http::HeaderValue::from_static("true"));
+            response
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|_| ApiError::internal())
+}
+
+fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, ApiError> {
+    request
+        .headers()
+        .get(IDEMPOTENCY_KEY)
+        .map(|value| {
+            let text = value.to_str().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidIdempotencyKey,
+                    "Idempotency-Key must be printable ASCII",
+                )
+            })?;
+            IdempotencyKey::parse(text)
+        })
+        .transpose()
+}
+
+/// Handles one request for `function`. Every failure becomes a JSON error with a stable code;
+/// nothing a client sends can make this panic or return a 5xx.
+pub async fn handle<S: Store>(
+    app: &App<S>,
+    function: Function,
+    request: Request,
+) -> Response<Body> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let result = match Route::resolve(&method, &path) {
+        Ok(route) if function.serves(&route) => dispatch(app, route, &request).await,
+        Ok(_) => Err(ApiError::new(
+            ErrorCode::RouteNotFound,
+            format!("{function:?} does not serve {method} {path}"),
+        )),
+        Err(error) => Err(error),
+    };
+    let response = result.unwrap_or_else(|error| respond(error.status(), &error.body()));
+    tracing::info!(
+        function = ?function,
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+async fn dispatch<S: Store>(
+    app: &App<S>,
+    route: Route,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    match route {
+        Route::Enrol => {
+            query(request, &[])?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            let member = app.enrol(loyalty_core::service::parse_body(&body)?).await?;
+            Ok(respond(201, &to_json(&member)?))
+        }
+        Route::GetMember(id) => {
+            query(request, &[])?;
+            let member = app.member_view(&MemberId::parse(&id)?).await?;
+            Ok(respond(200, &to_json(&member)?))
+        }
+        Route::Ledger(id) => {
+            let params = query(request, &["limit", "cursor"])?;
+            let limit = params
+                .get("limit")
+                .map(|raw| {
+                    raw.parse::<u32>()
+                        .map_err(|_| ApiError::invalid("limit", "limit must be a whole number"))
+                })
+                .transpose()?;
+            let page = app
+                .ledger_page(
+                    &MemberId::parse(&id)?,
+                    limit,
+                    params.get("cursor").map(String::as_str),
+                )
+                .await?;
+            Ok(respond(200, &to_json(&page)?))
+        }
+        Route::Accrue(id) => {
+            let params = query(request, &["dry_run"])?;
+            let dry_run = match params.get("dry_run").map(String::as_str) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => {
+                    return Err(ApiError::invalid(
+                        "dry_run",
+                        "dry_run must be true or false",
+                    ))
+                }
+            };
+            let member = MemberId::parse(&id)?;
+            let key = idempotency_key(request)?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            Ok(outcome(app.accrue(&member, key, &body, dry_run).await?))
+        }
+        Route::Redeem(id) => {
+            query(request, &[])?;
+            let member = MemberId::parse(&id)?;
+            let key = idempotency_key(request)?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            Ok(outcome(app.redeem(&member, key, &body).await?))
+        }
+        Route::ListRewards => {
+            query(request, &[])?;
+            let rewards = app.rewards().await?;
+            Ok(respond(200, &json!({ "rewards": to_json(&rewards)? })))
+        }
+        Route::CreateReward => {
+            query(request, &[])?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            Ok(respond(201, &to_json(&app.create_reward(&body).await?)?))
+        }
+        Route::GetProgram => {
+            query(request, &[])?;
+            Ok(respond(200, &to_json(&*app.program().await?)?))
+        }
+        Route::PutProgram => {
+            query(request, &[])?;
+            let raw = raw_body(request, PROGRAM_BODY_LIMIT)?;
+            Ok(respond(200, &to_json(&app.replace_program(raw).await?)?))
+        }
+    }
+}
+
+/// Query parameters as API Gateway parsed them (last value wins).
+pub(crate) fn query_parameters(request: &Request) -> Vec<(String, String)> {
+    let params = request.query_string_parameters();
+    params
+        .iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}

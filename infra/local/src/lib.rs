@@ -1,0 +1,13 @@
+//! Runs the SAM template's HTTP API on a developer machine: the table is created in DynamoDB
+//! Local from the template, and requests reach the functions' handlers in-process through the
+//! same API Gateway v2 events Lambda would deliver.
+
+pub mod error;
+pub mod gateway;
+pub mod server;
+pub mod tables;
+pub mod template;
+
+pub use error::LocalError;
+pub use server::LocalApi;
+pub use template::{FunctionDef, HttpRoute, TableDef, Template};

@@ -1,0 +1,110 @@
+//! A store wrapper that injects the faults DynamoDB Local never produces: transaction conflicts
+//! (nothing applied) and lost responses (applied, but the caller hears a conflict).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+use loyalty_core::idempotency::{IdempotencyRecord, IdempotencyScope};
+use loyalty_core::ids::{MemberId, ReferralCode, RewardId};
+use loyalty_core::ledger::LedgerEntry;
+use loyalty_core::member::Member;
+use loyalty_core::ports::{
+    Commit, CommitError, LedgerStore, MemberStore, ProgramStore, PublishError, Snapshot, StoreError,
+};
+use loyalty_core::program::ActiveProgram;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The transaction is refused with `TransactionConflict`; nothing is written.
+    Conflict,
+    /// The transaction is applied, then the response is lost and the caller sees a conflict.
+    LostResponse,
+}
+
+pub struct Flaky<S> {
+    inner: S,
+    fault: Fault,
+    remaining: AtomicU32,
+}
+
+impl<S> Flaky<S> {
+    /// Injects `fault` into the next `times` commits.
+    pub fn new(inner: S, fault: Fault, times: u32) -> Self {
+        Self {
+            inner,
+            fault,
+            remaining: AtomicU32::new(times),
+        }
+    }
+
+    fn take_fault(&self) -> bool {
+        self.remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+#[async_trait]
+impl<S: MemberStore> MemberStore for Flaky<S> {
+    async fn member(&self, id: &MemberId) -> Result<Option<Member>, StoreError> {
+        self.inner.member(id).await
+    }
+    async fn snapshot(
+        &self,
+        id: &MemberId,
+        scope: Option<&IdempotencyScope>,
+    ) -> Result<Snapshot, StoreError> {
+        self.inner.snapshot(id, scope).await
+    }
+    async fn idempotency_record(
+        &self,
+        id: &MemberId,
+        scope: &IdempotencyScope,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.inner.idempotency_record(id, scope).await
+    }
+    async fn member_by_referral_code(
+        &self,
+        code: &ReferralCode,
+    ) -> Result<Option<MemberId>, StoreError> {
+        self.inner.member_by_referral_code(code).await
+    }
+    async fn commit(&self, commit: Commit) -> Result<(), CommitError> {
+        if !self.take_fault() {
+            return self.inner.commit(commit).await;
+        }
+        match self.fault {
+            Fault::Conflict => Err(CommitError::Conflict),
+            Fault::LostResponse => {
+                self.inner.commit(commit).await?;
+                Err(CommitError::Conflict)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: LedgerStore> LedgerStore for Flaky<S> {
+    async fn entries_before(
+        &self,
+        id: &MemberId,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.inner.entries_before(id, before_seq, limit).await
+    }
+}
+
+#[async_trait]
+impl<S: ProgramStore> ProgramStore for Flaky<S> {
+    async fn active_program(&self) -> Result<Option<ActiveProgram>, StoreError> {
+        self.inner.active_program().await
+    }
+    async fn publish_program(&self, program: &ActiveProgram) -> Result<(), PublishError> {
+        self.inner.publish_program(program).await
+    }
+    async fn stock_used(&self, rewards: &[RewardId]) -> Result<HashMap<RewardId, u32>, StoreError> {
+        self.inner.stock_used(rewards).await
+    }
+}

@@ -1,0 +1,173 @@
+//! Shared set-up for the integration tests: a fresh DynamoDB Local table per test (named
+//! uniquely, so tests run in parallel), the app wired to it, and API Gateway v2 events built from
+//! the fixtures that ship with `aws_lambda_events`.
+
+pub mod events;
+pub mod flaky;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::Client;
+use loyalty_core::clock::{Clock, SystemClock};
+use loyalty_core::commands::EnrolRequest;
+use loyalty_core::ids::{IdempotencyKey, MemberId};
+use loyalty_core::member::Member;
+use loyalty_core::ports::Store;
+use loyalty_core::service::{AppConfig, Outcome};
+use loyalty_core::{ApiError, App};
+use loyalty_dynamo::DynamoStore;
+use serde_json::{json, Value};
+
+pub const ENDPOINT_ENV: &str = "LOYALTY_TEST_DYNAMODB";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A client for the DynamoDB Local the test command started. Built per test: each test has its
+/// own runtime, and a client's connection pool belongs to the runtime that made it.
+pub fn dynamodb_client() -> Client {
+    let endpoint = std::env::var(ENDPOINT_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{ENDPOINT_ENV} is not set, and these tests need DynamoDB Local. Run `make test` (it installs \
+             and starts it), or start one with `bash infra/scripts/dynamodb-local.sh start 8000` and \
+             export {ENDPOINT_ENV}=http://127.0.0.1:8000"
+        )
+    });
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .build();
+    Client::from_conf(config)
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+/// A new table with the template's definition, so tests exercise the schema that deploys.
+pub async fn fresh_table(client: &Client) -> String {
+    let template =
+        loyalty_local::template::Template::load(&repo_root().join("infra/template.yaml"))
+            .expect("infra/template.yaml parses");
+    let table = unique("t");
+    let definition = template
+        .tables
+        .first()
+        .expect("the template declares a table");
+    loyalty_local::tables::create_table(client, definition, &table)
+        .await
+        .expect("table created in DynamoDB Local");
+    table
+}
+
+pub struct TestApp {
+    pub app: Arc<App<DynamoStore>>,
+    pub store: DynamoStore,
+}
+
+pub async fn dynamo_store() -> DynamoStore {
+    let client = dynamodb_client();
+    let table = fresh_table(&client).await;
+    DynamoStore::new(client, table)
+}
+
+pub async fn test_app() -> TestApp {
+    test_app_with(Arc::new(SystemClock), AppConfig::default()).await
+}
+
+pub async fn test_app_with(clock: Arc<dyn Clock>, config: AppConfig) -> TestApp {
+    let store = dynamo_store().await;
+    TestApp {
+        app: Arc::new(App::new(store.clone(), clock, config)),
+        store,
+    }
+}
+
+pub fn member_id(raw: &str) -> MemberId {
+    MemberId::parse(raw).expect("valid member id")
+}
+
+pub fn key(raw: &str) -> Option<IdempotencyKey> {
+    Some(IdempotencyKey::parse(raw).expect("valid key"))
+}
+
+pub async fn enrol<S: Store>(app: &App<S>, id: &str) -> MemberId {
+    let request = EnrolRequest {
+        member_id: Some(member_id(id)),
+        email: None,
+        name: None,
+        referral_code: None,
+    };
+    app.enrol(request).await.expect("enrolled").member_id
+}
+
+pub fn purchase(order: &str, minor: i64) -> Value {
+    json!({ "kind": "purchase", "order_id": order, "amount": { "minor": minor, "currency": "USD" } })
+}
+
+pub async fn accrue<S: Store>(
+    app: &App<S>,
+    member: &MemberId,
+    idempotency_key: &str,
+    body: Value,
+) -> Result<Outcome, ApiError> {
+    app.accrue(member, key(idempotency_key), &body, false).await
+}
+
+pub async fn member_state<S: Store>(app: &App<S>, id: &MemberId) -> Member {
+    app.store()
+        .member(id)
+        .await
+        .expect("store answers")
+        .expect("member exists")
+}
+
+/// Walks the whole ledger through the public paging API and checks that it is a gap-free
+/// chain in which each entry's `balance_after` is the previous one plus its points.
+pub async fn audited_ledger<S: Store>(
+    app: &App<S>,
+    id: &MemberId,
+) -> Vec<loyalty_core::ledger::LedgerEntry> {
+    let mut entries = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = app
+            .ledger_page(id, Some(100), cursor.as_deref())
+            .await
+            .expect("ledger page");
+        entries.extend(page.entries);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    entries.reverse();
+    let mut running = 0;
+    for (i, entry) in entries.iter().enumerate() {
+        assert_eq!(
+            entry.seq,
+            i as u64 + 1,
+            "ledger has a gap before {}",
+            entry.entry_id
+        );
+        running += entry.points;
+        assert_eq!(
+            entry.balance_after, running,
+            "balance_after of {} breaks the chain",
+            entry.entry_id
+        );
+    }
+    entries
+}
+
+pub fn body(outcome: &Outcome) -> &Value {
+    match outcome {
+        Outcome::Created(v) | Outcome::Replayed(v) | Outcome::Simulated(v) => v,
+    }
+}
