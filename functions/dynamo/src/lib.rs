@@ -14,8 +14,8 @@ mod program;
 use std::sync::Arc;
 use std::time::Duration;
 
+
 use aws_sdk_dynamodb::Client;
-use loyalty_core::clock::SystemClock;
 use loyalty_core::service::AppConfig;
 use loyalty_core::App;
 
@@ -68,5 +68,5 @@ pub async fn app_from_env() -> Result<App<DynamoStore>, String> {
         program_cache_ttl: Duration::from_secs(cache_seconds),
         ..AppConfig::default()
     };
-    Ok(App::new(store, Arc::new(SystemClock), config))
+    Ok(App::new(store, loyalty_core::clock::clock_from_env()?, config))
 }
