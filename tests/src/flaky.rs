@@ -10,9 +10,10 @@ use loyalty_core::ids::{MemberId, ReferralCode, RewardId};
 use loyalty_core::ledger::LedgerEntry;
 use loyalty_core::member::Member;
 use loyalty_core::ports::{
-    Commit, CommitError, LedgerStore, MemberStore, ProgramStore, PublishError, Snapshot, StoreError,
+    Commit, CommitError, LedgerStore, MemberStore, ProgramStore, PublishError, Snapshot, StoreError, TierStore,
 };
 use loyalty_core::program::ActiveProgram;
+use loyalty_core::tiers::TierChange;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -106,5 +107,25 @@ impl<S: ProgramStore> ProgramStore for Flaky<S> {
     }
     async fn stock_used(&self, rewards: &[RewardId]) -> Result<HashMap<RewardId, u32>, StoreError> {
         self.inner.stock_used(rewards).await
+    }
+}
+
+#[async_trait]
+impl<S: TierStore> TierStore for Flaky<S> {
+    async fn tier_history(
+        &self,
+        id: &MemberId,
+        before: Option<chrono::DateTime<chrono::Utc>>,
+        limit: u32,
+    ) -> Result<Vec<TierChange>, StoreError> {
+        self.inner.tier_history(id, before, limit).await
+    }
+    async fn members_due(
+        &self,
+        day: chrono::NaiveDate,
+        shard: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
+        self.inner.members_due(day, shard, cursor).await
     }
 }

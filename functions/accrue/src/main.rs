@@ -1,9 +1,12 @@
-//! The `accrue` Lambda function. Wiring only: the SDK client and config are built once per
+//! The `accrue` Lambda function. Wiring only: config and SDK clients are built once per
 //! execution environment, then every request goes to the shared generic handler.
+
+use aws_config::BehaviorVersion;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     loyalty_http::init_tracing();
-    let app = loyalty_dynamo::app_from_env().await?;
+    let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let app = loyalty_dynamo::app_from_env(&aws)?.with_events(loyalty_sqs::events_from_env(&aws));
     loyalty_http::run(app, loyalty_http::Function::Accrue).await
 }

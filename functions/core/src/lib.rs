@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod commands;
 pub mod error;
+pub mod events;
 pub mod idempotency;
 pub mod ids;
 pub mod ledger;
@@ -14,6 +15,7 @@ pub mod money;
 pub mod ports;
 pub mod program;
 pub mod service;
+pub mod tiers;
 
 pub use error::{ApiError, ErrorCode};
 pub use service::App;

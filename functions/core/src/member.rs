@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::ids::{MemberId, ReferralCode};
 use crate::ledger::EntryType;
 use crate::program::ActionCounts;
+use crate::tiers::{QualifyingDays, TierProgress, TierRules, TierState};
 use crate::Points;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +52,11 @@ pub struct Member {
     /// Per reward, how many this member has redeemed (for per-member limits).
     #[serde(default)]
     pub reward_counts: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub tier_state: TierState,
+    /// Qualifying activity per day, within the longest tier window.
+    #[serde(default)]
+    pub qualifying: QualifyingDays,
 }
 
 impl Member {
@@ -83,7 +89,8 @@ impl Member {
         Ok(next)
     }
 
-    pub fn view(&self) -> MemberView {
+    /// What clients see, including where the member stands on the tier ladder on `now`'s day.
+    pub fn view(&self, rules: &TierRules, now: DateTime<Utc>) -> MemberView {
         MemberView {
             member_id: self.member_id.clone(),
             status: self.status,
@@ -93,7 +100,12 @@ impl Member {
             enrolled_at: self.enrolled_at,
             email: self.email.clone(),
             name: self.name.clone(),
+            tier_progress: self.tier_progress(rules, now),
         }
+    }
+
+    pub fn tier_progress(&self, rules: &TierRules, now: DateTime<Utc>) -> TierProgress {
+        crate::tiers::progress(rules, &self.tier, &self.tier_state, &self.qualifying, self.enrolled_at.date_naive(), now)
     }
 }
 
@@ -110,4 +122,5 @@ pub struct MemberView {
     pub email: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    pub tier_progress: TierProgress,
 }

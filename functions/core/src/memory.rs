@@ -11,8 +11,10 @@ use crate::ids::{MemberId, ReferralCode, RewardId};
 use crate::ledger::LedgerEntry;
 use crate::member::Member;
 use crate::ports::{
-    Commit, CommitError, LedgerStore, MemberStore, ProgramStore, PublishError, Snapshot, StoreError,
+    review_shard, Commit, CommitError, LedgerStore, MemberStore, ProgramStore, PublishError, Snapshot,
+    StoreError, TierStore,
 };
+use crate::tiers::TierChange;
 use crate::program::ActiveProgram;
 
 #[derive(Debug, Default)]
@@ -25,6 +27,7 @@ struct State {
     referral_codes: HashMap<String, MemberId>,
     stock_used: HashMap<RewardId, u32>,
     programs: Vec<ActiveProgram>,
+    tier_history: HashMap<MemberId, Vec<TierChange>>,
     commits: u64,
 }
 
@@ -141,6 +144,9 @@ impl MemberStore for MemoryStore {
             let key = format!("{}#{}", record.operation.as_str(), record.key);
             state.idempotency.insert((id.clone(), key), record);
         }
+        if let Some(change) = commit.tier_change {
+            state.tier_history.entry(id.clone()).or_default().push(change);
+        }
         if let Some(entry) = commit.entry {
             state
                 .entry_ids
@@ -203,5 +209,43 @@ impl ProgramStore for MemoryStore {
             .iter()
             .filter_map(|r| state.stock_used.get(r).map(|used| (r.clone(), *used)))
             .collect())
+    }
+}
+
+#[async_trait]
+impl TierStore for MemoryStore {
+    async fn tier_history(
+        &self,
+        id: &MemberId,
+        before: Option<chrono::DateTime<chrono::Utc>>,
+        limit: u32,
+    ) -> Result<Vec<TierChange>, StoreError> {
+        let state = self.state();
+        let mut changes: Vec<TierChange> = state
+            .tier_history
+            .get(id)
+            .map(|h| h.iter().filter(|c| before.is_none_or(|b| c.evaluated_at < b)).cloned().collect())
+            .unwrap_or_default();
+        changes.sort_by(|a, b| b.evaluated_at.cmp(&a.evaluated_at));
+        changes.truncate(limit as usize);
+        Ok(changes)
+    }
+
+    /// Walks every member: fine for the in-memory store, which the review index stands in for.
+    async fn members_due(
+        &self,
+        day: chrono::NaiveDate,
+        shard: u32,
+        _cursor: Option<String>,
+    ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
+        let state = self.state();
+        let mut due: Vec<MemberId> = state
+            .members
+            .values()
+            .filter(|m| m.tier_state.review_on == Some(day) && review_shard(&m.member_id) == shard)
+            .map(|m| m.member_id.clone())
+            .collect();
+        due.sort();
+        Ok((due, None))
     }
 }

@@ -14,6 +14,7 @@ use crate::ids::{MemberId, ReferralCode, RewardId};
 use crate::ledger::LedgerEntry;
 use crate::member::Member;
 use crate::program::ActiveProgram;
+use crate::tiers::TierChange;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("store unavailable: {0}")]
@@ -46,6 +47,8 @@ pub struct Commit {
     /// Reserve the member's referral code (on enrolment).
     pub claim_referral_code: bool,
     pub stock: Option<StockClaim>,
+    /// Recorded in the member's tier history, in the same write as the change itself.
+    pub tier_change: Option<TierChange>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -120,7 +123,46 @@ pub trait ProgramStore: Send + Sync {
     async fn stock_used(&self, rewards: &[RewardId]) -> Result<HashMap<RewardId, u32>, StoreError>;
 }
 
-/// Everything the services need from storage.
-pub trait Store: MemberStore + LedgerStore + ProgramStore + 'static {}
+/// Tier bookkeeping that is not on the member item.
+#[async_trait]
+pub trait TierStore: Send + Sync {
+    /// Up to `limit` tier changes, newest first, older than `before` when given.
+    async fn tier_history(
+        &self,
+        id: &MemberId,
+        before: Option<chrono::DateTime<chrono::Utc>>,
+        limit: u32,
+    ) -> Result<Vec<TierChange>, StoreError>;
+    /// One page of the members whose tier review falls on `day`, in shard `shard`, and the cursor
+    /// of the next page.
+    async fn members_due(
+        &self,
+        day: chrono::NaiveDate,
+        shard: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<MemberId>, Option<String>), StoreError>;
+}
 
-impl<T: MemberStore + LedgerStore + ProgramStore + 'static> Store for T {}
+/// Review dates are spread over this many index partitions so that one night's evaluations do
+/// not all land on one.
+pub const REVIEW_SHARDS: u32 = 16;
+
+/// Everything the services need from storage.
+pub trait Store: MemberStore + LedgerStore + ProgramStore + TierStore + 'static {}
+
+impl<T: MemberStore + LedgerStore + ProgramStore + TierStore + 'static> Store for T {}
+
+/// A queue the services send messages to (outgoing events, fan-out work). Bodies are JSON.
+#[async_trait]
+pub trait MessageQueue: Send + Sync {
+    async fn send(&self, bodies: Vec<String>) -> Result<(), StoreError>;
+}
+
+/// The review-index shard of a member: a stable hash, so a member's shard never moves.
+pub fn review_shard(id: &MemberId) -> u32 {
+    let hash = id
+        .as_str()
+        .bytes()
+        .fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
+    hash % REVIEW_SHARDS
+}

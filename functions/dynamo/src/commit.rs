@@ -23,6 +23,7 @@ pub enum Role {
     Idempotency,
     ReferralCode,
     Stock,
+    TierHistory,
 }
 
 const NEW_ITEM: &str = "attribute_not_exists(pk)";
@@ -83,6 +84,10 @@ impl DynamoStore {
                 items::s(commit.member.member_id.as_str()),
             );
             writes.push((Role::ReferralCode, put(table, code, NEW_ITEM)?));
+        }
+        if let Some(change) = &commit.tier_change {
+            let item = items::tier_change_item(&commit.member, change)?;
+            writes.push((Role::TierHistory, put(table, item, NEW_ITEM)?));
         }
         if let Some(claim) = &commit.stock {
             // A counter of units taken, checked against the stock the program sets now: raising
@@ -170,7 +175,7 @@ pub fn classify_cancellation(reasons: &[CancellationReason], roles: &[Role]) -> 
         .any(|r| r.code() == Some("TransactionConflict"))
     {
         CommitError::Conflict
-    } else if failed(Role::UpdateMember) || failed(Role::LedgerEntry) {
+    } else if failed(Role::UpdateMember) || failed(Role::LedgerEntry) || failed(Role::TierHistory) {
         CommitError::StaleMember
     } else {
         let codes: Vec<_> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();

@@ -9,6 +9,7 @@ use loyalty_core::ledger::LedgerEntry;
 use loyalty_core::member::Member;
 use loyalty_core::ports::StoreError;
 use loyalty_core::program::ActiveProgram;
+use loyalty_core::tiers::TierChange;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -44,7 +45,17 @@ pub(crate) fn member_item(member: &Member) -> Result<Item, StoreError> {
     let day = member.enrolled_at.format("%Y-%m-%d").to_string();
     item.insert(keys::GSI1_PK.to_owned(), s(keys::enrolled_gsi1pk(&day)));
     item.insert(keys::GSI1_SK.to_owned(), s(member.member_id.as_str()));
+    // Sparse: only members with a review date are in the review index.
+    if let Some(day) = member.tier_state.review_on {
+        let shard = loyalty_core::ports::review_shard(&member.member_id);
+        item.insert(keys::GSI2_PK.to_owned(), s(keys::review_gsi2pk(day, shard)));
+        item.insert(keys::GSI2_SK.to_owned(), s(member.member_id.as_str()));
+    }
     Ok(item)
+}
+
+pub(crate) fn tier_change_item(member: &Member, change: &TierChange) -> Result<Item, StoreError> {
+    to_item(change, keys::member_pk(&member.member_id), keys::tier_sk(change.evaluated_at))
 }
 
 pub(crate) fn entry_item(entry: &LedgerEntry) -> Result<Item, StoreError> {

@@ -12,7 +12,11 @@
 //! | program (history)   | `PROGRAM`         | `VERSION#<version, 10 d.>`  |
 //! | reward stock        | `REWARD#<id>`     | `STOCK`                     |
 //!
+//! | tier change         | `MEMBER#<id>`     | `TIER#<evaluated at, ms>`   |
+//!
 //! GSI1 (`gsi1pk`, `gsi1sk`, keys only) lists members by enrolment day: `ENROLLED#<yyyy-mm-dd>`.
+//! GSI2 (`gsi2pk`, `gsi2sk`, keys only, sparse) lists members by tier review day, spread over
+//! shards: `REVIEW#<yyyy-mm-dd>#<shard>`.
 
 use loyalty_core::idempotency::IdempotencyScope;
 use loyalty_core::ids::{MemberId, ReferralCode, RewardId};
@@ -21,6 +25,9 @@ pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 pub const GSI1_PK: &str = "gsi1pk";
 pub const GSI1_SK: &str = "gsi1sk";
+pub const GSI2: &str = "GSI2";
+pub const GSI2_PK: &str = "gsi2pk";
+pub const GSI2_SK: &str = "gsi2sk";
 
 pub const PROFILE: &str = "PROFILE";
 pub const LEDGER_PREFIX: &str = "LEDGER#";
@@ -65,4 +72,14 @@ pub const STOCK_SK: &str = "STOCK";
 
 pub fn enrolled_gsi1pk(day: &str) -> String {
     format!("ENROLLED#{day}")
+}
+
+pub fn review_gsi2pk(day: chrono::NaiveDate, shard: u32) -> String {
+    format!("REVIEW#{day}#{shard:02}")
+}
+
+pub const TIER_PREFIX: &str = "TIER#";
+
+pub fn tier_sk(at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{TIER_PREFIX}{}", at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }

@@ -10,6 +10,7 @@ pub mod keys;
 mod ledger;
 mod members;
 mod program;
+mod tiers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +55,7 @@ impl DynamoStore {
 
 /// Reads `TABLE_NAME` and `PROGRAM_CACHE_SECONDS`. Called once per execution environment: the
 /// SDK client and its connection pool live as long as the environment does.
-pub async fn app_from_env() -> Result<App<DynamoStore>, String> {
+pub fn app_from_env(aws: &aws_config::SdkConfig) -> Result<App<DynamoStore>, String> {
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set".to_owned())?;
     let cache_seconds = match std::env::var("PROGRAM_CACHE_SECONDS") {
         Ok(raw) => raw
@@ -62,8 +63,7 @@ pub async fn app_from_env() -> Result<App<DynamoStore>, String> {
             .map_err(|_| format!("PROGRAM_CACHE_SECONDS '{raw}' is not a number"))?,
         Err(_) => AppConfig::default().program_cache_ttl.as_secs(),
     };
-    let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = DynamoStore::new(Client::new(&sdk_config), table);
+    let store = DynamoStore::new(Client::new(aws), table);
     let config = AppConfig {
         program_cache_ttl: Duration::from_secs(cache_seconds),
         ..AppConfig::default()

@@ -178,6 +178,29 @@ async fn dispatch<S: Store>(
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
             Ok(outcome(app.redeem(&member, key, &body).await?))
         }
+        Route::TierHistory(id) => {
+            let params = query(request, &["limit", "cursor"])?;
+            let limit = params
+                .get("limit")
+                .map(|raw| raw.parse::<u32>().map_err(|_| ApiError::invalid("limit", "limit must be a whole number")))
+                .transpose()?;
+            let page = app
+                .tier_history(&MemberId::parse(&id)?, limit, params.get("cursor").map(String::as_str))
+                .await?;
+            Ok(respond(200, &to_json(&page)?))
+        }
+        Route::EvaluateTier(id) => {
+            query(request, &[])?;
+            let evaluation = app.evaluate_tier(&MemberId::parse(&id)?).await?;
+            Ok(respond(200, &to_json(&evaluation)?))
+        }
+        Route::GrantTier(id) => {
+            query(request, &[])?;
+            let member = MemberId::parse(&id)?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            let grant = loyalty_core::service::parse_body(&body)?;
+            Ok(respond(200, &to_json(&app.grant_tier(&member, grant).await?)?))
+        }
         Route::ListRewards => {
             query(request, &[])?;
             let rewards = app.rewards().await?;

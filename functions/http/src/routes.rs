@@ -39,7 +39,12 @@ impl Function {
             (self, route),
             (
                 Self::Members,
-                Route::Enrol | Route::GetMember(_) | Route::Ledger(_)
+                Route::Enrol
+                    | Route::GetMember(_)
+                    | Route::Ledger(_)
+                    | Route::TierHistory(_)
+                    | Route::EvaluateTier(_)
+                    | Route::GrantTier(_)
             ) | (Self::Accrue, Route::Accrue(_))
                 | (Self::Redeem, Route::Redeem(_))
                 | (
@@ -62,6 +67,9 @@ pub enum Route {
     Ledger(String),
     Accrue(String),
     Redeem(String),
+    TierHistory(String),
+    EvaluateTier(String),
+    GrantTier(String),
     ListRewards,
     CreateReward,
     GetProgram,
@@ -91,6 +99,18 @@ impl Route {
             ["v1", "members", id, "redemptions"] => (
                 Some(Route::Redeem((*id).to_owned())).filter(|_| method == Method::POST),
                 "POST",
+            ),
+            ["v1", "members", id, "tier-history"] => (
+                Some(Route::TierHistory((*id).to_owned())).filter(|_| method == Method::GET),
+                "GET",
+            ),
+            ["v1", "members", id, "tier-evaluation"] => (
+                Some(Route::EvaluateTier((*id).to_owned())).filter(|_| method == Method::POST),
+                "POST",
+            ),
+            ["v1", "admin", "members", id, "tier"] => (
+                Some(Route::GrantTier((*id).to_owned())).filter(|_| method == Method::PUT),
+                "PUT",
             ),
             ["v1", "rewards"] => (
                 Some(Route::ListRewards).filter(|_| method == Method::GET),
@@ -135,6 +155,9 @@ mod tests {
             (Method::POST, "/v1/members", Function::Members),
             (Method::GET, "/v1/members/m1", Function::Members),
             (Method::GET, "/v1/members/m1/ledger", Function::Members),
+            (Method::GET, "/v1/members/m1/tier-history", Function::Members),
+            (Method::POST, "/v1/members/m1/tier-evaluation", Function::Members),
+            (Method::PUT, "/v1/admin/members/m1/tier", Function::Members),
             (Method::POST, "/v1/members/m1/accruals", Function::Accrue),
             (Method::POST, "/v1/members/m1/redemptions", Function::Redeem),
             (Method::GET, "/v1/rewards", Function::Rewards),

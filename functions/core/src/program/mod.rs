@@ -17,6 +17,7 @@ pub use rewards::{Reward, RewardKind};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ActionName, Category};
 use crate::money::Currency;
+use crate::tiers::TierRules;
 use crate::Points;
 
 /// Upper bound for any single configured points figure; keeps sums far from overflow.
@@ -27,8 +28,8 @@ pub const MAX_CONFIGURED_POINTS: Points = 10_000_000;
 pub struct ProgramDocument {
     pub name: String,
     pub currency: Currency,
-    /// The tier every member starts in.
-    pub base_tier: String,
+    /// The tier ladder; every member starts in its first level.
+    pub tiers: TierRules,
     #[serde(default)]
     pub welcome_bonus: Points,
     pub earning: SpendRule,
@@ -155,7 +156,12 @@ impl ProgramDocument {
 
     pub fn validate(&self) -> Result<(), ApiError> {
         check_text("name", &self.name, 100)?;
-        check_text("base_tier", &self.base_tier, 32)?;
+        self.tiers.validate().map_err(|message| invalid("tiers", message))?;
+        for (i, r) in self.rewards.iter().enumerate() {
+            if let Some(tier) = r.tiers.iter().find(|t| self.tiers.rank(t).is_none()) {
+                return Err(invalid(&format!("rewards[{i}].tiers"), format!("no tier '{tier}' in the ladder")));
+            }
+        }
         check_points("welcome_bonus", self.welcome_bonus, 0)?;
 
         let earning = &self.earning;

@@ -12,6 +12,8 @@ use crate::member::{Balance, Member};
 use crate::money::MAX_MINOR;
 use crate::ports::{Commit, Snapshot, Store};
 use crate::program::{evaluate_action, evaluate_purchase, ActiveProgram, PurchaseLine};
+use crate::events::DomainEvent;
+use crate::tiers::{evaluate, multiplier_bonus, record, Measure};
 use crate::Points;
 
 /// Clocks disagree; an event stamped a little ahead of ours is not a lie.
@@ -24,11 +26,14 @@ pub struct AccrualReceipt {
     pub points: Points,
     pub breakdown: Vec<BreakdownLine>,
     pub balance: Balance,
+    pub tier: String,
     pub program_version: u64,
 }
 
 /// What an accrual request earns, before it is applied to the member.
 struct Priced {
+    /// Eligible spend in minor units (zero for actions), for spend-based tiers.
+    qualifying_spend: i64,
     source: Source,
     reason: String,
     breakdown: Vec<BreakdownLine>,
@@ -97,7 +102,13 @@ fn price(
                 amount.minor,
                 &lines,
             )?;
+            let excluded: i64 = lines
+                .iter()
+                .filter(|l| program.document.earning.excluded_categories.contains(&l.category))
+                .map(|l| l.line_minor)
+                .sum();
             Ok(Priced {
+                qualifying_spend: amount.minor - excluded,
                 source: Source::Order {
                     order_id: order_id.clone(),
                     amount,
@@ -124,6 +135,7 @@ fn price(
                 .unwrap_or_default();
             let (line, counts) = evaluate_action(rule, &counts, at)?;
             Ok(Priced {
+                qualifying_spend: 0,
                 source: Source::Action {
                     action: action.clone(),
                     reference: reference.clone(),
@@ -185,12 +197,45 @@ impl<S: Store> App<S> {
             let member = snapshot.member.ok_or_else(|| member_not_found(member_id))?;
             let program = self.program().await?;
             let priced = price(&program, &member, &request, occurred_at)?;
-            let points: Points = priced.breakdown.iter().map(|line| line.points).sum();
+            let tiers = &program.document.tiers;
+            let mut breakdown = priced.breakdown;
+            let activity: Points = breakdown.iter().map(|line| line.points).sum();
+            // The tier multiplier rewards spend; actions earn their fixed amounts.
+            if let (Source::Order { .. }, Some(level)) = (&priced.source, tiers.level(&member.tier)) {
+                let bonus = multiplier_bonus(activity, level.earn_multiplier_percent);
+                if bonus > 0 {
+                    breakdown.push(BreakdownLine {
+                        rule: format!("tier_multiplier:{}", level.tier_id),
+                        description: format!("{} members earn {}% on spend", level.name, level.earn_multiplier_percent),
+                        points: bonus,
+                    });
+                }
+            }
+            let points: Points = breakdown.iter().map(|line| line.points).sum();
 
             let mut next = member.with_entry(EntryType::Earn, points)?;
             if let Some((action, counts)) = priced.updated_counts {
                 next.action_counts.insert(action, counts);
             }
+            let qualifying = match tiers.measure {
+                Measure::Spend => priced.qualifying_spend,
+                Measure::Points => activity,
+            };
+            record(&mut next.qualifying, occurred_at.date_naive(), qualifying, now.date_naive());
+            // Crossing a threshold upgrades in this same write; the next accrual earns at the
+            // new multiplier. Downgrades are left to the evaluation job.
+            let decision = evaluate(
+                tiers,
+                &member.tier,
+                &member.tier_state,
+                &next.qualifying,
+                member.enrolled_at.date_naive(),
+                now,
+                false,
+            );
+            next.tier = decision.tier;
+            next.tier_state = decision.state;
+            let tier_change = decision.change;
             let entry = LedgerEntry {
                 entry_id: priced.source.entry_id(),
                 seq: next.last_seq,
@@ -199,7 +244,7 @@ impl<S: Store> App<S> {
                 points,
                 balance_after: next.balance.available,
                 reason: priced.reason,
-                breakdown: priced.breakdown,
+                breakdown,
                 source: priced.source,
                 program_version: program.version,
                 occurred_at,
@@ -211,6 +256,7 @@ impl<S: Store> App<S> {
                 points,
                 breakdown: entry.breakdown.clone(),
                 balance: next.balance,
+                tier: next.tier.clone(),
                 program_version: program.version,
             })?;
             let Some(scope) = scope.as_ref().filter(|_| !dry_run) else {
@@ -243,9 +289,14 @@ impl<S: Store> App<S> {
                 entry: Some(entry),
                 claim_referral_code: false,
                 stock: None,
+                tier_change: tier_change.clone(),
             };
             let result = match self.store().commit(commit).await {
-                Ok(()) => Attempt::Done(Outcome::Created(response)),
+                Ok(()) => {
+                    let events = tier_change.iter().map(|c| DomainEvent::tier_changed(member_id, c)).collect();
+                    self.publish_events(events).await;
+                    Attempt::Done(Outcome::Created(response))
+                }
                 Err(error) => {
                     self.settle(error, member_id, scope, &fingerprint, || {
                         ApiError::new(duplicate.0, duplicate.1)

@@ -38,7 +38,7 @@ impl<S: Store> App<S> {
             let fresh = Member {
                 member_id: member_id.clone(),
                 status: MemberStatus::Active,
-                tier: program.document.base_tier.clone(),
+                tier: program.document.tiers.base().tier_id.clone(),
                 email: request.email.clone(),
                 name: request.name.clone(),
                 referral_code: ReferralCode::generate(),
@@ -49,6 +49,8 @@ impl<S: Store> App<S> {
                 last_seq: 0,
                 action_counts: Default::default(),
                 reward_counts: Default::default(),
+                tier_state: Default::default(),
+                qualifying: Default::default(),
             };
             let bonus = program.document.welcome_bonus;
             let (member, entry) = if bonus > 0 {
@@ -89,9 +91,10 @@ impl<S: Store> App<S> {
                 idempotency: None,
                 claim_referral_code: true,
                 stock: None,
+                tier_change: None,
             };
             match self.store().commit(commit).await {
-                Ok(()) => return Ok(member.view()),
+                Ok(()) => return Ok(member.view(&program.document.tiers, now)),
                 Err(CommitError::MemberExists) => {
                     return Err(ApiError::new(
                         ErrorCode::MemberExists,
@@ -118,6 +121,7 @@ impl<S: Store> App<S> {
             .member(id)
             .await?
             .ok_or_else(|| member_not_found(id))?;
-        Ok(member.view())
+        let program = self.program().await?;
+        Ok(member.view(&program.document.tiers, self.now()))
     }
 }

@@ -6,6 +6,7 @@ mod enrol;
 mod program_admin;
 mod queries;
 mod redeem;
+mod tiers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,8 @@ use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::idempotency::IdempotencyScope;
 use crate::ids::MemberId;
-use crate::ports::{CommitError, Store, StoreError};
+use crate::events::{DomainEvent, LogQueue};
+use crate::ports::{CommitError, MessageQueue, Store, StoreError};
 use crate::program::ActiveProgram;
 
 #[derive(Debug, Clone)]
@@ -64,6 +66,7 @@ pub struct App<S> {
     clock: Arc<dyn Clock>,
     config: AppConfig,
     program: RwLock<Option<(Instant, Arc<ActiveProgram>)>>,
+    events: Arc<dyn MessageQueue>,
 }
 
 impl From<StoreError> for ApiError {
@@ -80,6 +83,25 @@ impl<S: Store> App<S> {
             clock,
             config,
             program: RwLock::new(None),
+            events: Arc::new(LogQueue),
+        }
+    }
+
+    /// Sends outgoing events to `queue` instead of the log.
+    pub fn with_events(mut self, queue: Arc<dyn MessageQueue>) -> Self {
+        self.events = queue;
+        self
+    }
+
+    /// Sends events about changes already stored. A failure here cannot undo the change, so it
+    /// is logged loudly; the event ids let a later resend be de-duplicated downstream.
+    pub(crate) async fn publish_events(&self, events: Vec<DomainEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let bodies: Vec<String> = events.iter().filter_map(|e| serde_json::to_string(e).ok()).collect();
+        if let Err(error) = self.events.send(bodies).await {
+            tracing::error!(%error, ?events, "stored change but could not send its events");
         }
     }
 

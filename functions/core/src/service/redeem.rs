@@ -169,6 +169,7 @@ impl<S: Store> App<S> {
                     reward_id: reward_id.clone(),
                     stock,
                 }),
+                tier_change: None,
             };
             let result = match self.store().commit(commit).await {
                 Ok(()) => Attempt::Done(Outcome::Created(response)),

@@ -1,0 +1,92 @@
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use chrono::{DateTime, NaiveDate, Utc};
+use loyalty_core::ids::MemberId;
+use loyalty_core::ports::{StoreError, TierStore};
+use loyalty_core::tiers::TierChange;
+
+use crate::capacity::Units;
+use crate::items::{self, s};
+use crate::{keys, DynamoStore};
+
+fn query_error(e: impl std::fmt::Debug + std::fmt::Display) -> StoreError {
+    StoreError(format!("Query: {e}"))
+}
+
+/// Review-index pages continue from DynamoDB's `LastEvaluatedKey`, carried as JSON text.
+fn encode_cursor(key: HashMap<String, AttributeValue>) -> Option<String> {
+    let plain: HashMap<String, String> = key.into_iter().filter_map(|(k, v)| v.as_s().ok().map(|s| (k, s.clone()))).collect();
+    serde_json::to_string(&plain).ok()
+}
+
+fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let plain: HashMap<String, String> =
+        serde_json::from_str(cursor).map_err(|_| StoreError("bad review cursor".into()))?;
+    Ok(plain.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect())
+}
+
+#[async_trait]
+impl TierStore for DynamoStore {
+    async fn tier_history(&self, id: &MemberId, before: Option<DateTime<Utc>>, limit: u32) -> Result<Vec<TierChange>, StoreError> {
+        let high = match before {
+            Some(before) => keys::tier_sk(before),
+            // Just past every "TIER#<time>" key.
+            None => format!("{}~", keys::TIER_PREFIX),
+        };
+        let output = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#sk", keys::SK)
+            .expression_attribute_values(":pk", s(keys::member_pk(id)))
+            .expression_attribute_values(":low", s(keys::TIER_PREFIX))
+            .expression_attribute_values(":high", s(high.clone()))
+            .scan_index_forward(false)
+            .limit(limit as i32 + 1)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| query_error(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        self.meter.record(Units::Read, output.consumed_capacity());
+        // BETWEEN is inclusive; the cursor's own change was on the previous page.
+        let items = output.items.unwrap_or_default().into_iter().filter(|item| {
+            item.get(keys::SK).and_then(|v| v.as_s().ok()).is_some_and(|sk| *sk != high)
+        });
+        items.take(limit as usize).map(items::from_item).collect()
+    }
+
+    async fn members_due(
+        &self,
+        day: NaiveDate,
+        shard: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .index_name(keys::GSI2)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", keys::GSI2_PK)
+            .expression_attribute_values(":pk", s(keys::review_gsi2pk(day, shard)))
+            .set_exclusive_start_key(cursor.as_deref().map(decode_cursor).transpose()?)
+            .limit(500)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| query_error(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        self.meter.record(Units::Read, output.consumed_capacity());
+        let members = output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| item.get(keys::GSI2_SK).and_then(|v| v.as_s().ok()))
+            .map(|id| MemberId::parse(id).map_err(|e| StoreError(e.message)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((members, output.last_evaluated_key.and_then(encode_cursor)))
+    }
+}
