@@ -10,7 +10,8 @@ use loyalty_core::ids::{MemberId, ReferralCode, RewardId};
 use loyalty_core::ledger::LedgerEntry;
 use loyalty_core::member::Member;
 use loyalty_core::ports::{
-    Commit, CommitError, LedgerStore, MemberStore, ProgramStore, PublishError, Snapshot, StoreError, TierStore,
+    Commit, CommitError, LedgerStore, MemberStore, ProgramStore, PublishError, Record, RecordStore, RecordWrite,
+    Snapshot, StoreError, TierStore,
 };
 use loyalty_core::program::ActiveProgram;
 use loyalty_core::tiers::TierChange;
@@ -71,14 +72,14 @@ impl<S: MemberStore> MemberStore for Flaky<S> {
     ) -> Result<Option<MemberId>, StoreError> {
         self.inner.member_by_referral_code(code).await
     }
-    async fn commit(&self, commit: Commit) -> Result<(), CommitError> {
+        async fn transact(&self, commits: Vec<Commit>, records: Vec<RecordWrite>) -> Result<(), CommitError> {
         if !self.take_fault() {
-            return self.inner.commit(commit).await;
+            return self.inner.transact(commits, records).await;
         }
         match self.fault {
             Fault::Conflict => Err(CommitError::Conflict),
             Fault::LostResponse => {
-                self.inner.commit(commit).await?;
+                self.inner.transact(commits, records).await?;
                 Err(CommitError::Conflict)
             }
         }
@@ -127,5 +128,24 @@ impl<S: TierStore> TierStore for Flaky<S> {
         cursor: Option<String>,
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
         self.inner.members_due(day, shard, cursor).await
+    }
+}
+
+#[async_trait]
+impl<S: RecordStore> RecordStore for Flaky<S> {
+    async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        self.inner.record(kind, id).await
+    }
+    async fn records_of(&self, kind: &str, owner: &str, limit: u32) -> Result<Vec<Record>, StoreError> {
+        self.inner.records_of(kind, owner, limit).await
+    }
+    async fn records_due(
+        &self,
+        kind: &str,
+        day: chrono::NaiveDate,
+        shard: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        self.inner.records_due(kind, day, shard, cursor).await
     }
 }

@@ -11,7 +11,7 @@ use crate::ids::{MemberId, ReferralCode, RewardId};
 use crate::ledger::LedgerEntry;
 use crate::member::Member;
 use crate::ports::{
-    review_shard, Commit, CommitError, LedgerStore, MemberStore, ProgramStore, PublishError, Snapshot,
+    review_shard, shard_of, Commit, CommitError, Expect, Record, RecordStore, RecordWrite, LedgerStore, MemberStore, ProgramStore, PublishError, Snapshot,
     StoreError, TierStore,
 };
 use crate::tiers::TierChange;
@@ -28,6 +28,7 @@ struct State {
     stock_used: HashMap<RewardId, u32>,
     programs: Vec<ActiveProgram>,
     tier_history: HashMap<MemberId, Vec<TierChange>>,
+    records: HashMap<(String, String), Record>,
     commits: u64,
 }
 
@@ -94,72 +95,122 @@ impl MemberStore for MemoryStore {
         Ok(self.state().referral_codes.get(code.as_str()).cloned())
     }
 
-    async fn commit(&self, commit: Commit) -> Result<(), CommitError> {
+    async fn transact(&self, commits: Vec<Commit>, records: Vec<RecordWrite>) -> Result<(), CommitError> {
         let mut state = self.state();
-        let id = commit.member.member_id.clone();
-        match (commit.expected_version, state.members.get(&id)) {
+        for commit in &commits {
+            state.check(commit)?;
+        }
+        for write in &records {
+            let current = state.records.get(&(write.record.kind.clone(), write.record.id.clone()));
+            let holds = match (write.expect, current) {
+                (Expect::Absent, None) => true,
+                (Expect::Version(v), Some(existing)) => existing.version == v,
+                _ => false,
+            };
+            if !holds {
+                return Err(CommitError::RecordConflict { kind: write.record.kind.clone(), id: write.record.id.clone() });
+            }
+        }
+        for commit in commits {
+            state.apply(commit);
+        }
+        for write in records {
+            state.records.insert((write.record.kind.clone(), write.record.id.clone()), write.record);
+        }
+        state.commits += 1;
+        Ok(())
+    }
+}
+
+impl State {
+    fn check(&self, commit: &Commit) -> Result<(), CommitError> {
+        let id = &commit.member.member_id;
+        match (commit.expected_version, self.members.get(id)) {
             (None, Some(_)) => return Err(CommitError::MemberExists),
             (Some(_), None) => return Err(CommitError::StaleMember),
-            (Some(expected), Some(current)) if current.version != expected => {
-                return Err(CommitError::StaleMember)
-            }
+            (Some(expected), Some(current)) if current.version != expected => return Err(CommitError::StaleMember),
             _ => {}
         }
         if let Some(record) = &commit.idempotency {
             let key = format!("{}#{}", record.operation.as_str(), record.key);
-            if state.idempotency.contains_key(&(id.clone(), key)) {
+            if self.idempotency.contains_key(&(id.clone(), key)) {
                 return Err(CommitError::IdempotencyKeyTaken);
             }
         }
         if let Some(entry) = &commit.entry {
-            if state
-                .entry_ids
-                .contains_key(&(id.clone(), entry.entry_id.clone()))
-            {
+            if self.entry_ids.contains_key(&(id.clone(), entry.entry_id.clone())) {
                 return Err(CommitError::DuplicateEntry);
             }
         }
-        if commit.claim_referral_code
-            && state
-                .referral_codes
-                .contains_key(commit.member.referral_code.as_str())
-        {
+        if commit.claim_referral_code && self.referral_codes.contains_key(commit.member.referral_code.as_str()) {
             return Err(CommitError::ReferralCodeTaken);
         }
         if let Some(claim) = &commit.stock {
-            if state.stock_used.get(&claim.reward_id).copied().unwrap_or(0) >= claim.stock {
+            if self.stock_used.get(&claim.reward_id).copied().unwrap_or(0) >= claim.stock {
                 return Err(CommitError::OutOfStock);
             }
         }
+        Ok(())
+    }
 
+    fn apply(&mut self, commit: Commit) {
+        let id = commit.member.member_id.clone();
         if let Some(claim) = commit.stock {
-            *state.stock_used.entry(claim.reward_id).or_default() += 1;
+            *self.stock_used.entry(claim.reward_id).or_default() += 1;
         }
         if commit.claim_referral_code {
-            state
-                .referral_codes
-                .insert(commit.member.referral_code.as_str().to_owned(), id.clone());
+            self.referral_codes.insert(commit.member.referral_code.as_str().to_owned(), id.clone());
         }
         if let Some(record) = commit.idempotency {
             let key = format!("{}#{}", record.operation.as_str(), record.key);
-            state.idempotency.insert((id.clone(), key), record);
+            self.idempotency.insert((id.clone(), key), record);
         }
         if let Some(change) = commit.tier_change {
-            state.tier_history.entry(id.clone()).or_default().push(change);
+            self.tier_history.entry(id.clone()).or_default().push(change);
         }
         if let Some(entry) = commit.entry {
-            state
-                .entry_ids
-                .insert((id.clone(), entry.entry_id.clone()), entry.seq);
-            state
-                .ledgers
-                .entry(id.clone())
-                .or_default()
-                .insert(entry.seq, entry);
+            self.entry_ids.insert((id.clone(), entry.entry_id.clone()), entry.seq);
+            self.ledgers.entry(id.clone()).or_default().insert(entry.seq, entry);
         }
-        state.members.insert(id, commit.member);
-        state.commits += 1;
-        Ok(())
+        self.members.insert(id, commit.member);
+    }
+}
+
+#[async_trait]
+impl RecordStore for MemoryStore {
+    async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        Ok(self.state().records.get(&(kind.to_owned(), id.to_owned())).cloned())
+    }
+
+    async fn records_of(&self, kind: &str, owner: &str, limit: u32) -> Result<Vec<Record>, StoreError> {
+        let state = self.state();
+        let mut found: Vec<Record> = state
+            .records
+            .values()
+            .filter(|r| r.kind == kind && r.owner.as_deref() == Some(owner))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| b.id.cmp(&a.id));
+        found.truncate(limit as usize);
+        Ok(found)
+    }
+
+    async fn records_due(
+        &self,
+        kind: &str,
+        day: chrono::NaiveDate,
+        shard: u32,
+        _cursor: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        let state = self.state();
+        let mut due: Vec<String> = state
+            .records
+            .values()
+            .filter(|r| r.kind == kind && r.due == Some(day) && shard_of(&r.id) == shard)
+            .map(|r| r.id.clone())
+            .collect();
+        due.sort();
+        Ok((due, None))
     }
 }
 

@@ -63,8 +63,11 @@ pub enum CommitError {
     IdempotencyKeyTaken,
     #[error("referral code already taken")]
     ReferralCodeTaken,
-    #[error("reward out of stock")]
+        #[error("reward out of stock")]
     OutOfStock,
+    /// A record's condition failed: it already exists, or changed since it was read.
+    #[error("{kind} record '{id}' already exists or changed")]
+    RecordConflict { kind: String, id: String },
     /// Another transaction touched the same items; safe to retry.
     #[error("transaction conflict")]
     Conflict,
@@ -87,11 +90,66 @@ pub trait MemberStore: Send + Sync {
         id: &MemberId,
         scope: &IdempotencyScope,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
-    async fn member_by_referral_code(
+        async fn member_by_referral_code(&self, code: &ReferralCode) -> Result<Option<MemberId>, StoreError>;
+    /// Applies member commits (possibly of several members) and record writes as one atomic
+    /// write: all of it or none of it.
+    async fn transact(&self, commits: Vec<Commit>, records: Vec<RecordWrite>) -> Result<(), CommitError>;
+
+    async fn commit(&self, commit: Commit) -> Result<(), CommitError> {
+        self.transact(vec![commit], Vec::new()).await
+    }
+}
+
+/// A domain document other than members and ledger entries: a referral, a subscription, a
+/// campaign, a promotion. Versioned, written under a condition, listable by owner, and
+/// findable by a due day through a sharded index (billing dates, expiries).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    pub kind: String,
+    pub id: String,
+    /// Groups records for listing, e.g. the referrer's member id.
+    pub owner: Option<String>,
+    /// Starts at 1; every write of an existing record sets `version = previous + 1`.
+    pub version: u64,
+    /// Puts the record in the due index on this day.
+    pub due: Option<chrono::NaiveDate>,
+    pub body: serde_json::Value,
+}
+
+impl Record {
+    /// The record's body as a domain type.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, StoreError> {
+        T::deserialize(&self.body).map_err(|e| StoreError(format!("{} record '{}': {e}", self.kind, self.id)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The record must not exist yet.
+    Absent,
+    /// The stored record must still have this version.
+    Version(u64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordWrite {
+    pub record: Record,
+    pub expect: Expect,
+}
+
+#[async_trait]
+pub trait RecordStore: Send + Sync {
+    async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError>;
+    /// Up to `limit` records of `kind` owned by `owner`, newest id first.
+    async fn records_of(&self, kind: &str, owner: &str, limit: u32) -> Result<Vec<Record>, StoreError>;
+    /// One page of the ids of `kind` records due on `day` in `shard`, and the next page's cursor.
+    async fn records_due(
         &self,
-        code: &ReferralCode,
-    ) -> Result<Option<MemberId>, StoreError>;
-    async fn commit(&self, commit: Commit) -> Result<(), CommitError>;
+        kind: &str,
+        day: chrono::NaiveDate,
+        shard: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), StoreError>;
 }
 
 #[async_trait]
@@ -148,9 +206,9 @@ pub trait TierStore: Send + Sync {
 pub const REVIEW_SHARDS: u32 = 16;
 
 /// Everything the services need from storage.
-pub trait Store: MemberStore + LedgerStore + ProgramStore + TierStore + 'static {}
+pub trait Store: MemberStore + LedgerStore + ProgramStore + TierStore + RecordStore + 'static {}
 
-impl<T: MemberStore + LedgerStore + ProgramStore + TierStore + 'static> Store for T {}
+impl<T: MemberStore + LedgerStore + ProgramStore + TierStore + RecordStore + 'static> Store for T {}
 
 /// A queue the services send messages to (outgoing events, fan-out work). Bodies are JSON.
 #[async_trait]
@@ -158,11 +216,15 @@ pub trait MessageQueue: Send + Sync {
     async fn send(&self, bodies: Vec<String>) -> Result<(), StoreError>;
 }
 
-/// The review-index shard of a member: a stable hash, so a member's shard never moves.
-pub fn review_shard(id: &MemberId) -> u32 {
+/// The due-index shard of an id: a stable hash (FNV-1a), so an id's shard never moves.
+pub fn shard_of(id: &str) -> u32 {
     let hash = id
-        .as_str()
         .bytes()
         .fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
     hash % REVIEW_SHARDS
+}
+
+/// The review-index shard of a member.
+pub fn review_shard(id: &MemberId) -> u32 {
+    shard_of(id.as_str())
 }

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     CancellationReason, Put, ReturnConsumedCapacity, TransactWriteItem, Update,
 };
-use loyalty_core::ports::{Commit, CommitError, StoreError};
+use loyalty_core::ports::{Commit, CommitError, RecordWrite, StoreError};
 
 use crate::capacity::Units;
 use crate::items::{self, key, n};
@@ -22,8 +22,9 @@ pub enum Role {
     EntryGuard,
     Idempotency,
     ReferralCode,
-    Stock,
+        Stock,
     TierHistory,
+    Record,
 }
 
 const NEW_ITEM: &str = "attribute_not_exists(pk)";
@@ -110,9 +111,15 @@ impl DynamoStore {
         Ok(writes)
     }
 
-    pub(crate) async fn transact(&self, commit: Commit) -> Result<(), CommitError> {
-        let (roles, writes): (Vec<Role>, Vec<TransactWriteItem>) =
-            self.writes(&commit)?.into_iter().unzip();
+        pub(crate) async fn transact_all(&self, commits: &[Commit], records: &[RecordWrite]) -> Result<(), CommitError> {
+        let mut planned = Vec::new();
+        for commit in commits {
+            planned.extend(self.writes(commit)?);
+        }
+        for write in records {
+            planned.push((Role::Record, self.record_write(write)?));
+        }
+        let (roles, writes): (Vec<Role>, Vec<TransactWriteItem>) = planned.into_iter().unzip();
         let result = self
             .client
             .transact_write_items()
@@ -125,9 +132,17 @@ impl DynamoStore {
                 self.meter.record(Units::Write, output.consumed_capacity());
                 Ok(())
             }
-            Err(error) => {
+                        Err(error) => {
                 self.meter.record(Units::Write, []);
-                Err(classify_error(error, &roles))
+                match classify_error(error, &roles) {
+                    // Name the record: its position among the record writes is its position here.
+                    CommitError::RecordConflict { id, .. } => {
+                        let nth: usize = id.parse().unwrap_or(0);
+                        let record = &records[nth.min(records.len().saturating_sub(1))].record;
+                        Err(CommitError::RecordConflict { kind: record.kind.clone(), id: record.id.clone() })
+                    }
+                    other => Err(other),
+                }
             }
         }
     }
@@ -167,9 +182,15 @@ pub fn classify_cancellation(reasons: &[CancellationReason], roles: &[Role]) -> 
     } else if failed(Role::EntryGuard) {
         CommitError::DuplicateEntry
     } else if failed(Role::ReferralCode) {
-        CommitError::ReferralCodeTaken
-    } else if failed(Role::Stock) {
-        CommitError::OutOfStock
+        CommitError::ReferralCodeTaken    } else if failed(Role::Stock) {
+        CommitError::OutOfStock    } else if let Some(nth) = roles
+        .iter()
+        .zip(reasons)
+        .filter(|(role, _)| **role == Role::Record)
+        .position(|(_, reason)| reason.code() == Some("ConditionalCheckFailed"))
+    {
+        // The caller maps the position among record writes back to the record.
+        CommitError::RecordConflict { kind: String::new(), id: nth.to_string() }
     } else if reasons
         .iter()
         .any(|r| r.code() == Some("TransactionConflict"))

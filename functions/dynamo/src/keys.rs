@@ -78,6 +78,23 @@ pub fn review_gsi2pk(day: chrono::NaiveDate, shard: u32) -> String {
     format!("REVIEW#{day}#{shard:02}")
 }
 
+/// Records: `REC#<kind>#<id>` / `REC`; listed by owner through GSI1 (`OWNER#<kind>#<owner>`)
+/// and by due day through GSI2 (`DUE#<kind>#<yyyy-mm-dd>#<shard>`).
+pub fn record_pk(kind: &str, id: &str) -> String {
+    format!("REC#{kind}#{id}")
+}
+
+pub const RECORD_SK: &str = "REC";
+pub const GSI1: &str = "GSI1";
+
+pub fn owner_gsi1pk(kind: &str, owner: &str) -> String {
+    format!("OWNER#{kind}#{owner}")
+}
+
+pub fn due_gsi2pk(kind: &str, day: chrono::NaiveDate, shard: u32) -> String {
+    format!("DUE#{kind}#{day}#{shard:02}")
+}
+
 pub const TIER_PREFIX: &str = "TIER#";
 
 pub fn tier_sk(at: chrono::DateTime<chrono::Utc>) -> String {

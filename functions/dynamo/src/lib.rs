@@ -10,6 +10,7 @@ pub mod keys;
 mod ledger;
 mod members;
 mod program;
+mod records;
 mod tiers;
 
 use std::sync::Arc;

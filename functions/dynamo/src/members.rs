@@ -3,7 +3,7 @@ use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnConsumedCapacity};
 use loyalty_core::idempotency::{IdempotencyRecord, IdempotencyScope};
 use loyalty_core::ids::{MemberId, ReferralCode};
 use loyalty_core::member::Member;
-use loyalty_core::ports::{Commit, CommitError, MemberStore, Snapshot, StoreError};
+use loyalty_core::ports::{Commit, CommitError, MemberStore, RecordWrite, Snapshot, StoreError};
 
 use crate::capacity::Units;
 use crate::items::{self, key, Item};
@@ -144,7 +144,7 @@ impl MemberStore for DynamoStore {
             .map_err(|e| StoreError(e.message))
     }
 
-    async fn commit(&self, commit: Commit) -> Result<(), CommitError> {
-        self.transact(commit).await
+        async fn transact(&self, commits: Vec<Commit>, records: Vec<RecordWrite>) -> Result<(), CommitError> {
+        self.transact_all(&commits, &records).await
     }
 }

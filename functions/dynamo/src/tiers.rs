@@ -59,12 +59,28 @@ impl TierStore for DynamoStore {
         items.take(limit as usize).map(items::from_item).collect()
     }
 
-    async fn members_due(
+        async fn members_due(
         &self,
         day: NaiveDate,
         shard: u32,
         cursor: Option<String>,
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
+        let (ids, next) = self.index_page(keys::review_gsi2pk(day, shard), cursor).await?;
+        let members = ids
+            .iter()
+            .map(|id| MemberId::parse(id).map_err(|e| StoreError(e.message)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((members, next))
+    }
+}
+
+impl DynamoStore {
+    /// One page of a GSI2 partition: the `gsi2sk` values and the cursor of the next page.
+    pub(crate) async fn index_page(
+        &self,
+        gsi2pk: String,
+        cursor: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
         let output = self
             .client
             .query()
@@ -72,7 +88,7 @@ impl TierStore for DynamoStore {
             .index_name(keys::GSI2)
             .key_condition_expression("#pk = :pk")
             .expression_attribute_names("#pk", keys::GSI2_PK)
-            .expression_attribute_values(":pk", s(keys::review_gsi2pk(day, shard)))
+                        .expression_attribute_values(":pk", s(gsi2pk))
             .set_exclusive_start_key(cursor.as_deref().map(decode_cursor).transpose()?)
             .limit(500)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
@@ -80,13 +96,12 @@ impl TierStore for DynamoStore {
             .await
             .map_err(|e| query_error(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
         self.meter.record(Units::Read, output.consumed_capacity());
-        let members = output
+                let ids = output
             .items
             .unwrap_or_default()
             .iter()
-            .filter_map(|item| item.get(keys::GSI2_SK).and_then(|v| v.as_s().ok()))
-            .map(|id| MemberId::parse(id).map_err(|e| StoreError(e.message)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((members, output.last_evaluated_key.and_then(encode_cursor)))
+            .filter_map(|item| item.get(keys::GSI2_SK).and_then(|v| v.as_s().ok()).cloned())
+            .collect();
+        Ok((ids, output.last_evaluated_key.and_then(encode_cursor)))
     }
 }

@@ -177,10 +177,8 @@ impl<S: Store> App<S> {
             CommitError::StaleMember | CommitError::Conflict | CommitError::ReferralCodeTaken => {
                 Ok(Attempt::Retry)
             }
-            CommitError::MemberExists => Err(ApiError::new(
-                ErrorCode::MemberExists,
-                "the member already exists",
-            )),
+                        CommitError::MemberExists => Err(ApiError::new(ErrorCode::MemberExists, "the member already exists")),
+            CommitError::RecordConflict { .. } => Ok(Attempt::Retry),
             CommitError::Store(error) => Err(error.into()),
         }
     }
