@@ -8,13 +8,16 @@ TEMPLATE := infra/template.yaml
 CFN_LINT := .local/venv/bin/cfn-lint
 FUNCTIONS := members accrue redeem rewards
 
-.PHONY: help run test lint build deploy clean-local
+.PHONY: help run demo test lint build deploy clean-local
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-run: ## start DynamoDB Local + the local API server (http://127.0.0.1:3000)
-	$(SCRIPTS)/run-local.sh
+run: ## the whole template locally: DynamoDB Local, moto (SQS), every function binary; API on http://127.0.0.1:3000
+	$(SCRIPTS)/run-local.sh $(ARGS)
+
+demo: ## walk the running local stack end to end (start `make run` first; API=http://127.0.0.1:3000)
+	cargo run --quiet -p loyalty_local --bin loyalty-local -- demo --api $${API:-http://127.0.0.1:3000}
 
 test: ## every check and test: cfn-lint, fmt, clippy, cargo test (with DynamoDB Local)
 	$(SCRIPTS)/test.sh
@@ -41,8 +44,13 @@ deploy: ## sam build && sam deploy --guided (interactive; needs AWS credentials;
 	sam build
 	sam deploy --guided
 
+bench: ## full benchmark run (DynamoDB Local) → BENCHMARKS.md + infra/bench/results/latest.json
+	infra/bench/run.sh
+
 clean-local: ## stop local DynamoDB instances and delete .local/
 	@shopt -s nullglob; for f in .local/run/dynamodb-*.pid; do \
 	  p=$${f##*/dynamodb-}; $(SCRIPTS)/dynamodb-local.sh stop "$${p%.pid}" || true; \
+	done; for f in .local/run/moto-*.pid; do \
+	  p=$${f##*/moto-}; $(SCRIPTS)/moto.sh stop "$${p%.pid}" || true; \
 	done
 	rm -rf .local

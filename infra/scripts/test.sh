@@ -22,17 +22,27 @@ have cargo || die "cargo not found on PATH (install Rust via rustup)"
 activate_venv
 
 PORT="${DYNAMODB_PORT:-$(free_port 8765)}"
+SQS_PORT="${SQS_PORT:-$(free_port 4766)}"
+STRIPE_PORT="${STRIPE_PORT:-$(free_port 8420)}"
 
-stop_dynamodb() { "$SCRIPTS_DIR/dynamodb-local.sh" stop "$PORT" || true; }
+stop_dynamodb() {
+  "$SCRIPTS_DIR/moto.sh" stop "$SQS_PORT" || true
+  "$SCRIPTS_DIR/localstripe.sh" stop "$STRIPE_PORT" || true
+  "$SCRIPTS_DIR/dynamodb-local.sh" stop "$PORT" || true
+}
 trap stop_dynamodb EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 "$SCRIPTS_DIR/dynamodb-local.sh" start "$PORT"
+"$SCRIPTS_DIR/moto.sh" start "$SQS_PORT"
+"$SCRIPTS_DIR/localstripe.sh" start "$STRIPE_PORT"
 
 use_local_aws_env
 export LOYALTY_TEST_DYNAMODB="http://127.0.0.1:$PORT"
-say "LOYALTY_TEST_DYNAMODB=$LOYALTY_TEST_DYNAMODB"
+export LOYALTY_TEST_SQS="http://127.0.0.1:$SQS_PORT"
+export LOYALTY_TEST_STRIPE="http://127.0.0.1:$STRIPE_PORT"
+say "LOYALTY_TEST_DYNAMODB=$LOYALTY_TEST_DYNAMODB LOYALTY_TEST_SQS=$LOYALTY_TEST_SQS"
 
 failed=()
 step() {
@@ -59,6 +69,41 @@ mkdir -p "$(dirname "$TEST_LOG")"
 run_tests() { cargo test --workspace "$@" 2>&1 | tee "$TEST_LOG"; }
 step test run_tests "$@"
 
+# Smoke test: the whole local stack (its own DynamoDB Local and moto on free ports, every
+# function binary), then the demo against it, then Ctrl-C-equivalent shutdown.
+demo_smoke() {
+  local api_port ddb_port sqs_port log pid status=0
+  api_port="$(free_port 0)"; ddb_port="$(free_port 0)"; sqs_port="$(free_port 0)"
+  log="$RUN_DIR/demo-stack.log"
+  DYNAMODB_PORT="$ddb_port" SQS_PORT="$sqs_port" LOYALTY_LISTEN="127.0.0.1:$api_port" \
+    "$SCRIPTS_DIR/run-local.sh" >"$log" 2>&1 &
+  pid=$!
+  local deadline=$((SECONDS + 600))
+  until curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$api_port/v1/program"; do
+    if ! kill -0 "$pid" 2>/dev/null || (( SECONDS > deadline )); then
+      say "the local stack did not come up; last lines of $log:"
+      tail -n 40 "$log" >&2
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      return 1
+    fi
+    sleep 1
+  done
+  "$REPO/target/debug/loyalty-local" demo --api "http://127.0.0.1:$api_port" || status=$?
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if (( status != 0 )); then
+    say "demo failed; last lines of $log:"
+    tail -n 40 "$log" >&2
+  fi
+  return "$status"
+}
+step demo demo_smoke
+
+# Benchmark harness, quick mode (issue 8): figures are reported, never asserted; output goes to
+# .local/run, not to the committed BENCHMARKS.md / infra/bench/results.
+step bench-quick cargo run -q -p loyalty_bench -- --quick --dynamodb "$LOYALTY_TEST_DYNAMODB" --out "$LOCAL_DIR/run/bench-quick.md" --json "$LOCAL_DIR/run/bench-quick.json"
+
 stop_dynamodb
 trap - EXIT
 
@@ -71,5 +116,5 @@ if (( ${#failed[@]} > 0 )); then
   echo "tests: $totals"
   exit 1
 fi
-say "all checks OK (cfn-lint, fmt, clippy, test)"
+say "all checks OK (cfn-lint, fmt, clippy, test, demo)"
 echo "tests: $totals"

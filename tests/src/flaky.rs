@@ -10,8 +10,8 @@ use loyalty_core::ids::{MemberId, ReferralCode, RewardId};
 use loyalty_core::ledger::LedgerEntry;
 use loyalty_core::member::Member;
 use loyalty_core::ports::{
-    Commit, CommitError, LedgerStore, MemberStore, ProgramStore, PublishError, Record, RecordStore, RecordWrite,
-    Snapshot, StoreError, TierStore,
+    Commit, CommitError, LedgerStore, MemberStore, ProgramStore, PublishError, Record, RecordStore,
+    RecordWrite, Snapshot, StoreError, TierStore,
 };
 use loyalty_core::program::ActiveProgram;
 use loyalty_core::tiers::TierChange;
@@ -72,7 +72,11 @@ impl<S: MemberStore> MemberStore for Flaky<S> {
     ) -> Result<Option<MemberId>, StoreError> {
         self.inner.member_by_referral_code(code).await
     }
-        async fn transact(&self, commits: Vec<Commit>, records: Vec<RecordWrite>) -> Result<(), CommitError> {
+    async fn transact(
+        &self,
+        commits: Vec<Commit>,
+        records: Vec<RecordWrite>,
+    ) -> Result<(), CommitError> {
         if !self.take_fault() {
             return self.inner.transact(commits, records).await;
         }
@@ -136,7 +140,12 @@ impl<S: RecordStore> RecordStore for Flaky<S> {
     async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
         self.inner.record(kind, id).await
     }
-    async fn records_of(&self, kind: &str, owner: &str, limit: u32) -> Result<Vec<Record>, StoreError> {
+    async fn records_of(
+        &self,
+        kind: &str,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<Record>, StoreError> {
         self.inner.records_of(kind, owner, limit).await
     }
     async fn records_due(
@@ -147,5 +156,17 @@ impl<S: RecordStore> RecordStore for Flaky<S> {
         cursor: Option<String>,
     ) -> Result<(Vec<String>, Option<String>), StoreError> {
         self.inner.records_due(kind, day, shard, cursor).await
+    }
+}
+
+#[async_trait]
+impl<S: loyalty_core::ports::AudienceStore> loyalty_core::ports::AudienceStore for Flaky<S> {
+    async fn audience_page(
+        &self,
+        audience: &loyalty_core::campaigns::AudienceQuery,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
+        self.inner.audience_page(audience, cursor, limit).await
     }
 }

@@ -2,12 +2,21 @@
 //! atomicity with member commits.
 
 use chrono::NaiveDate;
-use loyalty_core::ports::{shard_of, CommitError, Expect, MemberStore, Record, RecordStore, RecordWrite};
+use loyalty_core::ports::{
+    shard_of, CommitError, Expect, MemberStore, Record, RecordStore, RecordWrite,
+};
 use loyalty_tests::*;
 use serde_json::json;
 
 fn record(id: &str, owner: &str, version: u64, due: Option<NaiveDate>) -> Record {
-    Record { kind: "referral".into(), id: id.into(), owner: Some(owner.into()), version, due, body: json!({ "id": id, "v": version }) }
+    Record {
+        kind: "referral".into(),
+        id: id.into(),
+        owner: Some(owner.into()),
+        version,
+        due,
+        body: json!({ "id": id, "v": version }),
+    }
 }
 
 #[tokio::test]
@@ -16,21 +25,68 @@ async fn records_are_conditional_listable_and_due() {
     let day = NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
     let write = |r: Record, expect| RecordWrite { record: r, expect };
     store
-        .transact(vec![], vec![write(record("r-1", "alice", 1, Some(day)), Expect::Absent), write(record("r-2", "alice", 1, None), Expect::Absent)])
+        .transact(
+            vec![],
+            vec![
+                write(record("r-1", "alice", 1, Some(day)), Expect::Absent),
+                write(record("r-2", "alice", 1, None), Expect::Absent),
+            ],
+        )
         .await
         .expect("written");
 
-    let again = store.transact(vec![], vec![write(record("r-1", "alice", 1, None), Expect::Absent)]).await;
-    assert!(matches!(again, Err(CommitError::RecordConflict { ref id, .. }) if id == "r-1"), "{again:?}");
-    let stale = store.transact(vec![], vec![write(record("r-2", "alice", 3, None), Expect::Version(2))]).await;
-    assert!(matches!(stale, Err(CommitError::RecordConflict { ref id, .. }) if id == "r-2"), "{stale:?}");
-    store.transact(vec![], vec![write(record("r-2", "alice", 2, None), Expect::Version(1))]).await.expect("updated");
+    let again = store
+        .transact(
+            vec![],
+            vec![write(record("r-1", "alice", 1, None), Expect::Absent)],
+        )
+        .await;
+    assert!(
+        matches!(again, Err(CommitError::RecordConflict { ref id, .. }) if id == "r-1"),
+        "{again:?}"
+    );
+    let stale = store
+        .transact(
+            vec![],
+            vec![write(record("r-2", "alice", 3, None), Expect::Version(2))],
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(CommitError::RecordConflict { ref id, .. }) if id == "r-2"),
+        "{stale:?}"
+    );
+    store
+        .transact(
+            vec![],
+            vec![write(record("r-2", "alice", 2, None), Expect::Version(1))],
+        )
+        .await
+        .expect("updated");
 
-    let listed = store.records_of("referral", "alice", 10).await.expect("listed");
-    assert_eq!(listed.iter().map(|r| (r.id.as_str(), r.version)).collect::<Vec<_>>(), vec![("r-2", 2), ("r-1", 1)]);
-    let (due, _) = store.records_due("referral", day, shard_of("r-1"), None).await.expect("due");
+    let listed = store
+        .records_of("referral", "alice", 10)
+        .await
+        .expect("listed");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|r| (r.id.as_str(), r.version))
+            .collect::<Vec<_>>(),
+        vec![("r-2", 2), ("r-1", 1)]
+    );
+    let (due, _) = store
+        .records_due("referral", day, shard_of("r-1"), None)
+        .await
+        .expect("due");
     assert_eq!(due, vec!["r-1".to_owned()]);
-    assert_eq!(store.record("referral", "r-2").await.expect("read").map(|r| r.body["v"].clone()), Some(json!(2)));
+    assert_eq!(
+        store
+            .record("referral", "r-2")
+            .await
+            .expect("read")
+            .map(|r| r.body["v"].clone()),
+        Some(json!(2))
+    );
 }
 
 #[tokio::test]
@@ -42,7 +98,13 @@ async fn a_failed_record_condition_rolls_back_the_member_commit() {
     after.version += 1;
     after.balance.available += 500;
     store
-        .transact(vec![], vec![RecordWrite { record: record("taken", "x", 1, None), expect: Expect::Absent }])
+        .transact(
+            vec![],
+            vec![RecordWrite {
+                record: record("taken", "x", 1, None),
+                expect: Expect::Absent,
+            }],
+        )
         .await
         .expect("seeded");
     let commit = loyalty_core::ports::Commit {
@@ -54,7 +116,15 @@ async fn a_failed_record_condition_rolls_back_the_member_commit() {
         stock: None,
         tier_change: None,
     };
-    let result = store.transact(vec![commit], vec![RecordWrite { record: record("taken", "x", 1, None), expect: Expect::Absent }]).await;
+    let result = store
+        .transact(
+            vec![commit],
+            vec![RecordWrite {
+                record: record("taken", "x", 1, None),
+                expect: Expect::Absent,
+            }],
+        )
+        .await;
     assert!(matches!(result, Err(CommitError::RecordConflict { .. })));
     assert_eq!(member_state(&app, &member).await, before, "nothing applied");
 }

@@ -23,11 +23,17 @@ struct TierApp {
 }
 
 async fn tier_app() -> TierApp {
-    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2025, 1, 10, 9, 0, 0).unwrap()));
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2025, 1, 10, 9, 0, 0).unwrap(),
+    ));
     let events = Arc::new(MemoryQueue::default());
     let store = dynamo_store().await;
     let app = App::new(store, clock.clone(), AppConfig::default()).with_events(events.clone());
-    TierApp { app: Arc::new(app), clock, events }
+    TierApp {
+        app: Arc::new(app),
+        clock,
+        events,
+    }
 }
 
 fn tier_events(queue: &MemoryQueue) -> Vec<(String, String)> {
@@ -36,35 +42,67 @@ fn tier_events(queue: &MemoryQueue) -> Vec<(String, String)> {
         .iter()
         .map(|body| serde_json::from_str::<serde_json::Value>(body).expect("json"))
         .filter(|e| e["type"] == "tier.changed")
-        .map(|e| (e["data"]["from_tier"].as_str().unwrap_or("").to_owned(), e["data"]["to_tier"].as_str().unwrap_or("").to_owned()))
+        .map(|e| {
+            (
+                e["data"]["from_tier"].as_str().unwrap_or("").to_owned(),
+                e["data"]["to_tier"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect()
 }
 
 async fn history(app: &App<DynamoStore>, id: &loyalty_core::ids::MemberId) -> Vec<TierChange> {
-    app.tier_history(id, None, None).await.expect("history").changes
+    app.tier_history(id, None, None)
+        .await
+        .expect("history")
+        .changes
 }
 
 #[tokio::test]
 async fn crossing_a_threshold_upgrades_in_the_accrual_and_the_next_one_earns_more() {
     let TierApp { app, events, .. } = tier_app().await;
     let member = enrol(&app, &unique("m")).await;
-    let first = accrue(&app, &member, "k1", purchase("o-1", 60_000)).await.expect("accrued");
+    let first = accrue(&app, &member, "k1", purchase("o-1", 60_000))
+        .await
+        .expect("accrued");
     assert_eq!(body(&first)["tier"], "silver");
-    assert_eq!(body(&first)["points"], 600, "the crossing accrual earns at the old multiplier");
+    assert_eq!(
+        body(&first)["points"],
+        600,
+        "the crossing accrual earns at the old multiplier"
+    );
     assert_eq!(member_state(&app, &member).await.tier, "silver");
 
-    let second = accrue(&app, &member, "k2", purchase("o-2", 10_000)).await.expect("accrued");
-    let breakdown = body(&second)["breakdown"].as_array().cloned().unwrap_or_default();
-    assert!(breakdown.iter().any(|l| l["rule"] == "tier_multiplier:silver" && l["points"] == 10), "{breakdown:?}");
+    let second = accrue(&app, &member, "k2", purchase("o-2", 10_000))
+        .await
+        .expect("accrued");
+    let breakdown = body(&second)["breakdown"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        breakdown
+            .iter()
+            .any(|l| l["rule"] == "tier_multiplier:silver" && l["points"] == 10),
+        "{breakdown:?}"
+    );
     assert_eq!(body(&second)["points"], 110);
 
     let changes = history(&app, &member).await;
     assert_eq!(changes.len(), 1);
-    assert_eq!((changes[0].from_tier.as_str(), changes[0].to_tier.as_str()), ("bronze", "silver"));
-    assert_eq!(tier_events(&events), vec![("bronze".to_owned(), "silver".to_owned())]);
+    assert_eq!(
+        (changes[0].from_tier.as_str(), changes[0].to_tier.as_str()),
+        ("bronze", "silver")
+    );
+    assert_eq!(
+        tier_events(&events),
+        vec![("bronze".to_owned(), "silver".to_owned())]
+    );
 
     // Spending points never costs the tier.
-    app.redeem(&member, key("r1"), &json!({ "reward_id": "five-off" })).await.expect("redeemed");
+    app.redeem(&member, key("r1"), &json!({ "reward_id": "five-off" }))
+        .await
+        .expect("redeemed");
     let after = member_state(&app, &member).await;
     assert_eq!(after.tier, "silver");
     assert_eq!(after.balance.available, 810 - 500);
@@ -74,35 +112,62 @@ async fn crossing_a_threshold_upgrades_in_the_accrual_and_the_next_one_earns_mor
 async fn downgrade_after_grace_one_step_at_a_time_and_same_day_twice_is_a_no_op() {
     let TierApp { app, clock, events } = tier_app().await;
     let member = enrol(&app, &unique("m")).await;
-    accrue(&app, &member, "k", purchase("o", 500_000)).await.expect("accrued");
+    accrue(&app, &member, "k", purchase("o", 500_000))
+        .await
+        .expect("accrued");
     assert_eq!(member_state(&app, &member).await.tier, "platinum");
 
     // 365 days later the purchase still counts; on day 366 it has rolled off and grace starts.
     clock.advance(Duration::days(365));
     assert!(!app.evaluate_tier(&member).await.expect("evaluated").changed);
-    assert_eq!(member_state(&app, &member).await.tier_state.below_since, None);
+    assert_eq!(
+        member_state(&app, &member).await.tier_state.below_since,
+        None
+    );
     clock.advance(Duration::days(1));
     let start = app.evaluate_tier(&member).await.expect("evaluated");
     assert_eq!((start.tier.as_str(), start.changed), ("platinum", false));
     let review = member_state(&app, &member).await.tier_state.review_on;
-    assert_eq!(review, Some((clock_now(&clock) + Duration::days(90)).date_naive()), "platinum has 90 days of grace");
+    assert_eq!(
+        review,
+        Some((clock_now(&clock) + Duration::days(90)).date_naive()),
+        "platinum has 90 days of grace"
+    );
 
     clock.advance(Duration::days(89));
-    assert_eq!(app.evaluate_tier(&member).await.expect("evaluated").tier, "platinum");
+    assert_eq!(
+        app.evaluate_tier(&member).await.expect("evaluated").tier,
+        "platinum"
+    );
     clock.advance(Duration::days(1));
     let down = app.evaluate_tier(&member).await.expect("evaluated");
-    assert_eq!((down.tier.as_str(), down.changed), ("gold", true), "one step only");
+    assert_eq!(
+        (down.tier.as_str(), down.changed),
+        ("gold", true),
+        "one step only"
+    );
 
     let before = member_state(&app, &member).await;
     let again = app.evaluate_tier(&member).await.expect("evaluated");
     assert!(!again.changed);
-    assert_eq!(member_state(&app, &member).await, before, "a second evaluation the same day writes nothing");
+    assert_eq!(
+        member_state(&app, &member).await,
+        before,
+        "a second evaluation the same day writes nothing"
+    );
 
     clock.advance(Duration::days(60));
-    assert_eq!(app.evaluate_tier(&member).await.expect("evaluated").tier, "silver");
+    assert_eq!(
+        app.evaluate_tier(&member).await.expect("evaluated").tier,
+        "silver"
+    );
     assert_eq!(
         tier_events(&events),
-        vec![("bronze".into(), "platinum".into()), ("platinum".into(), "gold".into()), ("gold".into(), "silver".into())]
+        vec![
+            ("bronze".into(), "platinum".into()),
+            ("platinum".into(), "gold".into()),
+            ("gold".into(), "silver".into())
+        ]
     );
     assert_eq!(history(&app, &member).await.len(), 3);
 }
@@ -118,37 +183,77 @@ async fn a_manual_tier_is_a_floor_until_it_expires() {
     let m = unique("m");
     let member = enrol(&app, &m).await;
     let until = clock_now(&clock) + Duration::days(10);
-    let grant = ApiRequest::new("PUT", &format!("/v1/admin/members/{m}/tier"))
-        .raw_body(&json!({ "tier": "gold", "reason": "service recovery #4411", "until": until }).to_string());
+    let grant = ApiRequest::new("PUT", &format!("/v1/admin/members/{m}/tier")).raw_body(
+        &json!({ "tier": "gold", "reason": "service recovery #4411", "until": until }).to_string(),
+    );
     let response = handle(&app, Function::Members, grant.request()).await;
     assert_eq!(response.status(), 200, "{}", json_of(&response));
     assert_eq!(json_of(&response)["tier"], "gold");
 
     clock.advance(Duration::days(5));
-    assert_eq!(app.evaluate_tier(&member).await.expect("evaluated").tier, "gold");
+    assert_eq!(
+        app.evaluate_tier(&member).await.expect("evaluated").tier,
+        "gold"
+    );
     // The floor ends; gold's 60 days of grace start; then one step down.
     clock.advance(Duration::days(6));
     let lapsed = app.evaluate_tier(&member).await.expect("evaluated");
     assert_eq!((lapsed.tier.as_str(), lapsed.changed), ("gold", false));
     clock.advance(Duration::days(60));
-    assert_eq!(app.evaluate_tier(&member).await.expect("evaluated").tier, "silver");
+    assert_eq!(
+        app.evaluate_tier(&member).await.expect("evaluated").tier,
+        "silver"
+    );
 
-    let read = json_of(&handle(&app, Function::Members, ApiRequest::get(&format!("/v1/members/{m}")).request()).await);
-    for field in ["qualifying", "window_start", "window_end", "next_tier", "remaining_to_next", "secured_until"] {
-        assert!(read["tier_progress"].get(field).is_some(), "tier_progress lacks {field}: {read}");
+    let read = json_of(
+        &handle(
+            &app,
+            Function::Members,
+            ApiRequest::get(&format!("/v1/members/{m}")).request(),
+        )
+        .await,
+    );
+    for field in [
+        "qualifying",
+        "window_start",
+        "window_end",
+        "next_tier",
+        "remaining_to_next",
+        "secured_until",
+    ] {
+        assert!(
+            read["tier_progress"].get(field).is_some(),
+            "tier_progress lacks {field}: {read}"
+        );
     }
     assert_eq!(read["tier_progress"]["next_tier"], "gold");
     assert_eq!(read["tier_progress"]["remaining_to_next"], 150_000);
 
-    let page = json_of(&handle(&app, Function::Members, ApiRequest::get(&format!("/v1/members/{m}/tier-history")).request()).await);
+    let page = json_of(
+        &handle(
+            &app,
+            Function::Members,
+            ApiRequest::get(&format!("/v1/members/{m}/tier-history")).request(),
+        )
+        .await,
+    );
     let changes = page["changes"].as_array().cloned().unwrap_or_default();
     assert_eq!(changes.len(), 2);
     assert_eq!(changes[0]["to_tier"], "silver");
-    assert!(changes[1]["reason"].as_str().is_some_and(|r| r.contains("service recovery")));
+    assert!(changes[1]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("service recovery")));
 
-    let bad = ApiRequest::new("PUT", &format!("/v1/admin/members/{m}/tier"))
-        .raw_body(&json!({ "tier": "diamond", "reason": "x", "until": until + Duration::days(400) }).to_string());
-    assert_eq!(handle(&app, Function::Members, bad.request()).await.status(), 400);
+    let bad = ApiRequest::new("PUT", &format!("/v1/admin/members/{m}/tier")).raw_body(
+        &json!({ "tier": "diamond", "reason": "x", "until": until + Duration::days(400) })
+            .to_string(),
+    );
+    assert_eq!(
+        handle(&app, Function::Members, bad.request())
+            .await
+            .status(),
+        400
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -166,7 +271,9 @@ async fn the_nightly_run_touches_only_the_members_that_are_due() {
                     let member = enrol(&app, id).await;
                     // Every tenth member reaches silver today.
                     if i % 10 == 0 {
-                        accrue(&app, &member, "k", purchase("o", 60_000)).await.expect("accrued");
+                        accrue(&app, &member, "k", purchase("o", 60_000))
+                            .await
+                            .expect("accrued");
                     }
                 }
             })
@@ -175,7 +282,11 @@ async fn the_nightly_run_touches_only_the_members_that_are_due() {
     for task in tasks {
         task.await.expect("seeded");
     }
-    let silver = ids.iter().enumerate().filter(|(i, _)| (i % 125) % 10 == 0).count();
+    let silver = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (i % 125) % 10 == 0)
+        .count();
 
     // A year and a day later the silver members' spend has rolled off: they, and only they, are due.
     clock.advance(Duration::days(366));
@@ -192,8 +303,13 @@ async fn the_nightly_run_touches_only_the_members_that_are_due() {
         .map(|(i, body)| json!({ "messageId": format!("msg-{i}"), "body": body, "eventSource": "aws:sqs" }))
         .collect();
     records.push(json!({ "messageId": "poison", "body": "{not json", "eventSource": "aws:sqs" }));
-    let response = tier_evaluate::handle(&app, &reviews, json!({ "Records": records })).await.expect("batch handled");
-    assert_eq!(response["batchItemFailures"], json!([{ "itemIdentifier": "poison" }]));
+    let response = tier_evaluate::handle(&app, &reviews, json!({ "Records": records }))
+        .await
+        .expect("batch handled");
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{ "itemIdentifier": "poison" }])
+    );
 
     let today = clock_now(&clock).date_naive();
     let mut evaluated = 0;

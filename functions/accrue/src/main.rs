@@ -8,5 +8,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     loyalty_http::init_tracing();
     let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let app = loyalty_dynamo::app_from_env(&aws)?.with_events(loyalty_sqs::events_from_env(&aws));
+    // A referee's first qualifying purchase is announced on the referral queue.
+    let app = match loyalty_sqs::queue_from_env(&aws, "REFERRAL_QUEUE_URL") {
+        Ok(queue) => app.with_referral_queue(std::sync::Arc::new(queue)),
+        Err(_) => app,
+    };
     loyalty_http::run(app, loyalty_http::Function::Accrue).await
 }

@@ -34,11 +34,11 @@ pub const CLOCK_OFFSET_ENV: &str = "LOYALTY_CLOCK_OFFSET_SECONDS";
 pub fn clock_from_env() -> Result<std::sync::Arc<dyn Clock>, String> {
     match std::env::var(CLOCK_OFFSET_ENV) {
         Ok(raw) => {
-            let seconds: i64 = raw
-                .trim()
-                .parse()
-                .map_err(|_| format!("{CLOCK_OFFSET_ENV} '{raw}' is not a whole number of seconds"))?;
-            let offset = Duration::try_seconds(seconds).ok_or_else(|| format!("{CLOCK_OFFSET_ENV} is out of range"))?;
+            let seconds: i64 = raw.trim().parse().map_err(|_| {
+                format!("{CLOCK_OFFSET_ENV} '{raw}' is not a whole number of seconds")
+            })?;
+            let offset = Duration::try_seconds(seconds)
+                .ok_or_else(|| format!("{CLOCK_OFFSET_ENV} is out of range"))?;
             Ok(std::sync::Arc::new(OffsetClock(offset)))
         }
         Err(_) => Ok(std::sync::Arc::new(SystemClock)),

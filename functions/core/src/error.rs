@@ -17,6 +17,8 @@ pub enum ErrorCode {
     MemberExists,
     ReferralCodeNotFound,
     RewardNotFound,
+    PromotionNotFound,
+    CampaignNotFound,
     RewardExists,
     RewardUnavailable,
     InsufficientPoints,
@@ -27,6 +29,10 @@ pub enum ErrorCode {
     CurrencyMismatch,
     InvalidProgram,
     ProgramNotConfigured,
+    SubscriptionNotFound,
+    SubscriptionConflict,
+    PaymentDeclined,
+    PaymentProviderUnavailable,
     ConcurrentModification,
     RouteNotFound,
     MethodNotAllowed,
@@ -48,6 +54,8 @@ impl ErrorCode {
             Self::MemberExists => "member_exists",
             Self::ReferralCodeNotFound => "referral_code_not_found",
             Self::RewardNotFound => "reward_not_found",
+            Self::PromotionNotFound => "promotion_not_found",
+            Self::CampaignNotFound => "campaign_not_found",
             Self::RewardExists => "reward_exists",
             Self::RewardUnavailable => "reward_unavailable",
             Self::InsufficientPoints => "insufficient_points",
@@ -58,6 +66,10 @@ impl ErrorCode {
             Self::CurrencyMismatch => "currency_mismatch",
             Self::InvalidProgram => "invalid_program",
             Self::ProgramNotConfigured => "program_not_configured",
+            Self::SubscriptionNotFound => "subscription_not_found",
+            Self::SubscriptionConflict => "subscription_conflict",
+            Self::PaymentDeclined => "payment_declined",
+            Self::PaymentProviderUnavailable => "payment_provider_unavailable",
             Self::ConcurrentModification => "concurrent_modification",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -75,6 +87,8 @@ impl ErrorCode {
             Self::MemberNotFound
             | Self::ReferralCodeNotFound
             | Self::RewardNotFound
+            | Self::PromotionNotFound
+            | Self::CampaignNotFound
             | Self::RouteNotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::MemberExists
@@ -92,6 +106,10 @@ impl ErrorCode {
             | Self::CurrencyMismatch
             | Self::InvalidProgram => 422,
             Self::ProgramNotConfigured => 503,
+            Self::SubscriptionNotFound => 404,
+            Self::SubscriptionConflict => 409,
+            Self::PaymentDeclined => 402,
+            Self::PaymentProviderUnavailable => 503,
             Self::Internal => 500,
         }
     }

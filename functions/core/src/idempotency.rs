@@ -16,6 +16,7 @@ use crate::ids::IdempotencyKey;
 pub enum Operation {
     Accrual,
     Redemption,
+    Subscription,
 }
 
 impl Operation {
@@ -23,6 +24,7 @@ impl Operation {
         match self {
             Self::Accrual => "accrual",
             Self::Redemption => "redemption",
+            Self::Subscription => "subscription",
         }
     }
 }

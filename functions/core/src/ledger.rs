@@ -41,10 +41,23 @@ pub enum Source {
         reference: ActionReference,
     },
     Enrolment,
+    Campaign {
+        campaign_id: String,
+    },
     Redemption {
         redemption_id: String,
         reward_id: RewardId,
         code: String,
+    },
+    /// A referral bonus; `role` is `referrer` or `referee`.
+    Referral {
+        referral_id: String,
+        role: String,
+    },
+    /// A paid period of a subscription: its monthly bonus is granted once per period.
+    Subscription {
+        subscription_id: String,
+        period: u32,
     },
 }
 
@@ -57,7 +70,13 @@ impl Source {
                 action, reference, ..
             } => format!("action:{action}:{reference}"),
             Self::Enrolment => "welcome".to_owned(),
+            Self::Campaign { campaign_id } => format!("campaign:{campaign_id}"),
             Self::Redemption { redemption_id, .. } => format!("redemption:{redemption_id}"),
+            Self::Referral { referral_id, role } => format!("referral:{referral_id}:{role}"),
+            Self::Subscription {
+                subscription_id,
+                period,
+            } => format!("subscription:{subscription_id}:{period}"),
         }
     }
 }

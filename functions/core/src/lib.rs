@@ -2,6 +2,7 @@
 //! the application services that move points. Adapters (DynamoDB, HTTP) live in other crates and
 //! reach the domain only through the ports in [`ports`]; nothing here knows about AWS.
 
+pub mod campaigns;
 pub mod clock;
 pub mod commands;
 pub mod error;
@@ -14,7 +15,10 @@ pub mod memory;
 pub mod money;
 pub mod ports;
 pub mod program;
+pub mod promotions;
+pub mod referrals;
 pub mod service;
+pub mod subscriptions;
 pub mod tiers;
 
 pub use error::{ApiError, ErrorCode};

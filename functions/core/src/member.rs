@@ -10,6 +10,8 @@ use crate::error::ApiError;
 use crate::ids::{MemberId, ReferralCode};
 use crate::ledger::EntryType;
 use crate::program::ActionCounts;
+use crate::promotions::PromotionUses;
+use crate::referrals::{ReferralCounts, ReferralPurchase};
 use crate::tiers::{QualifyingDays, TierProgress, TierRules, TierState};
 use crate::Points;
 
@@ -52,11 +54,23 @@ pub struct Member {
     /// Per reward, how many this member has redeemed (for per-member limits).
     #[serde(default)]
     pub reward_counts: BTreeMap<String, u32>,
+    /// Per promotion, how many purchases it has rewarded (for per-member limits).
+    #[serde(default)]
+    pub promotion_uses: PromotionUses,
     #[serde(default)]
     pub tier_state: TierState,
     /// Qualifying activity per day, within the longest tier window.
     #[serde(default)]
     pub qualifying: QualifyingDays,
+    /// The paid plan whose benefits the member has while subscribed (see [`crate::subscriptions`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::subscriptions::MemberPlan>,
+    /// A referred member's first qualifying purchase, marked once by the accrual that records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referral_purchase: Option<ReferralPurchase>,
+    /// Referrals rewarded to this member as referrer, this month and today.
+    #[serde(default, skip_serializing_if = "ReferralCounts::is_empty")]
+    pub referral_counts: ReferralCounts,
 }
 
 impl Member {
@@ -105,7 +119,14 @@ impl Member {
     }
 
     pub fn tier_progress(&self, rules: &TierRules, now: DateTime<Utc>) -> TierProgress {
-        crate::tiers::progress(rules, &self.tier, &self.tier_state, &self.qualifying, self.enrolled_at.date_naive(), now)
+        crate::tiers::progress(
+            rules,
+            &self.tier,
+            &self.tier_state,
+            &self.qualifying,
+            self.enrolled_at.date_naive(),
+            now,
+        )
     }
 }
 

@@ -11,11 +11,11 @@ use crate::ids::{MemberId, ReferralCode, RewardId};
 use crate::ledger::LedgerEntry;
 use crate::member::Member;
 use crate::ports::{
-    review_shard, shard_of, Commit, CommitError, Expect, Record, RecordStore, RecordWrite, LedgerStore, MemberStore, ProgramStore, PublishError, Snapshot,
-    StoreError, TierStore,
+    review_shard, shard_of, Commit, CommitError, Expect, LedgerStore, MemberStore, ProgramStore,
+    PublishError, Record, RecordStore, RecordWrite, Snapshot, StoreError, TierStore,
 };
-use crate::tiers::TierChange;
 use crate::program::ActiveProgram;
+use crate::tiers::TierChange;
 
 #[derive(Debug, Default)]
 struct State {
@@ -95,27 +95,39 @@ impl MemberStore for MemoryStore {
         Ok(self.state().referral_codes.get(code.as_str()).cloned())
     }
 
-    async fn transact(&self, commits: Vec<Commit>, records: Vec<RecordWrite>) -> Result<(), CommitError> {
+    async fn transact(
+        &self,
+        commits: Vec<Commit>,
+        records: Vec<RecordWrite>,
+    ) -> Result<(), CommitError> {
         let mut state = self.state();
         for commit in &commits {
             state.check(commit)?;
         }
         for write in &records {
-            let current = state.records.get(&(write.record.kind.clone(), write.record.id.clone()));
+            let current = state
+                .records
+                .get(&(write.record.kind.clone(), write.record.id.clone()));
             let holds = match (write.expect, current) {
                 (Expect::Absent, None) => true,
                 (Expect::Version(v), Some(existing)) => existing.version == v,
                 _ => false,
             };
             if !holds {
-                return Err(CommitError::RecordConflict { kind: write.record.kind.clone(), id: write.record.id.clone() });
+                return Err(CommitError::RecordConflict {
+                    kind: write.record.kind.clone(),
+                    id: write.record.id.clone(),
+                });
             }
         }
         for commit in commits {
             state.apply(commit);
         }
         for write in records {
-            state.records.insert((write.record.kind.clone(), write.record.id.clone()), write.record);
+            state.records.insert(
+                (write.record.kind.clone(), write.record.id.clone()),
+                write.record,
+            );
         }
         state.commits += 1;
         Ok(())
@@ -128,7 +140,9 @@ impl State {
         match (commit.expected_version, self.members.get(id)) {
             (None, Some(_)) => return Err(CommitError::MemberExists),
             (Some(_), None) => return Err(CommitError::StaleMember),
-            (Some(expected), Some(current)) if current.version != expected => return Err(CommitError::StaleMember),
+            (Some(expected), Some(current)) if current.version != expected => {
+                return Err(CommitError::StaleMember)
+            }
             _ => {}
         }
         if let Some(record) = &commit.idempotency {
@@ -138,11 +152,18 @@ impl State {
             }
         }
         if let Some(entry) = &commit.entry {
-            if self.entry_ids.contains_key(&(id.clone(), entry.entry_id.clone())) {
+            if self
+                .entry_ids
+                .contains_key(&(id.clone(), entry.entry_id.clone()))
+            {
                 return Err(CommitError::DuplicateEntry);
             }
         }
-        if commit.claim_referral_code && self.referral_codes.contains_key(commit.member.referral_code.as_str()) {
+        if commit.claim_referral_code
+            && self
+                .referral_codes
+                .contains_key(commit.member.referral_code.as_str())
+        {
             return Err(CommitError::ReferralCodeTaken);
         }
         if let Some(claim) = &commit.stock {
@@ -159,18 +180,26 @@ impl State {
             *self.stock_used.entry(claim.reward_id).or_default() += 1;
         }
         if commit.claim_referral_code {
-            self.referral_codes.insert(commit.member.referral_code.as_str().to_owned(), id.clone());
+            self.referral_codes
+                .insert(commit.member.referral_code.as_str().to_owned(), id.clone());
         }
         if let Some(record) = commit.idempotency {
             let key = format!("{}#{}", record.operation.as_str(), record.key);
             self.idempotency.insert((id.clone(), key), record);
         }
         if let Some(change) = commit.tier_change {
-            self.tier_history.entry(id.clone()).or_default().push(change);
+            self.tier_history
+                .entry(id.clone())
+                .or_default()
+                .push(change);
         }
         if let Some(entry) = commit.entry {
-            self.entry_ids.insert((id.clone(), entry.entry_id.clone()), entry.seq);
-            self.ledgers.entry(id.clone()).or_default().insert(entry.seq, entry);
+            self.entry_ids
+                .insert((id.clone(), entry.entry_id.clone()), entry.seq);
+            self.ledgers
+                .entry(id.clone())
+                .or_default()
+                .insert(entry.seq, entry);
         }
         self.members.insert(id, commit.member);
     }
@@ -179,10 +208,19 @@ impl State {
 #[async_trait]
 impl RecordStore for MemoryStore {
     async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
-        Ok(self.state().records.get(&(kind.to_owned(), id.to_owned())).cloned())
+        Ok(self
+            .state()
+            .records
+            .get(&(kind.to_owned(), id.to_owned()))
+            .cloned())
     }
 
-    async fn records_of(&self, kind: &str, owner: &str, limit: u32) -> Result<Vec<Record>, StoreError> {
+    async fn records_of(
+        &self,
+        kind: &str,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<Record>, StoreError> {
         let state = self.state();
         let mut found: Vec<Record> = state
             .records
@@ -275,9 +313,14 @@ impl TierStore for MemoryStore {
         let mut changes: Vec<TierChange> = state
             .tier_history
             .get(id)
-            .map(|h| h.iter().filter(|c| before.is_none_or(|b| c.evaluated_at < b)).cloned().collect())
+            .map(|h| {
+                h.iter()
+                    .filter(|c| before.is_none_or(|b| c.evaluated_at < b))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
-        changes.sort_by(|a, b| b.evaluated_at.cmp(&a.evaluated_at));
+        changes.sort_by_key(|c| std::cmp::Reverse(c.evaluated_at));
         changes.truncate(limit as usize);
         Ok(changes)
     }
@@ -298,5 +341,35 @@ impl TierStore for MemoryStore {
             .collect();
         due.sort();
         Ok((due, None))
+    }
+}
+
+#[async_trait]
+impl crate::ports::AudienceStore for MemoryStore {
+    /// Walks every member in id order; the cursor is the position to continue from.
+    async fn audience_page(
+        &self,
+        audience: &crate::campaigns::AudienceQuery,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
+        use crate::campaigns::AudienceQuery;
+        let state = self.state();
+        let mut matching: Vec<MemberId> = state
+            .members
+            .values()
+            .filter(|m| match audience {
+                AudienceQuery::Tier(tier) => &m.tier == tier,
+                AudienceQuery::EnrolledBetween(from, to) => {
+                    (*from..=*to).contains(&m.enrolled_at.date_naive())
+                }
+            })
+            .map(|m| m.member_id.clone())
+            .collect();
+        matching.sort();
+        let start: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+        let page: Vec<MemberId> = matching.iter().skip(start).take(limit).cloned().collect();
+        let next = (start + page.len() < matching.len()).then(|| (start + page.len()).to_string());
+        Ok((page, next))
     }
 }

@@ -63,7 +63,7 @@ pub enum CommitError {
     IdempotencyKeyTaken,
     #[error("referral code already taken")]
     ReferralCodeTaken,
-        #[error("reward out of stock")]
+    #[error("reward out of stock")]
     OutOfStock,
     /// A record's condition failed: it already exists, or changed since it was read.
     #[error("{kind} record '{id}' already exists or changed")]
@@ -90,10 +90,17 @@ pub trait MemberStore: Send + Sync {
         id: &MemberId,
         scope: &IdempotencyScope,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
-        async fn member_by_referral_code(&self, code: &ReferralCode) -> Result<Option<MemberId>, StoreError>;
+    async fn member_by_referral_code(
+        &self,
+        code: &ReferralCode,
+    ) -> Result<Option<MemberId>, StoreError>;
     /// Applies member commits (possibly of several members) and record writes as one atomic
     /// write: all of it or none of it.
-    async fn transact(&self, commits: Vec<Commit>, records: Vec<RecordWrite>) -> Result<(), CommitError>;
+    async fn transact(
+        &self,
+        commits: Vec<Commit>,
+        records: Vec<RecordWrite>,
+    ) -> Result<(), CommitError>;
 
     async fn commit(&self, commit: Commit) -> Result<(), CommitError> {
         self.transact(vec![commit], Vec::new()).await
@@ -119,7 +126,8 @@ pub struct Record {
 impl Record {
     /// The record's body as a domain type.
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, StoreError> {
-        T::deserialize(&self.body).map_err(|e| StoreError(format!("{} record '{}': {e}", self.kind, self.id)))
+        T::deserialize(&self.body)
+            .map_err(|e| StoreError(format!("{} record '{}': {e}", self.kind, self.id)))
     }
 }
 
@@ -141,7 +149,12 @@ pub struct RecordWrite {
 pub trait RecordStore: Send + Sync {
     async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError>;
     /// Up to `limit` records of `kind` owned by `owner`, newest id first.
-    async fn records_of(&self, kind: &str, owner: &str, limit: u32) -> Result<Vec<Record>, StoreError>;
+    async fn records_of(
+        &self,
+        kind: &str,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<Record>, StoreError>;
     /// One page of the ids of `kind` records due on `day` in `shard`, and the next page's cursor.
     async fn records_due(
         &self,
@@ -201,14 +214,39 @@ pub trait TierStore: Send + Sync {
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError>;
 }
 
+/// Walks campaign audiences that live in indexes.
+#[async_trait]
+pub trait AudienceStore: Send + Sync {
+    /// Up to `limit` member ids of the audience from `cursor` on, and the next cursor.
+    async fn audience_page(
+        &self,
+        audience: &crate::campaigns::AudienceQuery,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<MemberId>, Option<String>), StoreError>;
+}
+
 /// Review dates are spread over this many index partitions so that one night's evaluations do
 /// not all land on one.
 pub const REVIEW_SHARDS: u32 = 16;
 
 /// Everything the services need from storage.
-pub trait Store: MemberStore + LedgerStore + ProgramStore + TierStore + RecordStore + 'static {}
+pub trait Store:
+    MemberStore + LedgerStore + ProgramStore + TierStore + RecordStore + AudienceStore + 'static
+{
+}
 
-impl<T: MemberStore + LedgerStore + ProgramStore + TierStore + RecordStore + 'static> Store for T {}
+impl<
+        T: MemberStore
+            + LedgerStore
+            + ProgramStore
+            + TierStore
+            + RecordStore
+            + AudienceStore
+            + 'static,
+    > Store for T
+{
+}
 
 /// A queue the services send messages to (outgoing events, fan-out work). Bodies are JSON.
 #[async_trait]
@@ -218,9 +256,9 @@ pub trait MessageQueue: Send + Sync {
 
 /// The due-index shard of an id: a stable hash (FNV-1a), so an id's shard never moves.
 pub fn shard_of(id: &str) -> u32 {
-    let hash = id
-        .bytes()
-        .fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
+    let hash = id.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
     hash % REVIEW_SHARDS
 }
 

@@ -22,7 +22,7 @@ pub enum Role {
     EntryGuard,
     Idempotency,
     ReferralCode,
-        Stock,
+    Stock,
     TierHistory,
     Record,
 }
@@ -111,7 +111,11 @@ impl DynamoStore {
         Ok(writes)
     }
 
-        pub(crate) async fn transact_all(&self, commits: &[Commit], records: &[RecordWrite]) -> Result<(), CommitError> {
+    pub(crate) async fn transact_all(
+        &self,
+        commits: &[Commit],
+        records: &[RecordWrite],
+    ) -> Result<(), CommitError> {
         let mut planned = Vec::new();
         for commit in commits {
             planned.extend(self.writes(commit)?);
@@ -132,14 +136,17 @@ impl DynamoStore {
                 self.meter.record(Units::Write, output.consumed_capacity());
                 Ok(())
             }
-                        Err(error) => {
+            Err(error) => {
                 self.meter.record(Units::Write, []);
                 match classify_error(error, &roles) {
                     // Name the record: its position among the record writes is its position here.
                     CommitError::RecordConflict { id, .. } => {
                         let nth: usize = id.parse().unwrap_or(0);
                         let record = &records[nth.min(records.len().saturating_sub(1))].record;
-                        Err(CommitError::RecordConflict { kind: record.kind.clone(), id: record.id.clone() })
+                        Err(CommitError::RecordConflict {
+                            kind: record.kind.clone(),
+                            id: record.id.clone(),
+                        })
                     }
                     other => Err(other),
                 }
@@ -182,15 +189,20 @@ pub fn classify_cancellation(reasons: &[CancellationReason], roles: &[Role]) -> 
     } else if failed(Role::EntryGuard) {
         CommitError::DuplicateEntry
     } else if failed(Role::ReferralCode) {
-        CommitError::ReferralCodeTaken    } else if failed(Role::Stock) {
-        CommitError::OutOfStock    } else if let Some(nth) = roles
+        CommitError::ReferralCodeTaken
+    } else if failed(Role::Stock) {
+        CommitError::OutOfStock
+    } else if let Some(nth) = roles
         .iter()
         .zip(reasons)
         .filter(|(role, _)| **role == Role::Record)
         .position(|(_, reason)| reason.code() == Some("ConditionalCheckFailed"))
     {
         // The caller maps the position among record writes back to the record.
-        CommitError::RecordConflict { kind: String::new(), id: nth.to_string() }
+        CommitError::RecordConflict {
+            kind: String::new(),
+            id: nth.to_string(),
+        }
     } else if reasons
         .iter()
         .any(|r| r.code() == Some("TransactionConflict"))

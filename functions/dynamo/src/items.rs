@@ -45,6 +45,12 @@ pub(crate) fn member_item(member: &Member) -> Result<Item, StoreError> {
     let day = member.enrolled_at.format("%Y-%m-%d").to_string();
     item.insert(keys::GSI1_PK.to_owned(), s(keys::enrolled_gsi1pk(&day)));
     item.insert(keys::GSI1_SK.to_owned(), s(member.member_id.as_str()));
+    let shard = loyalty_core::ports::review_shard(&member.member_id);
+    item.insert(
+        keys::GSI3_PK.to_owned(),
+        s(keys::tier_gsi3pk(&member.tier, shard)),
+    );
+    item.insert(keys::GSI3_SK.to_owned(), s(member.member_id.as_str()));
     // Sparse: only members with a review date are in the review index.
     if let Some(day) = member.tier_state.review_on {
         let shard = loyalty_core::ports::review_shard(&member.member_id);
@@ -55,7 +61,11 @@ pub(crate) fn member_item(member: &Member) -> Result<Item, StoreError> {
 }
 
 pub(crate) fn tier_change_item(member: &Member, change: &TierChange) -> Result<Item, StoreError> {
-    to_item(change, keys::member_pk(&member.member_id), keys::tier_sk(change.evaluated_at))
+    to_item(
+        change,
+        keys::member_pk(&member.member_id),
+        keys::tier_sk(change.evaluated_at),
+    )
 }
 
 pub(crate) fn entry_item(entry: &LedgerEntry) -> Result<Item, StoreError> {

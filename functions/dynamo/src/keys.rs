@@ -25,6 +25,9 @@ pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 pub const GSI1_PK: &str = "gsi1pk";
 pub const GSI1_SK: &str = "gsi1sk";
+pub const GSI3: &str = "GSI3";
+pub const GSI3_PK: &str = "gsi3pk";
+pub const GSI3_SK: &str = "gsi3sk";
 pub const GSI2: &str = "GSI2";
 pub const GSI2_PK: &str = "gsi2pk";
 pub const GSI2_SK: &str = "gsi2sk";
@@ -70,6 +73,11 @@ pub fn stock_pk(reward: &RewardId) -> String {
 
 pub const STOCK_SK: &str = "STOCK";
 
+/// GSI3 (keys only): members by tier, spread over shards, for campaign audiences.
+pub fn tier_gsi3pk(tier: &str, shard: u32) -> String {
+    format!("TIER#{tier}#{shard:02}")
+}
+
 pub fn enrolled_gsi1pk(day: &str) -> String {
     format!("ENROLLED#{day}")
 }
@@ -98,5 +106,8 @@ pub fn due_gsi2pk(kind: &str, day: chrono::NaiveDate, shard: u32) -> String {
 pub const TIER_PREFIX: &str = "TIER#";
 
 pub fn tier_sk(at: chrono::DateTime<chrono::Utc>) -> String {
-    format!("{TIER_PREFIX}{}", at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    format!(
+        "{TIER_PREFIX}{}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    )
 }

@@ -3,6 +3,7 @@
 //! exactly-once guarantees; reads are strongly consistent `GetItem`/`BatchGetItem`/`Query`s that
 //! touch a bounded number of items whatever a member's history.
 
+mod audience;
 mod capacity;
 mod commit;
 mod items;
@@ -15,7 +16,6 @@ mod tiers;
 
 use std::sync::Arc;
 use std::time::Duration;
-
 
 use aws_sdk_dynamodb::Client;
 use loyalty_core::service::AppConfig;
@@ -69,5 +69,9 @@ pub fn app_from_env(aws: &aws_config::SdkConfig) -> Result<App<DynamoStore>, Str
         program_cache_ttl: Duration::from_secs(cache_seconds),
         ..AppConfig::default()
     };
-    Ok(App::new(store, loyalty_core::clock::clock_from_env()?, config))
+    Ok(App::new(
+        store,
+        loyalty_core::clock::clock_from_env()?,
+        config,
+    ))
 }

@@ -144,7 +144,11 @@ impl MemberStore for DynamoStore {
             .map_err(|e| StoreError(e.message))
     }
 
-        async fn transact(&self, commits: Vec<Commit>, records: Vec<RecordWrite>) -> Result<(), CommitError> {
+    async fn transact(
+        &self,
+        commits: Vec<Commit>,
+        records: Vec<RecordWrite>,
+    ) -> Result<(), CommitError> {
         self.transact_all(&commits, &records).await
     }
 }

@@ -18,12 +18,18 @@ fn record_item(record: &Record) -> Item {
     item.insert("body".into(), s(record.body.to_string()));
     if let Some(owner) = &record.owner {
         item.insert("owner".into(), s(owner.as_str()));
-        item.insert(keys::GSI1_PK.into(), s(keys::owner_gsi1pk(&record.kind, owner)));
+        item.insert(
+            keys::GSI1_PK.into(),
+            s(keys::owner_gsi1pk(&record.kind, owner)),
+        );
         item.insert(keys::GSI1_SK.into(), s(record.id.as_str()));
     }
     if let Some(day) = record.due {
         item.insert("due".into(), s(day.to_string()));
-        item.insert(keys::GSI2_PK.into(), s(keys::due_gsi2pk(&record.kind, day, shard_of(&record.id))));
+        item.insert(
+            keys::GSI2_PK.into(),
+            s(keys::due_gsi2pk(&record.kind, day, shard_of(&record.id))),
+        );
         item.insert(keys::GSI2_SK.into(), s(record.id.as_str()));
     }
     item
@@ -48,15 +54,22 @@ fn record_of(item: &Item) -> Result<Record, StoreError> {
 }
 
 impl DynamoStore {
-    pub(crate) fn record_write(&self, write: &RecordWrite) -> Result<TransactWriteItem, StoreError> {
-        let mut put = Put::builder().table_name(&*self.table).set_item(Some(record_item(&write.record)));
+    pub(crate) fn record_write(
+        &self,
+        write: &RecordWrite,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut put = Put::builder()
+            .table_name(&*self.table)
+            .set_item(Some(record_item(&write.record)));
         put = match write.expect {
             Expect::Absent => put.condition_expression("attribute_not_exists(pk)"),
             Expect::Version(version) => put
                 .condition_expression("version = :expected")
                 .expression_attribute_values(":expected", n(version)),
         };
-        let put = put.build().map_err(|e| StoreError(format!("build put: {e}")))?;
+        let put = put
+            .build()
+            .map_err(|e| StoreError(format!("build put: {e}")))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 }
@@ -70,7 +83,12 @@ impl RecordStore for DynamoStore {
             .transpose()
     }
 
-    async fn records_of(&self, kind: &str, owner: &str, limit: u32) -> Result<Vec<Record>, StoreError> {
+    async fn records_of(
+        &self,
+        kind: &str,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<Record>, StoreError> {
         let output = self
             .client
             .query()
@@ -84,7 +102,12 @@ impl RecordStore for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map_err(|e| StoreError(format!("Query: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e))))?;
+            .map_err(|e| {
+                StoreError(format!(
+                    "Query: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                ))
+            })?;
         self.meter.record(Units::Read, output.consumed_capacity());
         let keys: Vec<Item> = output
             .items
@@ -96,7 +119,12 @@ impl RecordStore for DynamoStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut records = self.get_items(keys).await?.iter().map(record_of).collect::<Result<Vec<_>, _>>()?;
+        let mut records = self
+            .get_items(keys)
+            .await?
+            .iter()
+            .map(record_of)
+            .collect::<Result<Vec<_>, _>>()?;
         records.sort_by(|a, b| b.id.cmp(&a.id));
         Ok(records)
     }
@@ -108,6 +136,7 @@ impl RecordStore for DynamoStore {
         shard: u32,
         cursor: Option<String>,
     ) -> Result<(Vec<String>, Option<String>), StoreError> {
-        self.index_page(keys::due_gsi2pk(kind, day, shard), cursor).await
+        self.index_page(keys::due_gsi2pk(kind, day, shard), cursor)
+            .await
     }
 }

@@ -17,19 +17,30 @@ fn query_error(e: impl std::fmt::Debug + std::fmt::Display) -> StoreError {
 
 /// Review-index pages continue from DynamoDB's `LastEvaluatedKey`, carried as JSON text.
 fn encode_cursor(key: HashMap<String, AttributeValue>) -> Option<String> {
-    let plain: HashMap<String, String> = key.into_iter().filter_map(|(k, v)| v.as_s().ok().map(|s| (k, s.clone()))).collect();
+    let plain: HashMap<String, String> = key
+        .into_iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|s| (k, s.clone())))
+        .collect();
     serde_json::to_string(&plain).ok()
 }
 
 fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeValue>, StoreError> {
     let plain: HashMap<String, String> =
         serde_json::from_str(cursor).map_err(|_| StoreError("bad review cursor".into()))?;
-    Ok(plain.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect())
+    Ok(plain
+        .into_iter()
+        .map(|(k, v)| (k, AttributeValue::S(v)))
+        .collect())
 }
 
 #[async_trait]
 impl TierStore for DynamoStore {
-    async fn tier_history(&self, id: &MemberId, before: Option<DateTime<Utc>>, limit: u32) -> Result<Vec<TierChange>, StoreError> {
+    async fn tier_history(
+        &self,
+        id: &MemberId,
+        before: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<TierChange>, StoreError> {
         let high = match before {
             Some(before) => keys::tier_sk(before),
             // Just past every "TIER#<time>" key.
@@ -54,18 +65,22 @@ impl TierStore for DynamoStore {
         self.meter.record(Units::Read, output.consumed_capacity());
         // BETWEEN is inclusive; the cursor's own change was on the previous page.
         let items = output.items.unwrap_or_default().into_iter().filter(|item| {
-            item.get(keys::SK).and_then(|v| v.as_s().ok()).is_some_and(|sk| *sk != high)
+            item.get(keys::SK)
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|sk| *sk != high)
         });
         items.take(limit as usize).map(items::from_item).collect()
     }
 
-        async fn members_due(
+    async fn members_due(
         &self,
         day: NaiveDate,
         shard: u32,
         cursor: Option<String>,
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
-        let (ids, next) = self.index_page(keys::review_gsi2pk(day, shard), cursor).await?;
+        let (ids, next) = self
+            .index_page(keys::review_gsi2pk(day, shard), cursor)
+            .await?;
         let members = ids
             .iter()
             .map(|id| MemberId::parse(id).map_err(|e| StoreError(e.message)))
@@ -88,7 +103,7 @@ impl DynamoStore {
             .index_name(keys::GSI2)
             .key_condition_expression("#pk = :pk")
             .expression_attribute_names("#pk", keys::GSI2_PK)
-                        .expression_attribute_values(":pk", s(gsi2pk))
+            .expression_attribute_values(":pk", s(gsi2pk))
             .set_exclusive_start_key(cursor.as_deref().map(decode_cursor).transpose()?)
             .limit(500)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
@@ -96,7 +111,7 @@ impl DynamoStore {
             .await
             .map_err(|e| query_error(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
         self.meter.record(Units::Read, output.consumed_capacity());
-                let ids = output
+        let ids = output
             .items
             .unwrap_or_default()
             .iter()

@@ -182,12 +182,31 @@ async fn dispatch<S: Store>(
             let params = query(request, &["limit", "cursor"])?;
             let limit = params
                 .get("limit")
-                .map(|raw| raw.parse::<u32>().map_err(|_| ApiError::invalid("limit", "limit must be a whole number")))
+                .map(|raw| {
+                    raw.parse::<u32>()
+                        .map_err(|_| ApiError::invalid("limit", "limit must be a whole number"))
+                })
                 .transpose()?;
             let page = app
-                .tier_history(&MemberId::parse(&id)?, limit, params.get("cursor").map(String::as_str))
+                .tier_history(
+                    &MemberId::parse(&id)?,
+                    limit,
+                    params.get("cursor").map(String::as_str),
+                )
                 .await?;
             Ok(respond(200, &to_json(&page)?))
+        }
+        Route::Referrals(id) => {
+            let params = query(request, &["limit"])?;
+            let limit = params
+                .get("limit")
+                .map(|raw| {
+                    raw.parse::<u32>()
+                        .map_err(|_| ApiError::invalid("limit", "limit must be a whole number"))
+                })
+                .transpose()?;
+            let list = app.member_referrals(&MemberId::parse(&id)?, limit).await?;
+            Ok(respond(200, &to_json(&list)?))
         }
         Route::EvaluateTier(id) => {
             query(request, &[])?;
@@ -199,7 +218,70 @@ async fn dispatch<S: Store>(
             let member = MemberId::parse(&id)?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
             let grant = loyalty_core::service::parse_body(&body)?;
-            Ok(respond(200, &to_json(&app.grant_tier(&member, grant).await?)?))
+            Ok(respond(
+                200,
+                &to_json(&app.grant_tier(&member, grant).await?)?,
+            ))
+        }
+        Route::StartSubscription(id) => {
+            query(request, &[])?;
+            let member = MemberId::parse(&id)?;
+            let key = idempotency_key(request)?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            Ok(outcome(app.start_subscription(&member, key, &body).await?))
+        }
+        Route::GetSubscription(id) => {
+            query(request, &[])?;
+            Ok(respond(
+                200,
+                &to_json(&app.subscription_view(&MemberId::parse(&id)?).await?)?,
+            ))
+        }
+        Route::CancelSubscription(id) => {
+            query(request, &[])?;
+            Ok(respond(
+                200,
+                &to_json(&app.cancel_subscription(&MemberId::parse(&id)?).await?)?,
+            ))
+        }
+        Route::ChangeSubscriptionPlan(id) => {
+            query(request, &[])?;
+            let member = MemberId::parse(&id)?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            Ok(respond(
+                200,
+                &to_json(&app.change_subscription_plan(&member, &body).await?)?,
+            ))
+        }
+        Route::CreatePromotion => {
+            query(request, &[])?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            Ok(respond(201, &to_json(&app.create_promotion(&body).await?)?))
+        }
+        Route::ListPromotions => {
+            query(request, &[])?;
+            Ok(respond(200, &app.list_promotions().await?))
+        }
+        Route::CancelPromotion(id) => {
+            query(request, &[])?;
+            Ok(respond(200, &to_json(&app.cancel_promotion(&id).await?)?))
+        }
+        Route::CreateCampaign => {
+            query(request, &[])?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            let campaign = app.create_campaign(&body).await?;
+            Ok(respond(
+                202,
+                &json!({ "campaign_id": campaign.campaign_id, "status": campaign.status }),
+            ))
+        }
+        Route::GetCampaign(id) => {
+            query(request, &[])?;
+            Ok(respond(200, &to_json(&app.get_campaign(&id).await?)?))
+        }
+        Route::CancelCampaign(id) => {
+            query(request, &[])?;
+            Ok(respond(200, &to_json(&app.cancel_campaign(&id).await?)?))
         }
         Route::ListRewards => {
             query(request, &[])?;

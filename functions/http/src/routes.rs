@@ -45,6 +45,11 @@ impl Function {
                     | Route::TierHistory(_)
                     | Route::EvaluateTier(_)
                     | Route::GrantTier(_)
+                    | Route::StartSubscription(_)
+                    | Route::GetSubscription(_)
+                    | Route::CancelSubscription(_)
+                    | Route::ChangeSubscriptionPlan(_)
+                    | Route::Referrals(_)
             ) | (Self::Accrue, Route::Accrue(_))
                 | (Self::Redeem, Route::Redeem(_))
                 | (
@@ -53,6 +58,12 @@ impl Function {
                         | Route::CreateReward
                         | Route::GetProgram
                         | Route::PutProgram
+                        | Route::CreatePromotion
+                        | Route::ListPromotions
+                        | Route::CancelPromotion(_)
+                        | Route::CreateCampaign
+                        | Route::GetCampaign(_)
+                        | Route::CancelCampaign(_)
                 )
         )
     }
@@ -62,6 +73,12 @@ impl Function {
 /// bad id is a 400 with the id's own message rather than a 404.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
+    CreatePromotion,
+    ListPromotions,
+    CancelPromotion(String),
+    CreateCampaign,
+    GetCampaign(String),
+    CancelCampaign(String),
     Enrol,
     GetMember(String),
     Ledger(String),
@@ -70,6 +87,11 @@ pub enum Route {
     TierHistory(String),
     EvaluateTier(String),
     GrantTier(String),
+    StartSubscription(String),
+    GetSubscription(String),
+    CancelSubscription(String),
+    ChangeSubscriptionPlan(String),
+    Referrals(String),
     ListRewards,
     CreateReward,
     GetProgram,
@@ -108,6 +130,25 @@ impl Route {
                 Some(Route::EvaluateTier((*id).to_owned())).filter(|_| method == Method::POST),
                 "POST",
             ),
+            ["v1", "members", id, "referrals"] => (
+                Some(Route::Referrals((*id).to_owned())).filter(|_| method == Method::GET),
+                "GET",
+            ),
+            ["v1", "members", id, "subscription"] => {
+                let id = (*id).to_owned();
+                let route = if method == Method::POST {
+                    Some(Route::StartSubscription(id))
+                } else if method == Method::GET {
+                    Some(Route::GetSubscription(id))
+                } else if method == Method::DELETE {
+                    Some(Route::CancelSubscription(id))
+                } else if method == Method::PATCH {
+                    Some(Route::ChangeSubscriptionPlan(id))
+                } else {
+                    None
+                };
+                (route, "GET, POST, PATCH, DELETE")
+            }
             ["v1", "admin", "members", id, "tier"] => (
                 Some(Route::GrantTier((*id).to_owned())).filter(|_| method == Method::PUT),
                 "PUT",
@@ -127,6 +168,27 @@ impl Route {
             ["v1", "admin", "program"] => (
                 Some(Route::PutProgram).filter(|_| method == Method::PUT),
                 "PUT",
+            ),
+            ["v1", "admin", "promotions"] => match *method {
+                Method::GET => (Some(Route::ListPromotions), "GET, POST"),
+                Method::POST => (Some(Route::CreatePromotion), "GET, POST"),
+                _ => (None, "GET, POST"),
+            },
+            ["v1", "admin", "promotions", id, "cancel"] => (
+                Some(Route::CancelPromotion((*id).to_owned())).filter(|_| method == Method::POST),
+                "POST",
+            ),
+            ["v1", "admin", "campaigns"] => (
+                Some(Route::CreateCampaign).filter(|_| method == Method::POST),
+                "POST",
+            ),
+            ["v1", "admin", "campaigns", id] => (
+                Some(Route::GetCampaign((*id).to_owned())).filter(|_| method == Method::GET),
+                "GET",
+            ),
+            ["v1", "admin", "campaigns", id, "cancel"] => (
+                Some(Route::CancelCampaign((*id).to_owned())).filter(|_| method == Method::POST),
+                "POST",
             ),
             _ => {
                 return Err(ApiError::new(
@@ -155,9 +217,37 @@ mod tests {
             (Method::POST, "/v1/members", Function::Members),
             (Method::GET, "/v1/members/m1", Function::Members),
             (Method::GET, "/v1/members/m1/ledger", Function::Members),
-            (Method::GET, "/v1/members/m1/tier-history", Function::Members),
-            (Method::POST, "/v1/members/m1/tier-evaluation", Function::Members),
+            (
+                Method::GET,
+                "/v1/members/m1/tier-history",
+                Function::Members,
+            ),
+            (
+                Method::POST,
+                "/v1/members/m1/tier-evaluation",
+                Function::Members,
+            ),
             (Method::PUT, "/v1/admin/members/m1/tier", Function::Members),
+            (
+                Method::POST,
+                "/v1/members/m1/subscription",
+                Function::Members,
+            ),
+            (
+                Method::GET,
+                "/v1/members/m1/subscription",
+                Function::Members,
+            ),
+            (
+                Method::PATCH,
+                "/v1/members/m1/subscription",
+                Function::Members,
+            ),
+            (
+                Method::DELETE,
+                "/v1/members/m1/subscription",
+                Function::Members,
+            ),
             (Method::POST, "/v1/members/m1/accruals", Function::Accrue),
             (Method::POST, "/v1/members/m1/redemptions", Function::Redeem),
             (Method::GET, "/v1/rewards", Function::Rewards),

@@ -7,6 +7,11 @@ use aws_config::BehaviorVersion;
 async fn main() -> Result<(), lambda_http::Error> {
     loyalty_http::init_tracing();
     let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let app = loyalty_dynamo::app_from_env(&aws)?.with_events(loyalty_sqs::events_from_env(&aws));
+    let mut app =
+        loyalty_dynamo::app_from_env(&aws)?.with_events(loyalty_sqs::events_from_env(&aws));
+    // Subscriptions take their first payment here; without a provider they answer 503.
+    if let Some(payments) = loyalty_payments::StripePayments::optional_from_env() {
+        app = app.with_payments(payments);
+    }
     loyalty_http::run(app, loyalty_http::Function::Members).await
 }

@@ -20,7 +20,10 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     pub fn new(client: Client, url: impl Into<String>) -> Self {
-        Self { client, url: url.into() }
+        Self {
+            client,
+            url: url.into(),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -35,7 +38,12 @@ impl MessageQueue for SqsQueue {
             let entries = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, body)| SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body).build())
+                .map(|(i, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| StoreError(format!("SendMessageBatch entry: {e}")))?;
             let output = self
@@ -45,7 +53,12 @@ impl MessageQueue for SqsQueue {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| StoreError(format!("SendMessageBatch: {}", aws_sdk_sqs::error::DisplayErrorContext(e))))?;
+                .map_err(|e| {
+                    StoreError(format!(
+                        "SendMessageBatch: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(e)
+                    ))
+                })?;
             if let Some(failed) = output.failed.first() {
                 return Err(StoreError(format!(
                     "SendMessageBatch rejected {} of {} messages: {} {}",
@@ -64,6 +77,13 @@ impl MessageQueue for SqsQueue {
 pub fn queue_from_env(aws: &aws_config::SdkConfig, name: &str) -> Result<SqsQueue, String> {
     let url = std::env::var(name).map_err(|_| format!("{name} is not set"))?;
     Ok(SqsQueue::new(Client::new(aws), url))
+}
+
+/// The queue in `name` when the deployment declares one.
+pub fn optional_queue(aws: &aws_config::SdkConfig, name: &str) -> Option<Arc<dyn MessageQueue>> {
+    queue_from_env(aws, name)
+        .ok()
+        .map(|q| Arc::new(q) as Arc<dyn MessageQueue>)
 }
 
 /// Where outgoing events go: the queue in `EVENTS_QUEUE_URL`, or the log when there is none.

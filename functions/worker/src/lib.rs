@@ -18,7 +18,9 @@ pub enum Invocation {
 impl Invocation {
     pub fn parse(event: Value) -> Result<Self, String> {
         if event.get("Records").is_some() {
-            return serde_json::from_value(event).map(Invocation::Sqs).map_err(|e| format!("SQS event: {e}"));
+            return serde_json::from_value(event)
+                .map(Invocation::Sqs)
+                .map_err(|e| format!("SQS event: {e}"));
         }
         if event.get("detail-type").is_some() {
             return serde_json::from_value(event)
@@ -32,7 +34,10 @@ impl Invocation {
 /// Runs `handle` on every record of the batch, one after another, and reports the ids of the
 /// records it failed. A record without a message id cannot be reported, so it fails the whole
 /// batch (returned as `Err`), which SQS redelivers in full.
-pub async fn process_batch<F, Fut>(event: SqsEvent, mut handle: F) -> Result<SqsBatchResponse, String>
+pub async fn process_batch<F, Fut>(
+    event: SqsEvent,
+    mut handle: F,
+) -> Result<SqsBatchResponse, String>
 where
     F: FnMut(SqsMessage) -> Fut,
     Fut: Future<Output = Result<(), String>>,
@@ -79,7 +84,11 @@ mod tests {
         })
         .await
         .expect("batch");
-        let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        let failed: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
         assert_eq!(failed, vec!["m1".to_owned()]);
     }
 
@@ -90,7 +99,10 @@ mod tests {
             "account": "123456789012", "time": "2026-11-22T02:15:00Z", "region": "us-east-1",
             "resources": ["arn:aws:events:us-east-1:123456789012:rule/nightly"], "detail": {}
         });
-        assert!(matches!(Invocation::parse(event), Ok(Invocation::Scheduled(_))));
+        assert!(matches!(
+            Invocation::parse(event),
+            Ok(Invocation::Scheduled(_))
+        ));
         assert!(Invocation::parse(json!({ "hello": 1 })).is_err());
     }
 }

@@ -1,4 +1,7 @@
-//! `loyalty-local serve`: the template's HTTP API on a loopback port, backed by DynamoDB Local.
+//! `loyalty-local serve`: the template's HTTP API on a loopback port, backed by DynamoDB Local,
+//! handlers in-process.
+//! `loyalty-local run`: the whole template with the real function binaries (see `runner`).
+//! `loyalty-local demo`: walks a running stack end to end.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +18,11 @@ use loyalty_core::App;
 use loyalty_dynamo::DynamoStore;
 use loyalty_local::{tables, LocalApi, LocalError, Template};
 
-const USAGE: &str = "usage: loyalty-local serve --template PATH --dynamodb URL --listen ADDR --program PATH [--table NAME]";
+const USAGE: &str = "usage: loyalty-local serve --template PATH --dynamodb URL --listen ADDR --program PATH [--table NAME]
+       loyalty-local run --template PATH --dynamodb URL [--sqs URL] --listen ADDR [--program PATH] [--table NAME]
+                         [--bin-dir DIR] [--release] [--no-build] [--no-schedules]
+                         [--clock-offset SECONDS | --now RFC3339]
+       loyalty-local demo [--api http://127.0.0.1:3000]";
 const DEFAULT_TABLE: &str = "loyalty-local";
 
 #[derive(Debug)]
@@ -104,6 +111,7 @@ async fn shutdown_signal() {
 
 async fn run(args: Args) -> Result<(), LocalError> {
     loyalty_http::init_tracing();
+    let client = dynamodb_client(&args.dynamodb).await;
     let template = Template::load(&args.template)?;
     let table_def = match template.tables.as_slice() {
         [table] => table,
@@ -116,7 +124,6 @@ async fn run(args: Args) -> Result<(), LocalError> {
         }
     };
 
-    let client = dynamodb_client(&args.dynamodb).await;
     tables::create_table(&client, table_def, &args.table).await?;
     println!(
         "table {} ({}) ready at {}",
@@ -128,33 +135,7 @@ async fn run(args: Args) -> Result<(), LocalError> {
         Arc::new(SystemClock),
         AppConfig::default(),
     ));
-    let active = app
-        .store()
-        .active_program()
-        .await
-        .map_err(|e| LocalError::Program(format!("reading the active program: {e}")))?;
-    match active {
-        Some(program) => println!(
-            "program version {} already active; {} not loaded",
-            program.version,
-            args.program.display()
-        ),
-        None => {
-            let bytes = std::fs::read(&args.program).map_err(|source| LocalError::Read {
-                path: args.program.clone(),
-                source,
-            })?;
-            let program = app.replace_program(&bytes).await.map_err(|e| {
-                LocalError::Program(format!("{}: {}", args.program.display(), e.message))
-            })?;
-            println!(
-                "published {} as program version {}",
-                args.program.display(),
-                program.version
-            );
-        }
-    }
-
+    publish_default_program(&app, &args.program).await?;
     let api = LocalApi::new(&template, app)?;
     println!("routes:");
     for route in api.routes() {
@@ -168,11 +149,257 @@ async fn run(args: Args) -> Result<(), LocalError> {
     api.serve(listener, shutdown_signal()).await
 }
 
+/// Publishes `program` as version 1 unless a program is already active.
+async fn publish_default_program(
+    app: &App<DynamoStore>,
+    program: &std::path::Path,
+) -> Result<(), LocalError> {
+    let args_program = program;
+    let active = app
+        .store()
+        .active_program()
+        .await
+        .map_err(|e| LocalError::Program(format!("reading the active program: {e}")))?;
+    match active {
+        Some(program) => println!(
+            "program version {} already active; {} not loaded",
+            program.version,
+            args_program.display()
+        ),
+        None => {
+            let bytes = std::fs::read(args_program).map_err(|source| LocalError::Read {
+                path: args_program.to_owned(),
+                source,
+            })?;
+            let program = app.replace_program(&bytes).await.map_err(|e| {
+                LocalError::Program(format!("{}: {}", args_program.display(), e.message))
+            })?;
+            println!(
+                "published {} as program version {}",
+                args_program.display(),
+                program.version
+            );
+        }
+    }
+    Ok(())
+}
+
+mod run_cmd {
+    //! `loyalty-local run`.
+    use super::*;
+    use loyalty_local::runner::{Runner, RunnerConfig};
+    use loyalty_local::wiring::Stack;
+    use std::collections::HashMap;
+
+    #[derive(Debug)]
+    pub struct RunArgs {
+        template: PathBuf,
+        dynamodb: String,
+        sqs: Option<String>,
+        listen: SocketAddr,
+        program: Option<PathBuf>,
+        table: String,
+        bin_dir: Option<PathBuf>,
+        release: bool,
+        build: bool,
+        schedules: bool,
+        offset: chrono::Duration,
+    }
+
+    pub fn parse(mut args: impl Iterator<Item = String>) -> Result<RunArgs, LocalError> {
+        let usage = |problem: &str| LocalError::Usage(format!("{problem}\n{USAGE}"));
+        let mut out = RunArgs {
+            template: PathBuf::from("infra/template.yaml"),
+            dynamodb: String::new(),
+            sqs: None,
+            listen: "127.0.0.1:3000".parse().expect("address"),
+            program: None,
+            table: DEFAULT_TABLE.to_owned(),
+            bin_dir: None,
+            release: false,
+            build: true,
+            schedules: true,
+            offset: chrono::Duration::zero(),
+        };
+        while let Some(flag) = args.next() {
+            match flag.as_str() {
+                "--release" => out.release = true,
+                "--no-build" => out.build = false,
+                "--no-schedules" => out.schedules = false,
+                _ => {
+                    let value = args
+                        .next()
+                        .ok_or_else(|| usage(&format!("{flag} needs a value")))?;
+                    match flag.as_str() {
+                        "--template" => out.template = value.into(),
+                        "--dynamodb" => out.dynamodb = value,
+                        "--sqs" => out.sqs = Some(value),
+                        "--program" => out.program = Some(value.into()),
+                        "--table" => out.table = value,
+                        "--bin-dir" => out.bin_dir = Some(value.into()),
+                        "--listen" => {
+                            out.listen = value.parse().map_err(|_| {
+                                usage(&format!("--listen '{value}' is not an IP:PORT address"))
+                            })?
+                        }
+                        "--clock-offset" => {
+                            let seconds: i64 = value.parse().map_err(|_| {
+                                usage(&format!("--clock-offset '{value}' is not whole seconds"))
+                            })?;
+                            out.offset = chrono::Duration::try_seconds(seconds)
+                                .ok_or_else(|| usage("--clock-offset is out of range"))?;
+                        }
+                        "--now" => {
+                            let now =
+                                chrono::DateTime::parse_from_rfc3339(&value).map_err(|e| {
+                                    usage(&format!("--now '{value}' is not RFC 3339: {e}"))
+                                })?;
+                            let offset = now.to_utc() - chrono::Utc::now();
+                            out.offset = chrono::Duration::seconds(offset.num_seconds());
+                        }
+                        _ => return Err(usage(&format!("unknown argument '{flag}'"))),
+                    }
+                }
+            }
+        }
+        if out.dynamodb.is_empty() {
+            return Err(usage("--dynamodb is required"));
+        }
+        if !out.listen.ip().is_loopback() {
+            return Err(usage(&format!(
+                "--listen {} is not a loopback address",
+                out.listen
+            )));
+        }
+        for url in std::iter::once(&out.dynamodb).chain(out.sqs.iter()) {
+            let host = url.strip_prefix("http://").unwrap_or(url);
+            if !(host.starts_with("127.0.0.1:") || host.starts_with("localhost:")) {
+                return Err(usage(&format!("{url} is not a loopback endpoint")));
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn run(args: RunArgs) -> Result<(), LocalError> {
+        let stack = Stack::load(&args.template)?;
+        let profile = if args.release { "release" } else { "debug" };
+        if args.build {
+            let mut cargo = std::process::Command::new(
+                std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()),
+            );
+            cargo.args(["build", "--bins"]);
+            if args.release {
+                cargo.arg("--release");
+            }
+            println!(
+                "[local] cargo build --bins{}",
+                if args.release { " --release" } else { "" }
+            );
+            let status = cargo.status()?;
+            if !status.success() {
+                return Err(LocalError::Usage(format!("cargo build failed ({status})")));
+            }
+        }
+        let bin_dir = args.bin_dir.clone().unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("target"));
+            target.join(profile)
+        });
+        let runner = Runner::start(RunnerConfig {
+            stack,
+            dynamodb: args.dynamodb.clone(),
+            sqs: args.sqs.clone(),
+            binaries: HashMap::new(),
+            bin_dir,
+            table: args.table.clone(),
+            queue_prefix: String::new(),
+            clock_offset: args.offset,
+            schedules: args.schedules,
+            rust_log: std::env::var("RUST_LOG").unwrap_or_default(),
+        })
+        .await?;
+        if let Some(program) = &args.program {
+            let client = dynamodb_client(&args.dynamodb).await;
+            let table = runner
+                .table_name("LoyaltyTable")
+                .unwrap_or(&args.table)
+                .to_owned();
+            let app = App::new(
+                DynamoStore::new(client, table.as_str()),
+                Arc::new(SystemClock),
+                AppConfig::default(),
+            );
+            if let Err(error) = publish_default_program(&app, program).await {
+                runner.stop().await;
+                return Err(error);
+            }
+        }
+        if !args.offset.is_zero() {
+            println!(
+                "[local] clock offset {} s: functions and schedules see {}",
+                args.offset.num_seconds(),
+                runner.now().format("%Y-%m-%dT%H:%M:%SZ")
+            );
+        }
+        let runner = Arc::new(runner);
+        println!("[local] routes:");
+        for route in runner.routes() {
+            println!(
+                "  {:<6} {:<42} -> {}",
+                route.method, route.path, route.function
+            );
+        }
+        for (function, event) in runner.schedules() {
+            println!(
+                "  POST   /_local/schedules/{:<26} -> {function} ({})",
+                event.name, event.expression
+            );
+        }
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                runner.stop().await;
+                return Err(error.into());
+            }
+        };
+        println!(
+            "[local] listening on http://{}; Ctrl-C stops everything",
+            listener.local_addr()?
+        );
+        Arc::clone(&runner).serve(listener, shutdown_signal()).await;
+        runner.stop().await;
+        println!("[local] stopped");
+        Ok(())
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let result = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => run(args).await,
-        Err(error) => Err(error),
+    let mut argv = std::env::args().skip(1).peekable();
+    let result = match argv.peek().map(String::as_str) {
+        Some("run") => match run_cmd::parse(argv.skip(1)) {
+            Ok(args) => run_cmd::run(args).await,
+            Err(error) => Err(error),
+        },
+        Some("demo") => {
+            let rest: Vec<String> = argv.skip(1).collect();
+            let api = match rest.as_slice() {
+                [] => Ok("http://127.0.0.1:3000".to_owned()),
+                [flag, api] if flag == "--api" => Ok(api.clone()),
+                _ => Err(LocalError::Usage(USAGE.to_owned())),
+            };
+            match api {
+                Ok(api) => loyalty_local::demo::run(&api)
+                    .await
+                    .map_err(|e| LocalError::Program(format!("demo failed: {e}"))),
+                Err(error) => Err(error),
+            }
+        }
+        _ => match parse_args(argv) {
+            Ok(args) => run(args).await,
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

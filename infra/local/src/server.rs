@@ -52,7 +52,12 @@ impl<S: Store + Send + Sync> LocalApi<S> {
     /// renamed crate shows up here rather than as 404s.
     pub fn new(template: &Template, app: Arc<App<S>>) -> Result<Self, LocalError> {
         let mut routes = Vec::new();
-        for function in &template.functions {
+        // Functions reached only by queues or schedules are the process runner's business.
+        for function in template
+            .functions
+            .iter()
+            .filter(|f| !f.http_routes.is_empty())
+        {
             let handler = Function::from_binary(&function.binary).ok_or_else(|| {
                 LocalError::UnknownFunction {
                     logical_id: function.logical_id.clone(),

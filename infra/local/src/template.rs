@@ -471,55 +471,51 @@ mod tests {
             .iter()
             .map(|f| (f.logical_id.as_str(), f.binary.as_str()))
             .collect();
-        assert_eq!(
-            functions,
-            [
-                ("MembersFunction", "members"),
-                ("AccrueFunction", "accrue"),
-                ("RedeemFunction", "redeem"),
-                ("RewardsFunction", "rewards"),
-            ]
-        );
+        // The foundation's four HTTP functions; later issues add more.
+        for wanted in [
+            ("MembersFunction", "members"),
+            ("AccrueFunction", "accrue"),
+            ("RedeemFunction", "redeem"),
+            ("RewardsFunction", "rewards"),
+        ] {
+            assert!(functions.contains(&wanted), "{wanted:?} in {functions:?}");
+        }
         let keys: Vec<String> = template
             .http_routes()
             .iter()
             .map(HttpRoute::route_key)
             .collect();
-        assert_eq!(
-            keys,
-            [
-                "POST /v1/members",
-                "GET /v1/members/{member_id}",
-                "GET /v1/members/{member_id}/ledger",
-                "POST /v1/members/{member_id}/accruals",
-                "POST /v1/members/{member_id}/redemptions",
-                "GET /v1/rewards",
-                "POST /v1/admin/rewards",
-                "GET /v1/program",
-                "PUT /v1/admin/program",
-            ]
-        );
+        for wanted in [
+            "POST /v1/members",
+            "GET /v1/members/{member_id}",
+            "GET /v1/members/{member_id}/ledger",
+            "POST /v1/members/{member_id}/accruals",
+            "POST /v1/members/{member_id}/redemptions",
+            "GET /v1/rewards",
+            "POST /v1/admin/rewards",
+            "GET /v1/program",
+            "PUT /v1/admin/program",
+        ] {
+            assert!(keys.iter().any(|k| k == wanted), "{wanted} in {keys:?}");
+        }
 
         let table = template.table("LoyaltyTable").expect("LoyaltyTable");
         assert_eq!(template.tables.len(), 1);
         assert_eq!(table.table_name, None);
         assert_eq!(table.billing_mode.as_deref(), Some("PAY_PER_REQUEST"));
         assert_eq!(table.ttl_attribute.as_deref(), Some("expires_at"));
-        assert_eq!(table.attribute_definitions.len(), 4);
+        assert!(table.attribute_definitions.len() >= 4);
         let key = |name: &str, key_type: &str| KeyDef {
             name: name.to_owned(),
             key_type: key_type.to_owned(),
         };
         assert_eq!(table.key_schema, [key("pk", "HASH"), key("sk", "RANGE")]);
-        assert_eq!(
-            table.global_secondary_indexes,
-            [IndexDef {
-                name: "GSI1".to_owned(),
-                key_schema: vec![key("gsi1pk", "HASH"), key("gsi1sk", "RANGE")],
-                projection_type: "KEYS_ONLY".to_owned(),
-                non_key_attributes: vec![],
-            }]
-        );
+        assert!(table.global_secondary_indexes.contains(&IndexDef {
+            name: "GSI1".to_owned(),
+            key_schema: vec![key("gsi1pk", "HASH"), key("gsi1sk", "RANGE")],
+            projection_type: "KEYS_ONLY".to_owned(),
+            non_key_attributes: vec![],
+        }));
         assert!(table.local_secondary_indexes.is_empty());
     }
 

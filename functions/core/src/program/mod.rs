@@ -17,6 +17,7 @@ pub use rewards::{Reward, RewardKind};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ActionName, Category};
 use crate::money::Currency;
+use crate::promotions::Season;
 use crate::tiers::TierRules;
 use crate::Points;
 
@@ -32,11 +33,20 @@ pub struct ProgramDocument {
     pub tiers: TierRules,
     #[serde(default)]
     pub welcome_bonus: Points,
+    /// Referral rewards and their fraud controls; without it, referrals pay nothing.
+    #[serde(default)]
+    pub referrals: crate::referrals::ReferralPolicy,
     pub earning: SpendRule,
     #[serde(default)]
     pub actions: Vec<ActionRule>,
     #[serde(default)]
     pub rewards: Vec<Reward>,
+    /// Paid membership plans members can subscribe to.
+    #[serde(default)]
+    pub plans: Vec<crate::subscriptions::Plan>,
+    /// Yearly promotions the season schedule opens and closes.
+    #[serde(default)]
+    pub seasons: Vec<Season>,
 }
 
 /// Points for spend: `points_per_unit` for every `unit_minor` minor units, e.g. 1 point per 100
@@ -156,13 +166,36 @@ impl ProgramDocument {
 
     pub fn validate(&self) -> Result<(), ApiError> {
         check_text("name", &self.name, 100)?;
-        self.tiers.validate().map_err(|message| invalid("tiers", message))?;
+        self.tiers
+            .validate()
+            .map_err(|message| invalid("tiers", message))?;
+        let mut seasons = HashSet::new();
+        for (i, season) in self.seasons.iter().enumerate() {
+            let path = format!("seasons[{i}]");
+            season
+                .validate()
+                .map_err(|message| invalid(&path, message))?;
+            if !seasons.insert(&season.season_id) {
+                return Err(invalid(
+                    &path,
+                    format!("season '{}' is defined twice", season.season_id),
+                ));
+            }
+        }
         for (i, r) in self.rewards.iter().enumerate() {
             if let Some(tier) = r.tiers.iter().find(|t| self.tiers.rank(t).is_none()) {
-                return Err(invalid(&format!("rewards[{i}].tiers"), format!("no tier '{tier}' in the ladder")));
+                return Err(invalid(
+                    &format!("rewards[{i}].tiers"),
+                    format!("no tier '{tier}' in the ladder"),
+                ));
             }
         }
         check_points("welcome_bonus", self.welcome_bonus, 0)?;
+        self.referrals
+            .validate(self.currency)
+            .map_err(|message| invalid("referrals", message))?;
+        crate::subscriptions::validate_plans(&self.plans, &self.tiers, self.currency)
+            .map_err(|(path, message)| invalid(&path, message))?;
 
         let earning = &self.earning;
         if !(1..=1_000).contains(&earning.points_per_unit) {

@@ -5,6 +5,7 @@ use serde_json::Value;
 use super::{member_not_found, parse_body, to_json, App, Attempt, Outcome};
 use crate::commands::{AccrualRequest, ItemRequest, MAX_ITEMS, MAX_QUANTITY};
 use crate::error::{ApiError, ErrorCode};
+use crate::events::DomainEvent;
 use crate::idempotency::{fingerprint, IdempotencyRecord, IdempotencyScope, Operation};
 use crate::ids::{IdempotencyKey, MemberId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
@@ -12,7 +13,7 @@ use crate::member::{Balance, Member};
 use crate::money::MAX_MINOR;
 use crate::ports::{Commit, Snapshot, Store};
 use crate::program::{evaluate_action, evaluate_purchase, ActiveProgram, PurchaseLine};
-use crate::events::DomainEvent;
+use crate::promotions::{best_promotion, record_use};
 use crate::tiers::{evaluate, multiplier_bonus, record, Measure};
 use crate::Points;
 
@@ -34,6 +35,8 @@ pub struct AccrualReceipt {
 struct Priced {
     /// Eligible spend in minor units (zero for actions), for spend-based tiers.
     qualifying_spend: i64,
+    /// The order's item lines (none for actions), for category-limited promotions.
+    lines: Vec<PurchaseLine>,
     source: Source,
     reason: String,
     breakdown: Vec<BreakdownLine>,
@@ -104,11 +107,18 @@ fn price(
             )?;
             let excluded: i64 = lines
                 .iter()
-                .filter(|l| program.document.earning.excluded_categories.contains(&l.category))
+                .filter(|l| {
+                    program
+                        .document
+                        .earning
+                        .excluded_categories
+                        .contains(&l.category)
+                })
                 .map(|l| l.line_minor)
                 .sum();
             Ok(Priced {
                 qualifying_spend: amount.minor - excluded,
+                lines,
                 source: Source::Order {
                     order_id: order_id.clone(),
                     amount,
@@ -136,6 +146,7 @@ fn price(
             let (line, counts) = evaluate_action(rule, &counts, at)?;
             Ok(Priced {
                 qualifying_spend: 0,
+                lines: Vec::new(),
                 source: Source::Action {
                     action: action.clone(),
                     reference: reference.clone(),
@@ -200,16 +211,47 @@ impl<S: Store> App<S> {
             let tiers = &program.document.tiers;
             let mut breakdown = priced.breakdown;
             let activity: Points = breakdown.iter().map(|line| line.points).sum();
+            // Promotions live at the purchase's own time apply, from this environment's copy
+            // of the promotion list (no read per request); the single best one wins.
+            let mut promotion_used = None;
+            if let Source::Order { .. } = &priced.source {
+                let promotions = self.promotions().await?;
+                if let Some((promotion, line)) = best_promotion(
+                    &promotions,
+                    &program.document.earning,
+                    &priced.lines,
+                    activity,
+                    &member.tier,
+                    &member.promotion_uses,
+                    occurred_at,
+                ) {
+                    breakdown.push(line);
+                    promotion_used = Some(promotion);
+                }
+            }
             // The tier multiplier rewards spend; actions earn their fixed amounts.
-            if let (Source::Order { .. }, Some(level)) = (&priced.source, tiers.level(&member.tier)) {
+            if let (Source::Order { .. }, Some(level)) = (&priced.source, tiers.level(&member.tier))
+            {
                 let bonus = multiplier_bonus(activity, level.earn_multiplier_percent);
                 if bonus > 0 {
                     breakdown.push(BreakdownLine {
                         rule: format!("tier_multiplier:{}", level.tier_id),
-                        description: format!("{} members earn {}% on spend", level.name, level.earn_multiplier_percent),
+                        description: format!(
+                            "{} members earn {}% on spend",
+                            level.name, level.earn_multiplier_percent
+                        ),
                         points: bonus,
                     });
                 }
+            }
+            // A paid plan's multiplier, like the tier's, rewards spend only.
+            if let Source::Order { .. } = &priced.source {
+                breakdown.extend(crate::subscriptions::plan_multiplier_line(
+                    &program,
+                    &member,
+                    activity,
+                    occurred_at,
+                ));
             }
             let points: Points = breakdown.iter().map(|line| line.points).sum();
 
@@ -217,11 +259,28 @@ impl<S: Store> App<S> {
             if let Some((action, counts)) = priced.updated_counts {
                 next.action_counts.insert(action, counts);
             }
+            if let Some(promotion) = &promotion_used {
+                record_use(&mut next.promotion_uses, promotion, now);
+            }
             let qualifying = match tiers.measure {
                 Measure::Spend => priced.qualifying_spend,
                 Measure::Points => activity,
             };
-            record(&mut next.qualifying, occurred_at.date_naive(), qualifying, now.date_naive());
+            record(
+                &mut next.qualifying,
+                occurred_at.date_naive(),
+                qualifying,
+                now.date_naive(),
+            );
+            // A referee's first qualifying purchase is marked in this same write, so it is
+            // announced to the referral worker once.
+            let referral = crate::referrals::mark_first_purchase(
+                &mut next,
+                &program.document.referrals,
+                &priced.source,
+                occurred_at,
+                now,
+            );
             // Crossing a threshold upgrades in this same write; the next accrual earns at the
             // new multiplier. Downgrades are left to the evaluation job.
             let decision = evaluate(
@@ -293,8 +352,14 @@ impl<S: Store> App<S> {
             };
             let result = match self.store().commit(commit).await {
                 Ok(()) => {
-                    let events = tier_change.iter().map(|c| DomainEvent::tier_changed(member_id, c)).collect();
+                    let events = tier_change
+                        .iter()
+                        .map(|c| DomainEvent::tier_changed(member_id, c))
+                        .collect();
                     self.publish_events(events).await;
+                    if let Some(referral_id) = &referral {
+                        self.announce_referral(referral_id).await;
+                    }
                     Attempt::Done(Outcome::Created(response))
                 }
                 Err(error) => {

@@ -49,8 +49,12 @@ impl<S: Store> App<S> {
                 last_seq: 0,
                 action_counts: Default::default(),
                 reward_counts: Default::default(),
+                promotion_uses: Default::default(),
                 tier_state: Default::default(),
                 qualifying: Default::default(),
+                plan: None,
+                referral_purchase: None,
+                referral_counts: Default::default(),
             };
             let bonus = program.document.welcome_bonus;
             let (member, entry) = if bonus > 0 {
@@ -93,9 +97,19 @@ impl<S: Store> App<S> {
                 stock: None,
                 tier_change: None,
             };
-            match self.store().commit(commit).await {
+            // A referred enrolment records its pending referral in the same transaction.
+            let records = match &referred_by {
+                Some(referrer) => vec![super::referrals::new_referral_record(
+                    referrer,
+                    &member_id,
+                    &program.document.referrals,
+                    now,
+                )?],
+                None => Vec::new(),
+            };
+            match self.store().transact(vec![commit], records).await {
                 Ok(()) => return Ok(member.view(&program.document.tiers, now)),
-                Err(CommitError::MemberExists) => {
+                Err(CommitError::MemberExists | CommitError::RecordConflict { .. }) => {
                     return Err(ApiError::new(
                         ErrorCode::MemberExists,
                         format!("member '{member_id}' already exists"),

@@ -2,10 +2,14 @@
 //! the same against DynamoDB, the in-memory store, or a fault-injecting wrapper.
 
 mod accrue;
+mod campaigns;
 mod enrol;
 mod program_admin;
+mod promotions;
 mod queries;
 mod redeem;
+mod referrals;
+mod subscriptions;
 mod tiers;
 
 use std::sync::Arc;
@@ -19,14 +23,22 @@ use tokio::time::Instant;
 
 pub use accrue::AccrualReceipt;
 pub use redeem::RedemptionReceipt;
+pub use referrals::{
+    ReferralError, ReferralMessage, ReferralOutcome, SweepReport, SWEEP_CATCH_UP_DAYS,
+};
+pub use subscriptions::{
+    BillingBatch, BillingPlan, BillingResult, PlanChange, SubscriptionView, BILLING_CATCH_UP_DAYS,
+    PENDING_LEASE,
+};
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
+use crate::events::{DomainEvent, LogQueue};
 use crate::idempotency::IdempotencyScope;
 use crate::ids::MemberId;
-use crate::events::{DomainEvent, LogQueue};
 use crate::ports::{CommitError, MessageQueue, Store, StoreError};
 use crate::program::ActiveProgram;
+use crate::promotions::Promotion;
 
 #[derive(Debug, Clone)]
 pub struct AppConfig {
@@ -66,7 +78,13 @@ pub struct App<S> {
     clock: Arc<dyn Clock>,
     config: AppConfig,
     program: RwLock<Option<(Instant, Arc<ActiveProgram>)>>,
+    promotions: RwLock<Option<(Instant, Arc<Vec<Promotion>>)>>,
+    /// Where a new campaign's first dispatch step goes.
+    campaign_dispatch: Arc<dyn MessageQueue>,
     events: Arc<dyn MessageQueue>,
+    /// Where accruals announce a referee's first qualifying purchase.
+    referral_queue: Arc<dyn MessageQueue>,
+    payments: Arc<dyn crate::subscriptions::payments::PaymentProvider>,
 }
 
 impl From<StoreError> for ApiError {
@@ -83,8 +101,39 @@ impl<S: Store> App<S> {
             clock,
             config,
             program: RwLock::new(None),
+            promotions: RwLock::new(None),
+            campaign_dispatch: Arc::new(crate::events::Unconfigured("CAMPAIGN_DISPATCH_QUEUE_URL")),
             events: Arc::new(LogQueue),
+            referral_queue: Arc::new(LogQueue),
+            payments: Arc::new(crate::subscriptions::payments::NoPayments),
         }
+    }
+
+    /// Sends referral messages (a referee's first qualifying purchase) to `queue` instead of the
+    /// log.
+    pub fn with_referral_queue(mut self, queue: Arc<dyn MessageQueue>) -> Self {
+        self.referral_queue = queue;
+        self
+    }
+
+    /// Takes subscription payments through `provider` (none by default: starting a subscription
+    /// then fails with `payment_provider_unavailable`).
+    pub fn with_payments(
+        mut self,
+        provider: Arc<dyn crate::subscriptions::payments::PaymentProvider>,
+    ) -> Self {
+        self.payments = provider;
+        self
+    }
+
+    pub fn payments(&self) -> &dyn crate::subscriptions::payments::PaymentProvider {
+        self.payments.as_ref()
+    }
+
+    /// Sends new campaigns' dispatch steps to `queue`.
+    pub fn with_campaign_dispatch(mut self, queue: Arc<dyn MessageQueue>) -> Self {
+        self.campaign_dispatch = queue;
+        self
     }
 
     /// Sends outgoing events to `queue` instead of the log.
@@ -99,7 +148,10 @@ impl<S: Store> App<S> {
         if events.is_empty() {
             return;
         }
-        let bodies: Vec<String> = events.iter().filter_map(|e| serde_json::to_string(e).ok()).collect();
+        let bodies: Vec<String> = events
+            .iter()
+            .filter_map(|e| serde_json::to_string(e).ok())
+            .collect();
         if let Err(error) = self.events.send(bodies).await {
             tracing::error!(%error, ?events, "stored change but could not send its events");
         }
@@ -177,7 +229,10 @@ impl<S: Store> App<S> {
             CommitError::StaleMember | CommitError::Conflict | CommitError::ReferralCodeTaken => {
                 Ok(Attempt::Retry)
             }
-                        CommitError::MemberExists => Err(ApiError::new(ErrorCode::MemberExists, "the member already exists")),
+            CommitError::MemberExists => Err(ApiError::new(
+                ErrorCode::MemberExists,
+                "the member already exists",
+            )),
             CommitError::RecordConflict { .. } => Ok(Attempt::Retry),
             CommitError::Store(error) => Err(error.into()),
         }

@@ -58,13 +58,24 @@ pub struct ReviewPlan {
 
 impl<S: Store> App<S> {
     /// Applies `change` to the member with a version check, retrying on races.
-    async fn update_tier<F>(&self, id: &MemberId, mut change: F) -> Result<(Member, Option<TierChange>), ApiError>
+    async fn update_tier<F>(
+        &self,
+        id: &MemberId,
+        mut change: F,
+    ) -> Result<(Member, Option<TierChange>), ApiError>
     where
-        F: FnMut(&Member, &crate::program::ActiveProgram) -> Result<(Member, Option<TierChange>), ApiError>,
+        F: FnMut(
+            &Member,
+            &crate::program::ActiveProgram,
+        ) -> Result<(Member, Option<TierChange>), ApiError>,
     {
         let mut attempt = 0;
         loop {
-            let member = self.store().member(id).await?.ok_or_else(|| member_not_found(id))?;
+            let member = self
+                .store()
+                .member(id)
+                .await?
+                .ok_or_else(|| member_not_found(id))?;
             let program = self.program().await?;
             let (mut next, tier_change) = change(&member, &program)?;
             if next == member {
@@ -82,11 +93,16 @@ impl<S: Store> App<S> {
             };
             match self.store().commit(commit).await {
                 Ok(()) => {
-                    let events = tier_change.iter().map(|c| DomainEvent::tier_changed(id, c)).collect();
+                    let events = tier_change
+                        .iter()
+                        .map(|c| DomainEvent::tier_changed(id, c))
+                        .collect();
                     self.publish_events(events).await;
                     return Ok((next, tier_change));
                 }
-                Err(CommitError::StaleMember | CommitError::Conflict) => self.back_off(&mut attempt).await?,
+                Err(CommitError::StaleMember | CommitError::Conflict) => {
+                    self.back_off(&mut attempt).await?
+                }
                 Err(CommitError::Store(error)) => return Err(error.into()),
                 Err(other) => {
                     tracing::error!(error = %other, "tier commit failed");
@@ -111,7 +127,11 @@ impl<S: Store> App<S> {
                     now,
                     true,
                 );
-                let next = Member { tier: decision.tier, tier_state: decision.state, ..member.clone() };
+                let next = Member {
+                    tier: decision.tier,
+                    tier_state: decision.state,
+                    ..member.clone()
+                };
                 Ok((next, decision.change))
             })
             .await?;
@@ -126,11 +146,19 @@ impl<S: Store> App<S> {
     }
 
     /// Grants `grant.tier` as a floor until `grant.until`; an upgrade takes effect at once.
-    pub async fn grant_tier(&self, id: &MemberId, grant: TierGrant) -> Result<TierEvaluation, ApiError> {
+    pub async fn grant_tier(
+        &self,
+        id: &MemberId,
+        grant: TierGrant,
+    ) -> Result<TierEvaluation, ApiError> {
         let now = self.now();
         let reason = grant.reason.trim();
-        if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
-            return Err(ApiError::invalid("reason", "reason must be 1 to 200 printable characters"));
+        if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control)
+        {
+            return Err(ApiError::invalid(
+                "reason",
+                "reason must be 1 to 200 printable characters",
+            ));
         }
         if grant.until <= now {
             return Err(ApiError::invalid("until", "until must be in the future"));
@@ -159,7 +187,12 @@ impl<S: Store> App<S> {
         })
     }
 
-    pub async fn tier_history(&self, id: &MemberId, limit: Option<u32>, cursor: Option<&str>) -> Result<TierHistoryPage, ApiError> {
+    pub async fn tier_history(
+        &self,
+        id: &MemberId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<TierHistoryPage, ApiError> {
         let limit = limit.unwrap_or(20);
         if !(1..=100).contains(&limit) {
             return Err(ApiError::invalid("limit", "limit must be 1 to 100"));
@@ -168,25 +201,47 @@ impl<S: Store> App<S> {
             .map(|c| {
                 DateTime::parse_from_rfc3339(c)
                     .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| ApiError::new(ErrorCode::InvalidCursor, "cursor is not one this API issued"))
+                    .map_err(|_| {
+                        ApiError::new(
+                            ErrorCode::InvalidCursor,
+                            "cursor is not one this API issued",
+                        )
+                    })
             })
             .transpose()?;
-        let (member, changes) = tokio::join!(self.store().member(id), self.store().tier_history(id, before, limit));
+        let (member, changes) = tokio::join!(
+            self.store().member(id),
+            self.store().tier_history(id, before, limit)
+        );
         member?.ok_or_else(|| member_not_found(id))?;
         let changes = changes?;
         let next_cursor = (changes.len() == limit as usize)
-            .then(|| changes.last().map(|c| c.evaluated_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+            .then(|| {
+                changes.last().map(|c| {
+                    c.evaluated_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                })
+            })
             .flatten();
-        Ok(TierHistoryPage { changes, next_cursor })
+        Ok(TierHistoryPage {
+            changes,
+            next_cursor,
+        })
     }
 
     /// The nightly run: finds the members whose review date has come (today and the days a
     /// missed run left behind), through the review index shard by shard, and sends them to
     /// `queue` in batches for the workers. Sending a day twice is harmless: evaluation is
     /// idempotent per day.
-    pub async fn plan_tier_reviews(&self, queue: &dyn MessageQueue) -> Result<ReviewPlan, ApiError> {
+    pub async fn plan_tier_reviews(
+        &self,
+        queue: &dyn MessageQueue,
+    ) -> Result<ReviewPlan, ApiError> {
         let today = self.now().date_naive();
-        let mut plan = ReviewPlan { members: 0, messages: 0 };
+        let mut plan = ReviewPlan {
+            members: 0,
+            messages: 0,
+        };
         for back in (0..=CATCH_UP_DAYS).rev() {
             let day = today - Days::new(back);
             for shard in 0..REVIEW_SHARDS {
@@ -195,7 +250,12 @@ impl<S: Store> App<S> {
                     let (members, next) = self.store().members_due(day, shard, cursor).await?;
                     let bodies: Vec<String> = members
                         .chunks(MEMBERS_PER_MESSAGE)
-                        .map(|chunk| serde_json::to_string(&ReviewBatch { day, member_ids: chunk.to_vec() }))
+                        .map(|chunk| {
+                            serde_json::to_string(&ReviewBatch {
+                                day,
+                                member_ids: chunk.to_vec(),
+                            })
+                        })
                         .collect::<Result<_, _>>()
                         .map_err(|_| ApiError::internal())?;
                     plan.members += members.len();

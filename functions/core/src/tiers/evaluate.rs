@@ -31,13 +31,20 @@ fn active(floor: &Option<TierFloor>, now: DateTime<Utc>) -> Option<&TierFloor> {
 }
 
 /// The rank held by floors in force, and the earliest day such a floor runs out.
-fn floor_of<'a>(rules: &TierRules, state: &'a TierState, now: DateTime<Utc>) -> (usize, Option<&'a TierFloor>) {
-    [active(&state.manual_floor, now), active(&state.plan_floor, now)]
-        .into_iter()
-        .flatten()
-        .filter_map(|f| rules.rank(&f.tier).map(|rank| (rank, f)))
-        .max_by_key(|(rank, _)| *rank)
-        .map_or((0, None), |(rank, f)| (rank, Some(f)))
+fn floor_of<'a>(
+    rules: &TierRules,
+    state: &'a TierState,
+    now: DateTime<Utc>,
+) -> (usize, Option<&'a TierFloor>) {
+    [
+        active(&state.manual_floor, now),
+        active(&state.plan_floor, now),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|f| rules.rank(&f.tier).map(|rank| (rank, f)))
+    .max_by_key(|(rank, _)| *rank)
+    .map_or((0, None), |(rank, f)| (rank, Some(f)))
 }
 
 /// Decides the member's tier on `now`'s day. With `downgrades` false (during an accrual) only
@@ -72,7 +79,10 @@ pub fn evaluate(
         next.below_since = None;
         reason = Some(match floor.filter(|_| floor_rank > earned) {
             Some(f) => format!("floor: {}", f.reason),
-            None => format!("qualifying {qualifying} reached {}", rules.levels[target].threshold),
+            None => format!(
+                "qualifying {qualifying} reached {}",
+                rules.levels[target].threshold
+            ),
         });
     } else if target == current {
         next.below_since = None;
@@ -115,7 +125,11 @@ pub fn evaluate(
         reason,
         evaluated_at: now,
     });
-    Decision { tier, state: next, change }
+    Decision {
+        tier,
+        state: next,
+        change,
+    }
 }
 
 /// Where the member stands: qualifying amount, distance to the next tier, how long the current
@@ -140,11 +154,19 @@ pub fn progress(
         let grace = u64::from(rules.levels[rank].grace_days);
         let by_activity = match state.below_since {
             Some(since) => Some(since + Days::new(grace)),
-            None => first_day_below(rules.window, days, today, enrolled, rules.levels[rank].threshold)
-                .map(|d| d + Days::new(grace)),
+            None => first_day_below(
+                rules.window,
+                days,
+                today,
+                enrolled,
+                rules.levels[rank].threshold,
+            )
+            .map(|d| d + Days::new(grace)),
         }
         .map(|first_possible_downgrade| first_possible_downgrade - Days::new(1));
-        let by_floor = floor.filter(|_| floor_rank >= rank).map(|f| f.until.date_naive());
+        let by_floor = floor
+            .filter(|_| floor_rank >= rank)
+            .map(|f| f.until.date_naive());
         by_activity.max(by_floor)
     };
     TierProgress {
@@ -175,16 +197,26 @@ mod tests {
         TierRules {
             measure: Measure::Spend,
             window: WindowKind::Rolling12Months,
-            levels: vec![level("bronze", 0, 0), level("silver", 100, 30), level("gold", 500, 30), level("platinum", 1000, 30)],
+            levels: vec![
+                level("bronze", 0, 0),
+                level("silver", 100, 30),
+                level("gold", 500, 30),
+                level("platinum", 1000, 30),
+            ],
         }
     }
 
     fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).single().expect("date")
+        Utc.with_ymd_and_hms(y, m, d, 12, 0, 0)
+            .single()
+            .expect("date")
     }
 
     fn days(entries: &[(DateTime<Utc>, i64)]) -> QualifyingDays {
-        entries.iter().map(|(at, amount)| (at.date_naive(), *amount)).collect()
+        entries
+            .iter()
+            .map(|(at, amount)| (at.date_naive(), *amount))
+            .collect()
     }
 
     const ENROLLED: fn() -> NaiveDate = || NaiveDate::from_ymd_opt(2024, 1, 1).expect("date");
@@ -192,7 +224,15 @@ mod tests {
     #[test]
     fn crossing_a_threshold_upgrades_at_once_even_several_levels() {
         let activity = days(&[(at(2026, 11, 1), 600)]);
-        let decision = evaluate(&rules(), "bronze", &TierState::default(), &activity, ENROLLED(), at(2026, 11, 1), false);
+        let decision = evaluate(
+            &rules(),
+            "bronze",
+            &TierState::default(),
+            &activity,
+            ENROLLED(),
+            at(2026, 11, 1),
+            false,
+        );
         assert_eq!(decision.tier, "gold");
         assert!(decision.change.is_some());
         // The activity leaves the rolling window 366 days later: review then, grace starts then.
@@ -204,32 +244,106 @@ mod tests {
         let activity = days(&[(at(2025, 1, 1), 1200)]);
         let state = TierState::default();
         // 2026-01-02: the January activity has rolled off; grace starts.
-        let first = evaluate(&rules(), "platinum", &state, &activity, ENROLLED(), at(2026, 1, 2), true);
+        let first = evaluate(
+            &rules(),
+            "platinum",
+            &state,
+            &activity,
+            ENROLLED(),
+            at(2026, 1, 2),
+            true,
+        );
         assert_eq!(first.tier, "platinum");
         assert_eq!(first.state.below_since, Some(at(2026, 1, 2).date_naive()));
         assert_eq!(first.state.review_on, Some(at(2026, 2, 1).date_naive()));
-        let during = evaluate(&rules(), "platinum", &first.state, &activity, ENROLLED(), at(2026, 1, 31), true);
+        let during = evaluate(
+            &rules(),
+            "platinum",
+            &first.state,
+            &activity,
+            ENROLLED(),
+            at(2026, 1, 31),
+            true,
+        );
         assert_eq!(during.tier, "platinum");
-        let after = evaluate(&rules(), "platinum", &during.state, &activity, ENROLLED(), at(2026, 2, 1), true);
+        let after = evaluate(
+            &rules(),
+            "platinum",
+            &during.state,
+            &activity,
+            ENROLLED(),
+            at(2026, 2, 1),
+            true,
+        );
         assert_eq!(after.tier, "gold", "one level at a time");
         assert_eq!(after.state.below_since, Some(at(2026, 2, 1).date_naive()));
-        let again = evaluate(&rules(), "gold", &after.state, &activity, ENROLLED(), at(2026, 2, 1), true);
-        assert_eq!((again.tier.as_str(), again.change.is_none()), ("gold", true), "same day twice: no change");
+        let again = evaluate(
+            &rules(),
+            "gold",
+            &after.state,
+            &activity,
+            ENROLLED(),
+            at(2026, 2, 1),
+            true,
+        );
+        assert_eq!(
+            (again.tier.as_str(), again.change.is_none()),
+            ("gold", true),
+            "same day twice: no change"
+        );
         assert_eq!(again.state, after.state);
-        let next = evaluate(&rules(), "gold", &again.state, &activity, ENROLLED(), at(2026, 3, 3), true);
+        let next = evaluate(
+            &rules(),
+            "gold",
+            &again.state,
+            &activity,
+            ENROLLED(),
+            at(2026, 3, 3),
+            true,
+        );
         assert_eq!(next.tier, "silver");
     }
 
     #[test]
     fn a_floor_holds_the_tier_until_it_expires() {
-        let mut state = TierState::default();
-        state.manual_floor = Some(TierFloor { tier: "gold".into(), until: at(2026, 12, 31), reason: "service recovery".into() });
-        let granted = evaluate(&rules(), "bronze", &state, &QualifyingDays::new(), ENROLLED(), at(2026, 11, 1), true);
+        let state = TierState {
+            manual_floor: Some(TierFloor {
+                tier: "gold".into(),
+                until: at(2026, 12, 31),
+                reason: "service recovery".into(),
+            }),
+            ..TierState::default()
+        };
+        let granted = evaluate(
+            &rules(),
+            "bronze",
+            &state,
+            &QualifyingDays::new(),
+            ENROLLED(),
+            at(2026, 11, 1),
+            true,
+        );
         assert_eq!(granted.tier, "gold");
         assert_eq!(granted.state.review_on, Some(at(2027, 1, 1).date_naive()));
-        let held = evaluate(&rules(), "gold", &granted.state, &QualifyingDays::new(), ENROLLED(), at(2026, 12, 30), true);
+        let held = evaluate(
+            &rules(),
+            "gold",
+            &granted.state,
+            &QualifyingDays::new(),
+            ENROLLED(),
+            at(2026, 12, 30),
+            true,
+        );
         assert_eq!(held.tier, "gold");
-        let expired = evaluate(&rules(), "gold", &held.state, &QualifyingDays::new(), ENROLLED(), at(2027, 1, 1), true);
+        let expired = evaluate(
+            &rules(),
+            "gold",
+            &held.state,
+            &QualifyingDays::new(),
+            ENROLLED(),
+            at(2027, 1, 1),
+            true,
+        );
         assert_eq!(expired.state.manual_floor, None);
         assert_eq!(expired.tier, "gold", "grace starts when the floor ends");
         assert_eq!(expired.state.below_since, Some(at(2027, 1, 1).date_naive()));
@@ -238,9 +352,19 @@ mod tests {
     #[test]
     fn progress_shows_distance_and_security() {
         let activity = days(&[(at(2026, 3, 1), 150)]);
-        let p = progress(&rules(), "silver", &TierState::default(), &activity, ENROLLED(), at(2026, 11, 22));
+        let p = progress(
+            &rules(),
+            "silver",
+            &TierState::default(),
+            &activity,
+            ENROLLED(),
+            at(2026, 11, 22),
+        );
         assert_eq!(p.qualifying, 150);
-        assert_eq!((p.next_tier.as_deref(), p.remaining_to_next), (Some("gold"), Some(350)));
+        assert_eq!(
+            (p.next_tier.as_deref(), p.remaining_to_next),
+            (Some("gold"), Some(350))
+        );
         // Leaves the window 2027-03-02, then 30 days of grace.
         assert_eq!(p.secured_until, Some(at(2027, 3, 31).date_naive()));
     }

@@ -78,7 +78,10 @@ impl TierRules {
 
     /// The highest level whose threshold `qualifying` reaches.
     pub fn earned_rank(&self, qualifying: i64) -> usize {
-        self.levels.iter().rposition(|l| l.threshold <= qualifying).unwrap_or(0)
+        self.levels
+            .iter()
+            .rposition(|l| l.threshold <= qualifying)
+            .unwrap_or(0)
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
@@ -92,15 +95,22 @@ impl TierRules {
             let path = format!("tiers.levels[{i}]");
             let id_ok = !level.tier_id.is_empty()
                 && level.tier_id.len() <= 32
-                && level.tier_id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+                && level
+                    .tier_id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
             if !id_ok {
-                return Err(format!("{path}.tier_id must be 1 to 32 of a-z, 0-9, '_' and '-'"));
+                return Err(format!(
+                    "{path}.tier_id must be 1 to 32 of a-z, 0-9, '_' and '-'"
+                ));
             }
             if level.name.trim().is_empty() || level.name.chars().count() > 64 {
                 return Err(format!("{path}.name must be 1 to 64 characters"));
             }
             if !(100..=1_000).contains(&level.earn_multiplier_percent) {
-                return Err(format!("{path}.earn_multiplier_percent must be 100 to 1000"));
+                return Err(format!(
+                    "{path}.earn_multiplier_percent must be 100 to 1000"
+                ));
             }
             if level.grace_days > 3_650 {
                 return Err(format!("{path}.grace_days must be at most 3650"));

@@ -32,22 +32,34 @@ impl Window {
     /// The window that `today` falls in.
     pub fn containing(kind: WindowKind, today: NaiveDate, enrolled: NaiveDate) -> Window {
         match kind {
-            WindowKind::Rolling12Months => Window { start: today - Days::new(365), end: today },
+            WindowKind::Rolling12Months => Window {
+                start: today - Days::new(365),
+                end: today,
+            },
             WindowKind::CalendarYear => Window {
                 start: NaiveDate::from_ymd_opt(today.year(), 1, 1).unwrap_or(today),
                 end: NaiveDate::from_ymd_opt(today.year(), 12, 31).unwrap_or(today),
             },
             WindowKind::Anniversary => {
                 let this_year = anniversary_in(enrolled, today.year());
-                let start = if this_year <= today { this_year } else { anniversary_in(enrolled, today.year() - 1) };
+                let start = if this_year <= today {
+                    this_year
+                } else {
+                    anniversary_in(enrolled, today.year() - 1)
+                };
                 let next = anniversary_in(enrolled, start.year() + 1);
-                Window { start, end: next - Days::new(1) }
+                Window {
+                    start,
+                    end: next - Days::new(1),
+                }
             }
         }
     }
 
     pub fn sum(&self, days: &QualifyingDays) -> i64 {
-        days.range(self.start..=self.end).map(|(_, amount)| amount).sum()
+        days.range(self.start..=self.end)
+            .map(|(_, amount)| amount)
+            .sum()
     }
 }
 
@@ -136,7 +148,10 @@ mod tests {
         let leap = Window::containing(WindowKind::Anniversary, d("2027-03-01"), d("2024-02-29"));
         assert_eq!((leap.start, leap.end), (d("2027-02-28"), d("2028-02-28")));
         let before = Window::containing(WindowKind::Anniversary, d("2027-02-27"), d("2024-02-29"));
-        assert_eq!((before.start, before.end), (d("2026-02-28"), d("2027-02-27")));
+        assert_eq!(
+            (before.start, before.end),
+            (d("2026-02-28"), d("2027-02-27"))
+        );
     }
 
     #[test]
@@ -157,8 +172,12 @@ mod tests {
         let today = d("2027-03-31");
         let rolling = Window::containing(WindowKind::Rolling12Months, today, d("2020-01-31"));
         assert_eq!(rolling.start, d("2026-03-31"));
-        let anniversary = Window::containing(WindowKind::Anniversary, d("2027-01-31"), d("2020-01-31"));
-        assert_eq!((anniversary.start, anniversary.end), (d("2027-01-31"), d("2028-01-30")));
+        let anniversary =
+            Window::containing(WindowKind::Anniversary, d("2027-01-31"), d("2020-01-31"));
+        assert_eq!(
+            (anniversary.start, anniversary.end),
+            (d("2027-01-31"), d("2028-01-30"))
+        );
         let mut days = QualifyingDays::new();
         days.insert(d("2026-12-31"), 40);
         days.insert(d("2027-01-01"), 2);

@@ -1,0 +1,458 @@
+//! Referrals: a member shares their code, a friend enrols with it and then makes a first
+//! qualifying purchase, and both are rewarded — once, and only within the program's policy.
+//!
+//! Everything here is pure: the policy (part of the program document), the referral record's
+//! body, the marks a referral leaves on member items (the referee's qualifying purchase, the
+//! referrer's reward counters), and [`decide`], which turns a referral and its two members into
+//! a decision. The services in `service::referrals` load, decide and write.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{MemberId, OrderId};
+use crate::ledger::Source;
+use crate::member::Member;
+use crate::money::{Currency, Money};
+use crate::Points;
+
+/// The record kind of referrals in the record store.
+pub const KIND: &str = "referral";
+
+/// Largest bonus either side may get from one referral.
+const MAX_REFERRAL_POINTS: Points = 1_000_000;
+
+/// The program's referral rules (`referrals` in the program document).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferralPolicy {
+    /// Bonus for the member who shared the code.
+    pub referrer_points: Points,
+    /// Bonus for the friend who enrolled with it.
+    pub referee_points: Points,
+    /// The referee's first purchase must be at least this much, in the program's currency.
+    pub min_first_purchase: Money,
+    /// Rewarded referrals per referrer per UTC calendar month.
+    pub monthly_cap: u32,
+    /// Rewarded referrals per referrer per UTC day.
+    pub daily_velocity: u32,
+    /// A referral whose referee has not qualified this many days after enrolling expires.
+    pub expires_after_days: u32,
+}
+
+impl Default for ReferralPolicy {
+    /// What a program without a `referrals` section gets: nothing is paid.
+    fn default() -> Self {
+        Self {
+            referrer_points: 0,
+            referee_points: 0,
+            min_first_purchase: Money::new(0, Currency::parse("USD").expect("USD is a currency")),
+            monthly_cap: 10,
+            daily_velocity: 3,
+            expires_after_days: 30,
+        }
+    }
+}
+
+impl ReferralPolicy {
+    pub fn validate(&self, currency: Currency) -> Result<(), String> {
+        for (name, points) in [
+            ("referrer_points", self.referrer_points),
+            ("referee_points", self.referee_points),
+        ] {
+            if !(0..=MAX_REFERRAL_POINTS).contains(&points) {
+                return Err(format!("{name} must be 0 to {MAX_REFERRAL_POINTS}"));
+            }
+        }
+        if self.min_first_purchase.minor < 0 {
+            return Err("min_first_purchase must not be negative".into());
+        }
+        if self.min_first_purchase.minor > 0 && self.min_first_purchase.currency != currency {
+            return Err(format!(
+                "min_first_purchase must be in the program currency {}",
+                currency.as_str()
+            ));
+        }
+        if !(1..=10_000).contains(&self.monthly_cap) {
+            return Err("monthly_cap must be 1 to 10000".into());
+        }
+        if !(1..=1_000).contains(&self.daily_velocity) {
+            return Err("daily_velocity must be 1 to 1000".into());
+        }
+        if !(1..=365).contains(&self.expires_after_days) {
+            return Err("expires_after_days must be 1 to 365".into());
+        }
+        Ok(())
+    }
+
+    /// Whether `amount` (already in the program's currency) is enough for a first purchase.
+    pub fn qualifies(&self, amount: &Money) -> bool {
+        self.min_first_purchase.minor == 0
+            || (amount.currency == self.min_first_purchase.currency
+                && amount.minor >= self.min_first_purchase.minor)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferralStatus {
+    Pending,
+    Rewarded,
+    Rejected,
+    Expired,
+}
+
+/// Why a referral was rejected; stable codes, shown to the member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// Referrer and referee are the same member or share an email address.
+    SelfReferral,
+    /// The referee was a member before the referral, or did not enrol through it.
+    RefereeNotNew,
+    /// The referrer has had `monthly_cap` referrals rewarded this month.
+    MonthlyCapReached,
+    /// The referrer has had `daily_velocity` referrals rewarded today.
+    DailyVelocityExceeded,
+    /// The referee's first purchase was below the program's minimum.
+    FirstPurchaseBelowMinimum,
+}
+
+/// The body of a `referral` record. Its id is derived from the referee (see [`referral_id`]): a
+/// member enrols once, so there is at most one referral per referee.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Referral {
+    pub referral_id: String,
+    pub referrer_id: MemberId,
+    pub referee_id: MemberId,
+    pub status: ReferralStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RejectReason>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
+    /// The qualifying order, once decided on one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<OrderId>,
+    #[serde(default)]
+    pub referrer_points: Points,
+    #[serde(default)]
+    pub referee_points: Points,
+}
+
+impl Referral {
+    /// A new pending referral for a referee enrolling at `now`.
+    pub fn pending(
+        referrer: &MemberId,
+        referee: &MemberId,
+        policy: &ReferralPolicy,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            referral_id: referral_id(referee, now),
+            referrer_id: referrer.clone(),
+            referee_id: referee.clone(),
+            status: ReferralStatus::Pending,
+            reason: None,
+            created_at: now,
+            expires_at: now + Duration::days(i64::from(policy.expires_after_days)),
+            decided_at: None,
+            order_id: None,
+            referrer_points: 0,
+            referee_points: 0,
+        }
+    }
+
+    /// The day the expiry sweep looks at this referral.
+    pub fn due(&self) -> NaiveDate {
+        self.expires_at.date_naive()
+    }
+}
+
+/// The referral id of a referee who enrolled at `enrolled_at`: the enrolment time (milliseconds,
+/// zero-padded) then the member id. Derived from the member item alone, so an accrual needs no
+/// read to name it; unique because a member enrols once; and ordered by time, so listing a
+/// referrer's records newest id first is newest referral first.
+pub fn referral_id(referee: &MemberId, enrolled_at: DateTime<Utc>) -> String {
+    format!(
+        "{:013}-{}",
+        enrolled_at.timestamp_millis().max(0),
+        referee.as_str()
+    )
+}
+
+/// The referee of a well-formed referral id.
+pub fn referee_of(referral_id: &str) -> Option<MemberId> {
+    let (millis, member) = referral_id.split_once('-')?;
+    if millis.len() != 13 || !millis.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    MemberId::parse(member).ok()
+}
+
+/// The referee's first qualifying purchase, marked on the referee's member item by the accrual
+/// that records it, so that it is marked (and announced) once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferralPurchase {
+    pub order_id: OrderId,
+    pub amount: Money,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Rewarded referrals of a referrer in the current month and day (UTC), on the referrer's member
+/// item: the reward transaction writes them under the member's version, so a cap is never
+/// exceeded by racing workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferralCounts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month: Option<String>,
+    #[serde(default)]
+    pub month_rewarded: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<NaiveDate>,
+    #[serde(default)]
+    pub day_rewarded: u32,
+}
+
+impl ReferralCounts {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    fn month_key(at: DateTime<Utc>) -> String {
+        format!("{:04}-{:02}", at.year(), at.month())
+    }
+
+    pub fn this_month(&self, now: DateTime<Utc>) -> u32 {
+        if self.month.as_deref() == Some(Self::month_key(now).as_str()) {
+            self.month_rewarded
+        } else {
+            0
+        }
+    }
+
+    pub fn today(&self, now: DateTime<Utc>) -> u32 {
+        if self.day == Some(now.date_naive()) {
+            self.day_rewarded
+        } else {
+            0
+        }
+    }
+
+    /// The counters after one more reward at `now`.
+    pub fn after_reward(&self, now: DateTime<Utc>) -> Self {
+        Self {
+            month: Some(Self::month_key(now)),
+            month_rewarded: self.this_month(now) + 1,
+            day: Some(now.date_naive()),
+            day_rewarded: self.today(now) + 1,
+        }
+    }
+}
+
+/// Marks the referee's first qualifying purchase on `next` (the member as the accrual writes it)
+/// and returns the referral id to announce, when `source` is that purchase: the member came
+/// through a referral, has no qualifying purchase yet, the order is at least the minimum and it
+/// happened after enrolment. Reads nothing: everything it needs is on the member item.
+pub fn mark_first_purchase(
+    next: &mut Member,
+    policy: &ReferralPolicy,
+    source: &Source,
+    occurred_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let Source::Order { order_id, amount } = source else {
+        return None;
+    };
+    if next.referred_by.is_none()
+        || next.referral_purchase.is_some()
+        || occurred_at < next.enrolled_at
+        || !policy.qualifies(amount)
+    {
+        return None;
+    }
+    next.referral_purchase = Some(ReferralPurchase {
+        order_id: order_id.clone(),
+        amount: *amount,
+        occurred_at,
+        recorded_at: now,
+    });
+    Some(referral_id(&next.member_id, next.enrolled_at))
+}
+
+/// What to do with a pending referral.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// The referee has not qualified yet and the referral has not expired.
+    Wait,
+    Expire,
+    Reject(RejectReason),
+    /// Pay both sides; the referrer's counters become `counts`.
+    Reward {
+        referrer_points: Points,
+        referee_points: Points,
+        order_id: OrderId,
+        counts: ReferralCounts,
+    },
+}
+
+fn same_email(a: &Member, b: &Member) -> bool {
+    match (&a.email, &b.email) {
+        (Some(a), Some(b)) => normalise_email(a) == normalise_email(b),
+        _ => false,
+    }
+}
+
+/// Lower case, and for the local part drop `+tags` and dots, the usual aliasing tricks.
+fn normalise_email(email: &str) -> String {
+    let email = email.trim().to_lowercase();
+    match email.rsplit_once('@') {
+        Some((local, domain)) => {
+            let local = local.split('+').next().unwrap_or(local).replace('.', "");
+            format!("{local}@{domain}")
+        }
+        None => email,
+    }
+}
+
+/// Decides a pending referral at `now`, checking the policy in order: self-referral, a referee
+/// who is not new, expiry, the first-purchase minimum, the monthly cap and the daily velocity.
+pub fn decide(
+    policy: &ReferralPolicy,
+    referral: &Referral,
+    referrer: &Member,
+    referee: &Member,
+    now: DateTime<Utc>,
+) -> Decision {
+    if referral.referrer_id == referral.referee_id
+        || referrer.member_id == referee.member_id
+        || same_email(referrer, referee)
+    {
+        return Decision::Reject(RejectReason::SelfReferral);
+    }
+    if referee.referred_by.as_ref() != Some(&referral.referrer_id)
+        || referee.enrolled_at < referral.created_at
+    {
+        return Decision::Reject(RejectReason::RefereeNotNew);
+    }
+    let Some(purchase) = &referee.referral_purchase else {
+        return if now >= referral.expires_at {
+            Decision::Expire
+        } else {
+            Decision::Wait
+        };
+    };
+    if purchase.recorded_at > referral.expires_at {
+        return Decision::Expire;
+    }
+    if !policy.qualifies(&purchase.amount) {
+        return Decision::Reject(RejectReason::FirstPurchaseBelowMinimum);
+    }
+    let counts = &referrer.referral_counts;
+    if counts.this_month(now) >= policy.monthly_cap {
+        return Decision::Reject(RejectReason::MonthlyCapReached);
+    }
+    if counts.today(now) >= policy.daily_velocity {
+        return Decision::Reject(RejectReason::DailyVelocityExceeded);
+    }
+    Decision::Reward {
+        referrer_points: policy.referrer_points,
+        referee_points: policy.referee_points,
+        order_id: purchase.order_id.clone(),
+        counts: counts.after_reward(now),
+    }
+}
+
+/// One referral as a member sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReferralView {
+    pub referral_id: String,
+    pub referrer_id: MemberId,
+    pub referee_id: MemberId,
+    pub status: ReferralStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RejectReason>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
+    /// What the member asking earned from this referral.
+    pub points: Points,
+}
+
+impl Referral {
+    pub fn view_for(&self, member: &MemberId) -> ReferralView {
+        let points = if &self.referrer_id == member {
+            self.referrer_points
+        } else if &self.referee_id == member {
+            self.referee_points
+        } else {
+            0
+        };
+        ReferralView {
+            referral_id: self.referral_id.clone(),
+            referrer_id: self.referrer_id.clone(),
+            referee_id: self.referee_id.clone(),
+            status: self.status,
+            reason: self.reason,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            decided_at: self.decided_at,
+            points,
+        }
+    }
+}
+
+/// `GET /v1/members/{id}/referrals`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReferralList {
+    pub member_id: MemberId,
+    /// Referrals this member made, newest first.
+    pub referrals: Vec<ReferralView>,
+    /// The referral this member enrolled through, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referred_by: Option<ReferralView>,
+    /// Points earned from all of the above.
+    pub points_earned: Points,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn counters_roll_over_by_month_and_day() {
+        let day1 = Utc.with_ymd_and_hms(2026, 1, 31, 10, 0, 0).unwrap();
+        let counts = ReferralCounts::default()
+            .after_reward(day1)
+            .after_reward(day1);
+        assert_eq!((counts.this_month(day1), counts.today(day1)), (2, 2));
+        let next_day = day1 + Duration::days(1);
+        assert_eq!(
+            (counts.this_month(next_day), counts.today(next_day)),
+            (0, 0)
+        );
+        let later_same_month = Utc.with_ymd_and_hms(2026, 1, 31, 23, 0, 0).unwrap();
+        assert_eq!(counts.after_reward(later_same_month).month_rewarded, 3);
+    }
+
+    #[test]
+    fn referral_ids_sort_by_time_and_name_their_referee() {
+        let referee = MemberId::parse("bob-1").unwrap();
+        let early = referral_id(&referee, Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+        let late = referral_id(&referee, Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap());
+        assert!(early < late);
+        assert_eq!(referee_of(&early), Some(referee));
+        assert_eq!(referee_of("123-bob"), None);
+    }
+
+    #[test]
+    fn email_aliases_are_the_same_person() {
+        assert_eq!(
+            normalise_email(" Alice.Smith+ref@Example.com"),
+            "alicesmith@example.com"
+        );
+    }
+}

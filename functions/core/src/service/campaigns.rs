@@ -1,0 +1,440 @@
+//! Campaign services: create (and hand off to the dispatcher), read, cancel, dispatch one
+//! audience page, and grant one message's members.
+
+use serde_json::{json, Value};
+
+use super::{member_not_found, parse_body, App};
+use crate::campaigns::{
+    Audience, AudienceQuery, Campaign, CampaignRequest, CampaignStatus, DispatchMessage,
+    GrantMessage, GRANTS_PER_WRITE, MEMBERS_PER_GRANT, MEMBERS_PER_PAGE, OUTCOME_KIND, RECORD_KIND,
+    RECORD_OWNER,
+};
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::MemberId;
+use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
+use crate::ports::{Commit, CommitError, Expect, MessageQueue, Record, RecordWrite, Store};
+
+/// What became of one member of a grant message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    Granted,
+    AlreadyCounted,
+    Skipped,
+}
+
+fn to_record(campaign: &Campaign, version: u64) -> Result<Record, ApiError> {
+    Ok(Record {
+        kind: RECORD_KIND.into(),
+        id: campaign.campaign_id.clone(),
+        owner: Some(RECORD_OWNER.into()),
+        version,
+        due: None,
+        body: serde_json::to_value(campaign).map_err(|_| ApiError::internal())?,
+    })
+}
+
+fn outcome_marker(campaign_id: &str, member: &str, outcome: &str) -> RecordWrite {
+    RecordWrite {
+        record: Record {
+            kind: OUTCOME_KIND.into(),
+            id: format!("{campaign_id}:{member}"),
+            owner: None,
+            version: 1,
+            due: None,
+            body: json!({ "outcome": outcome }),
+        },
+        expect: Expect::Absent,
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(ErrorCode::CampaignNotFound, format!("no campaign '{id}'"))
+        .with_details(json!({ "campaign_id": id }))
+}
+
+fn store_error(error: CommitError) -> ApiError {
+    match error {
+        CommitError::Store(e) => e.into(),
+        other => {
+            tracing::error!(error = %other, "campaign write failed");
+            ApiError::internal()
+        }
+    }
+}
+
+impl<S: Store> App<S> {
+    async fn campaign(&self, id: &str) -> Result<(Campaign, u64), ApiError> {
+        let record = self
+            .store()
+            .record(RECORD_KIND, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        Ok((record.parse()?, record.version))
+    }
+
+    /// Reads, changes and writes the campaign record under its version, retrying on races.
+    async fn update_campaign<T>(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut Campaign) -> Option<T>,
+    ) -> Result<Option<T>, ApiError> {
+        let mut attempt = 0;
+        loop {
+            let (mut campaign, version) = self.campaign(id).await?;
+            let Some(result) = change(&mut campaign) else {
+                return Ok(None);
+            };
+            let write = RecordWrite {
+                record: to_record(&campaign, version + 1)?,
+                expect: Expect::Version(version),
+            };
+            match self.store().transact(Vec::new(), vec![write]).await {
+                Ok(()) => return Ok(Some(result)),
+                Err(CommitError::RecordConflict { .. } | CommitError::Conflict) => {
+                    self.back_off(&mut attempt).await?
+                }
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+    }
+
+    /// `POST /v1/admin/campaigns`: records the campaign and queues its first dispatch step.
+    pub async fn create_campaign(&self, body: &Value) -> Result<Campaign, ApiError> {
+        let request: CampaignRequest = parse_body(body)?;
+        let id = format!("cmp_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let campaign = request.into_campaign(id.clone(), self.now())?;
+        if let Audience::Tier(tier) = &campaign.audience {
+            let program = self.program().await?;
+            if program.document.tiers.rank(tier).is_none() {
+                return Err(ApiError::invalid(
+                    "audience",
+                    format!("no tier '{tier}' in the program"),
+                ));
+            }
+        }
+        let write = RecordWrite {
+            record: to_record(&campaign, 1)?,
+            expect: Expect::Absent,
+        };
+        self.store()
+            .transact(Vec::new(), vec![write])
+            .await
+            .map_err(store_error)?;
+        let first = DispatchMessage {
+            campaign_id: id,
+            page: 0,
+            cursor: None,
+        };
+        self.campaign_dispatch
+            .send(vec![
+                serde_json::to_string(&first).map_err(|_| ApiError::internal())?
+            ])
+            .await?;
+        Ok(campaign)
+    }
+
+    pub async fn get_campaign(&self, id: &str) -> Result<Campaign, ApiError> {
+        Ok(self.campaign(id).await?.0)
+    }
+
+    /// Stops further grants; members not yet granted are counted as skipped.
+    pub async fn cancel_campaign(&self, id: &str) -> Result<Campaign, ApiError> {
+        self.update_campaign(id, |c| {
+            (c.status != CampaignStatus::Canceled).then(|| c.status = CampaignStatus::Canceled)
+        })
+        .await?;
+        self.get_campaign(id).await
+    }
+
+    /// One dispatcher step: reads audience page `message.page`, sends its members to the grant
+    /// queue in batches, records the page as dispatched and hands the rest to the next message.
+    /// A redelivered step finds its page already counted and does nothing.
+    pub async fn dispatch_campaign(
+        &self,
+        message: &DispatchMessage,
+        dispatch: &dyn MessageQueue,
+        grants: &dyn MessageQueue,
+    ) -> Result<usize, ApiError> {
+        let (campaign, _) = self.campaign(&message.campaign_id).await?;
+        if campaign.pages_dispatched > message.page || campaign.status == CampaignStatus::Canceled {
+            return Ok(0);
+        }
+        let (members, next): (Vec<String>, Option<String>) = match &campaign.audience {
+            Audience::MemberIds(ids) => {
+                let start = usize::try_from(message.page)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(MEMBERS_PER_PAGE);
+                let page: Vec<String> = ids
+                    .iter()
+                    .skip(start)
+                    .take(MEMBERS_PER_PAGE)
+                    .map(|m| m.to_string())
+                    .collect();
+                let more = start + page.len() < ids.len();
+                (page, more.then(String::new))
+            }
+            Audience::Tier(tier) => {
+                self.audience(AudienceQuery::Tier(tier.clone()), message)
+                    .await?
+            }
+            Audience::EnrolledBetween([from, to]) => {
+                self.audience(AudienceQuery::EnrolledBetween(*from, *to), message)
+                    .await?
+            }
+        };
+        let bodies = members
+            .chunks(MEMBERS_PER_GRANT)
+            .map(|chunk| {
+                serde_json::to_string(&GrantMessage {
+                    campaign_id: campaign.campaign_id.clone(),
+                    member_ids: chunk.to_vec(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| ApiError::internal())?;
+        if !bodies.is_empty() {
+            grants.send(bodies).await?;
+        }
+        // The next step is queued before this one is recorded: a crash in between repeats this
+        // page (its grants are idempotent, its count is not yet taken) rather than losing the rest.
+        if let Some(cursor) = &next {
+            let step = DispatchMessage {
+                campaign_id: campaign.campaign_id.clone(),
+                page: message.page + 1,
+                cursor: Some(cursor.clone()).filter(|c| !c.is_empty()),
+            };
+            dispatch
+                .send(vec![
+                    serde_json::to_string(&step).map_err(|_| ApiError::internal())?
+                ])
+                .await?;
+        }
+        let page = message.page;
+        let count = members.len() as u64;
+        self.update_campaign(&campaign.campaign_id, |c| {
+            (c.pages_dispatched == page).then(|| {
+                c.pages_dispatched = page + 1;
+                c.counters.targeted += count;
+                if next.is_none() && c.status == CampaignStatus::Dispatching {
+                    c.status = CampaignStatus::Dispatched;
+                }
+            })
+        })
+        .await?;
+        Ok(members.len())
+    }
+
+    async fn audience(
+        &self,
+        query: AudienceQuery,
+        message: &DispatchMessage,
+    ) -> Result<(Vec<String>, Option<String>), ApiError> {
+        let (ids, next) = self
+            .store()
+            .audience_page(&query, message.cursor.clone(), MEMBERS_PER_PAGE)
+            .await?;
+        Ok((ids.into_iter().map(|m| m.to_string()).collect(), next))
+    }
+
+    /// Grants the members of one grant message. `last_attempt` is true on the delivery after
+    /// which SQS gives the message to the dead-letter queue: members that still fail then are
+    /// counted as failed, once.
+    pub async fn grant_campaign(
+        &self,
+        message: &GrantMessage,
+        last_attempt: bool,
+    ) -> Result<(), ApiError> {
+        let parsed: Vec<Option<MemberId>> = message
+            .member_ids
+            .iter()
+            .map(|raw| MemberId::parse(raw).ok())
+            .collect();
+        let valid: Vec<MemberId> = parsed.iter().flatten().cloned().collect();
+        let mut done = std::collections::HashSet::new();
+        for chunk in valid.chunks(GRANTS_PER_WRITE) {
+            if self.grant_chunk(&message.campaign_id, chunk).await? {
+                done.extend(chunk.iter().map(|m| m.as_str().to_owned()));
+            }
+        }
+        let mut first_error = None;
+        for raw in message
+            .member_ids
+            .iter()
+            .filter(|raw| !done.contains(raw.as_str()))
+        {
+            let result = match MemberId::parse(raw) {
+                Ok(member) => self
+                    .grant_one(&message.campaign_id, &member)
+                    .await
+                    .map(|_| ()),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = result {
+                if last_attempt {
+                    self.count_outcome(&message.campaign_id, raw, "failed")
+                        .await?;
+                }
+                first_error.get_or_insert(error);
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Grants a whole chunk of members in one transaction, with one update of the campaign's
+    /// counters. Returns false, writing nothing, when the chunk needs member-by-member handling:
+    /// a member already granted (a redelivery), missing, or the budget running out inside it.
+    async fn grant_chunk(&self, campaign_id: &str, members: &[MemberId]) -> Result<bool, ApiError> {
+        let mut attempt = 0;
+        loop {
+            let (campaign, version) = self.campaign(campaign_id).await?;
+            let cost = campaign.points * members.len() as i64;
+            let fits = campaign
+                .budget_points
+                .is_none_or(|budget| campaign.counters.points_granted + cost <= budget);
+            if campaign.status == CampaignStatus::Canceled || !fits {
+                return Ok(false);
+            }
+            let program_version = self.program().await?.version;
+            let now = self.now();
+            let mut commits = Vec::with_capacity(members.len());
+            for member_id in members {
+                let Some(member) = self.store().member(member_id).await? else {
+                    return Ok(false);
+                };
+                commits.push(self.campaign_commit(&campaign, member, program_version, now)?);
+            }
+            let mut counted = campaign.clone();
+            counted.counters.granted += members.len() as u64;
+            counted.counters.points_granted += cost;
+            let write = RecordWrite {
+                record: to_record(&counted, version + 1)?,
+                expect: Expect::Version(version),
+            };
+            match self.store().transact(commits, vec![write]).await {
+                Ok(()) => return Ok(true),
+                Err(CommitError::DuplicateEntry) => return Ok(false),
+                Err(
+                    CommitError::StaleMember
+                    | CommitError::Conflict
+                    | CommitError::RecordConflict { .. },
+                ) => self.back_off(&mut attempt).await?,
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+    }
+
+    fn campaign_commit(
+        &self,
+        campaign: &Campaign,
+        member: crate::member::Member,
+        program_version: u64,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Commit, ApiError> {
+        let next = member.with_entry(EntryType::Bonus, campaign.points)?;
+        let source = Source::Campaign {
+            campaign_id: campaign.campaign_id.clone(),
+        };
+        let entry = LedgerEntry {
+            entry_id: source.entry_id(),
+            seq: next.last_seq,
+            member_id: member.member_id.clone(),
+            entry_type: EntryType::Bonus,
+            points: campaign.points,
+            balance_after: next.balance.available,
+            reason: campaign.reason.clone(),
+            breakdown: vec![BreakdownLine {
+                rule: format!("campaign:{}", campaign.campaign_id),
+                description: campaign.name.clone(),
+                points: campaign.points,
+            }],
+            source,
+            program_version,
+            occurred_at: now,
+            recorded_at: now,
+        };
+        Ok(Commit {
+            member: next,
+            expected_version: Some(member.version),
+            entry: Some(entry),
+            idempotency: None,
+            claim_referral_code: false,
+            stock: None,
+            tier_change: None,
+        })
+    }
+
+    async fn grant_one(&self, campaign_id: &str, member_id: &MemberId) -> Result<Grant, ApiError> {
+        let mut attempt = 0;
+        loop {
+            let (campaign, version) = self.campaign(campaign_id).await?;
+            let over_budget = campaign
+                .budget_points
+                .is_some_and(|budget| campaign.counters.points_granted + campaign.points > budget);
+            if campaign.status == CampaignStatus::Canceled || over_budget {
+                return self
+                    .count_outcome(campaign_id, member_id.as_str(), "skipped")
+                    .await;
+            }
+            let Some(member) = self.store().member(member_id).await? else {
+                return Err(member_not_found(member_id));
+            };
+            let commit =
+                self.campaign_commit(&campaign, member, self.program().await?.version, self.now())?;
+            let mut counted = campaign.clone();
+            counted.counters.granted += 1;
+            counted.counters.points_granted += campaign.points;
+            let write = RecordWrite {
+                record: to_record(&counted, version + 1)?,
+                expect: Expect::Version(version),
+            };
+            match self.store().transact(vec![commit], vec![write]).await {
+                Ok(()) => return Ok(Grant::Granted),
+                // Granted by an earlier delivery, and counted in that same write.
+                Err(CommitError::DuplicateEntry) => return Ok(Grant::AlreadyCounted),
+                Err(
+                    CommitError::StaleMember
+                    | CommitError::Conflict
+                    | CommitError::RecordConflict { .. },
+                ) => self.back_off(&mut attempt).await?,
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+    }
+
+    /// Counts `member` as skipped or failed, once: the marker record makes a repeat a no-op.
+    async fn count_outcome(
+        &self,
+        campaign_id: &str,
+        member: &str,
+        outcome: &str,
+    ) -> Result<Grant, ApiError> {
+        let mut attempt = 0;
+        loop {
+            let (mut campaign, version) = self.campaign(campaign_id).await?;
+            match outcome {
+                "failed" => campaign.counters.failed += 1,
+                _ => campaign.counters.skipped += 1,
+            }
+            let writes = vec![
+                outcome_marker(campaign_id, member, outcome),
+                RecordWrite {
+                    record: to_record(&campaign, version + 1)?,
+                    expect: Expect::Version(version),
+                },
+            ];
+            match self.store().transact(Vec::new(), writes).await {
+                Ok(()) => return Ok(Grant::Skipped),
+                Err(CommitError::RecordConflict { kind, .. }) if kind == OUTCOME_KIND => {
+                    return Ok(Grant::AlreadyCounted)
+                }
+                Err(CommitError::RecordConflict { .. } | CommitError::Conflict) => {
+                    self.back_off(&mut attempt).await?
+                }
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Promotions: admin management, the cached list the accrual path reads, and the season
+//! schedule that opens and closes yearly promotions.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::{parse_body, App};
+use crate::error::{ApiError, ErrorCode};
+use crate::events::DomainEvent;
+use crate::ports::{CommitError, Expect, Record, RecordWrite, Store};
+use crate::promotions::{
+    season_boundaries, Promotion, PromotionRequest, PromotionStatus, SeasonAction, RECORD_KIND,
+    RECORD_OWNER,
+};
+
+/// Promotions kept in the accrual path's list: all live ones and those ended recently enough
+/// that a late-reported purchase from their window still earns under them.
+const MAX_LISTED: u32 = 100;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromotionView {
+    #[serde(flatten)]
+    pub promotion: Promotion,
+    pub live: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SeasonRun {
+    pub opened: usize,
+    pub closed: usize,
+}
+
+fn record(promotion: &Promotion, version: u64) -> Result<Record, ApiError> {
+    Ok(Record {
+        kind: RECORD_KIND.into(),
+        id: promotion.promotion_id.clone(),
+        owner: Some(RECORD_OWNER.into()),
+        version,
+        due: None,
+        body: serde_json::to_value(promotion).map_err(|_| ApiError::internal())?,
+    })
+}
+
+impl<S: Store> App<S> {
+    /// The promotions the accrual path considers, from this environment's copy while it is
+    /// fresh: one index read per cache period, not per request.
+    pub(crate) async fn promotions(&self) -> Result<Arc<Vec<Promotion>>, ApiError> {
+        if let Some((fetched, list)) = self.promotions.read().await.as_ref() {
+            if fetched.elapsed() < self.config.program_cache_ttl {
+                return Ok(Arc::clone(list));
+            }
+        }
+        let records = self
+            .store()
+            .records_of(RECORD_KIND, RECORD_OWNER, MAX_LISTED)
+            .await?;
+        let list: Vec<Promotion> = records
+            .iter()
+            .map(|r| r.parse())
+            .collect::<Result<_, _>>()?;
+        let list = Arc::new(list);
+        *self.promotions.write().await = Some((Instant::now(), Arc::clone(&list)));
+        Ok(list)
+    }
+
+    async fn forget_promotions(&self) {
+        *self.promotions.write().await = None;
+    }
+
+    pub async fn create_promotion(&self, body: &Value) -> Result<Promotion, ApiError> {
+        let request: PromotionRequest = parse_body(body)?;
+        let id = format!("promo_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let promotion = request.into_promotion(id, self.now())?;
+        let write = RecordWrite {
+            record: record(&promotion, 1)?,
+            expect: Expect::Absent,
+        };
+        self.store()
+            .transact(Vec::new(), vec![write])
+            .await
+            .map_err(commit_error)?;
+        self.forget_promotions().await;
+        Ok(promotion)
+    }
+
+    pub async fn list_promotions(&self) -> Result<Value, ApiError> {
+        let now = self.now();
+        let records = self
+            .store()
+            .records_of(RECORD_KIND, RECORD_OWNER, MAX_LISTED)
+            .await?;
+        let views: Vec<PromotionView> = records
+            .iter()
+            .map(|r| {
+                r.parse::<Promotion>().map(|p| PromotionView {
+                    live: p.is_live(now),
+                    promotion: p,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(json!({ "promotions": views }))
+    }
+
+    /// Cancels a promotion; canceling one already canceled answers with it unchanged.
+    pub async fn cancel_promotion(&self, id: &str) -> Result<Promotion, ApiError> {
+        let mut attempt = 0;
+        loop {
+            let record = self.store().record(RECORD_KIND, id).await?.ok_or_else(|| {
+                ApiError::new(ErrorCode::PromotionNotFound, format!("no promotion '{id}'"))
+                    .with_details(json!({ "promotion_id": id }))
+            })?;
+            let mut promotion: Promotion = record.parse()?;
+            if promotion.status == PromotionStatus::Canceled {
+                return Ok(promotion);
+            }
+            promotion.status = PromotionStatus::Canceled;
+            let write = RecordWrite {
+                record: self::record(&promotion, record.version + 1)?,
+                expect: Expect::Version(record.version),
+            };
+            match self.store().transact(Vec::new(), vec![write]).await {
+                Ok(()) => {
+                    self.forget_promotions().await;
+                    return Ok(promotion);
+                }
+                Err(CommitError::RecordConflict { .. } | CommitError::Conflict) => {
+                    self.back_off(&mut attempt).await?
+                }
+                Err(other) => return Err(commit_error(other)),
+            }
+        }
+    }
+
+    /// Opens the promotions of seasons that have begun and closes those that have ended; each
+    /// once, however often it runs.
+    pub async fn run_seasons(&self) -> Result<SeasonRun, ApiError> {
+        let program = self.program().await?;
+        let now = self.now();
+        let mut run = SeasonRun::default();
+        for season in &program.document.seasons {
+            for action in season_boundaries(season, now) {
+                match action {
+                    SeasonAction::Open(promotion) => {
+                        let write = RecordWrite {
+                            record: record(&promotion, 1)?,
+                            expect: Expect::Absent,
+                        };
+                        match self.store().transact(Vec::new(), vec![write]).await {
+                            Ok(()) => {
+                                run.opened += 1;
+                                self.publish_events(vec![DomainEvent::promotion(
+                                    "promotion.opened",
+                                    &promotion,
+                                    now,
+                                )])
+                                .await;
+                            }
+                            // Opened by an earlier run.
+                            Err(CommitError::RecordConflict { .. }) => {}
+                            Err(other) => return Err(commit_error(other)),
+                        }
+                    }
+                    SeasonAction::Close { promotion_id } => {
+                        let Some(stored) = self.store().record(RECORD_KIND, &promotion_id).await?
+                        else {
+                            continue;
+                        };
+                        let mut promotion: Promotion = stored.parse()?;
+                        if promotion.status != PromotionStatus::Active {
+                            continue;
+                        }
+                        promotion.status = PromotionStatus::Closed;
+                        let write = RecordWrite {
+                            record: record(&promotion, stored.version + 1)?,
+                            expect: Expect::Version(stored.version),
+                        };
+                        match self.store().transact(Vec::new(), vec![write]).await {
+                            Ok(()) => {
+                                run.closed += 1;
+                                self.publish_events(vec![DomainEvent::promotion(
+                                    "promotion.closed",
+                                    &promotion,
+                                    now,
+                                )])
+                                .await;
+                            }
+                            Err(CommitError::RecordConflict { .. }) => {}
+                            Err(other) => return Err(commit_error(other)),
+                        }
+                    }
+                }
+            }
+        }
+        if run.opened + run.closed > 0 {
+            self.forget_promotions().await;
+        }
+        Ok(run)
+    }
+}
+
+fn commit_error(error: CommitError) -> ApiError {
+    match error {
+        CommitError::Store(e) => e.into(),
+        CommitError::Conflict | CommitError::RecordConflict { .. } => ApiError::new(
+            ErrorCode::ConcurrentModification,
+            "the record was changed by another request; retry",
+        ),
+        other => {
+            tracing::error!(error = %other, "record write failed");
+            ApiError::internal()
+        }
+    }
+}

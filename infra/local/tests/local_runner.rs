@@ -1,0 +1,237 @@
+//! The process runner against moto (SQS) and DynamoDB Local, with the `local-probe` function
+//! and `tests/fixtures/probe-template.yaml`: batch semantics of the SQS event source mapping,
+//! crash recovery, and schedules fired on demand.
+//!
+//! Needs `LOYALTY_TEST_DYNAMODB` and `LOYALTY_TEST_SQS` (set by `make test`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use loyalty_local::runner::{dynamodb_client, FireError, Runner, RunnerConfig};
+use loyalty_local::wiring::Stack;
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/probe-template.yaml"
+);
+
+fn endpoints() -> (String, String) {
+    match (std::env::var("LOYALTY_TEST_DYNAMODB"), std::env::var("LOYALTY_TEST_SQS")) {
+        (Ok(dynamodb), Ok(sqs)) => (dynamodb, sqs),
+        _ => panic!(
+            "these tests need DynamoDB Local and moto_server: run `make test`, or start \
+             `infra/scripts/dynamodb-local.sh start 8000` and `infra/scripts/moto.sh start 4566` and set \
+             LOYALTY_TEST_DYNAMODB=http://127.0.0.1:8000 LOYALTY_TEST_SQS=http://127.0.0.1:4566"
+        ),
+    }
+}
+
+struct Probe {
+    runner: Runner,
+    dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    table: String,
+}
+
+async fn start(schedules: bool) -> Probe {
+    let (dynamodb, sqs) = endpoints();
+    let run = ulid::Ulid::new().to_string().to_lowercase();
+    let table = format!("probe-{run}");
+    let stack = Stack::load(&PathBuf::from(FIXTURE)).expect("fixture parses");
+    let runner = Runner::start(RunnerConfig {
+        stack,
+        dynamodb: dynamodb.clone(),
+        sqs: Some(sqs.clone()),
+        binaries: HashMap::from([(
+            "local-probe".to_owned(),
+            PathBuf::from(env!("CARGO_BIN_EXE_local-probe")),
+        )]),
+        bin_dir: PathBuf::from("/nonexistent"),
+        table: table.clone(),
+        queue_prefix: format!("{run}-"),
+        // 2030-01-15T12:00:00Z, so two fires are surely in the same day.
+        clock_offset: chrono::DateTime::parse_from_rfc3339("2030-01-15T12:00:00Z")
+            .expect("time")
+            .to_utc()
+            - chrono::Utc::now(),
+        schedules,
+        rust_log: "warn".to_owned(),
+    })
+    .await
+    .expect("runner starts");
+    Probe {
+        runner,
+        dynamodb: dynamodb_client(&dynamodb).await,
+        sqs: loyalty_local::sqs::client(&sqs).await,
+        table,
+    }
+}
+
+impl Probe {
+    async fn count(&self, pk: &str) -> Option<i64> {
+        let item = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get_item")
+            .item?;
+        Some(match item.get("n") {
+            Some(AttributeValue::N(n)) => n.parse().expect("number"),
+            _ => 1,
+        })
+    }
+
+    async fn send(&self, bodies: &[&str]) {
+        let url = self.runner.queue_url("WorkQueue").expect("queue");
+        for body in bodies {
+            self.sqs
+                .send_message()
+                .queue_url(url)
+                .message_body(*body)
+                .send()
+                .await
+                .expect("send");
+        }
+    }
+
+    /// Bodies that reached the dead-letter queue within `limit`, once `expected` are there.
+    async fn dead_letters(&self, expected: usize, limit: Duration) -> Vec<String> {
+        let url = self.runner.queue_url("WorkDlq").expect("dlq");
+        let started = Instant::now();
+        let mut bodies = Vec::new();
+        while bodies.len() < expected && started.elapsed() < limit {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive dlq");
+            for message in out.messages.unwrap_or_default() {
+                bodies.push(message.body.unwrap_or_default());
+            }
+        }
+        bodies
+    }
+
+    async fn wait_for(&self, pk: &str, limit: Duration) -> Option<i64> {
+        let started = Instant::now();
+        loop {
+            if let Some(n) = self.count(pk).await {
+                return Some(n);
+            }
+            if started.elapsed() > limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_message_is_retried_then_dead_lettered_and_the_rest_apply_once() {
+    let probe = start(false).await;
+    probe
+        .send(&["apple", "banana", "poison", "flaky-1", "dup", "dup"])
+        .await;
+    let dead = probe.dead_letters(1, Duration::from_secs(60)).await;
+    assert_eq!(dead, ["poison"], "only the poison message is dead-lettered");
+    // poison: received maxReceiveCount (2) times, never applied.
+    assert_eq!(probe.count("ATTEMPT#poison").await, Some(2));
+    assert_eq!(probe.count("EFFECT#poison").await, None);
+    for body in ["apple", "banana"] {
+        assert_eq!(
+            probe.count(&format!("ATTEMPT#{body}")).await,
+            Some(1),
+            "{body}"
+        );
+        assert_eq!(
+            probe.count(&format!("EFFECT#{body}")).await,
+            Some(1),
+            "{body}"
+        );
+    }
+    // Delivered twice (failed after its effect on the first delivery): one effect.
+    assert_eq!(probe.count("ATTEMPT#flaky-1").await, Some(2));
+    assert_eq!(probe.count("EFFECT#flaky-1").await, Some(1));
+    // Sent twice by the producer: both delivered, one effect.
+    assert_eq!(probe.count("ATTEMPT#dup").await, Some(2));
+    assert_eq!(probe.count("EFFECT#dup").await, Some(1));
+    probe.runner.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_fails_the_whole_batch_and_the_process_comes_back() {
+    let probe = start(false).await;
+    probe.send(&["crash"]).await;
+    let dead = probe.dead_letters(1, Duration::from_secs(60)).await;
+    assert_eq!(dead, ["crash"]);
+    assert_eq!(probe.count("ATTEMPT#crash").await, Some(2));
+    probe.send(&["after-crash"]).await;
+    assert_eq!(
+        probe
+            .wait_for("EFFECT#after-crash", Duration::from_secs(30))
+            .await,
+        Some(1),
+        "the restarted process handles new messages"
+    );
+    probe.runner.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fired_twice_in_one_period_has_one_effect() {
+    let probe = start(false).await;
+    let first = probe.runner.fire_schedule("Nightly").await.expect("fires");
+    let second = probe.runner.fire_schedule("Nightly").await.expect("fires");
+    let first: serde_json::Value = serde_json::from_slice(&first).expect("json");
+    let second: serde_json::Value = serde_json::from_slice(&second).expect("json");
+    assert_eq!(
+        first["period"], "2030-01-15",
+        "the runner's clock offset applies"
+    );
+    assert_eq!(
+        (first["applied"].as_bool(), second["applied"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let rule = "arn:aws:events:us-east-1:123456789012:rule/loyalty-local-ProbeFunctionNightly";
+    assert_eq!(probe.count(&format!("FIRES#{rule}")).await, Some(2));
+    assert_eq!(
+        probe.count(&format!("PERIOD#{rule}#2030-01-15")).await,
+        Some(1)
+    );
+    // ScheduleV2 fires too; unknown names are refused.
+    probe
+        .runner
+        .fire_schedule("Hourly")
+        .await
+        .expect("v2 fires");
+    assert!(matches!(
+        probe.runner.fire_schedule("Nope").await,
+        Err(FireError::NotFound)
+    ));
+    // Over HTTP, as `curl -X POST /_local/schedules/Nightly`.
+    let response = probe
+        .runner
+        .call(
+            "POST",
+            "/_local/schedules/Nightly",
+            &http::HeaderMap::new(),
+            b"",
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(probe.count(&format!("FIRES#{rule}")).await, Some(3));
+    assert_eq!(
+        probe.count(&format!("PERIOD#{rule}#2030-01-15")).await,
+        Some(1)
+    );
+    probe.runner.stop().await;
+}
