@@ -47,10 +47,12 @@ deploy: ## sam build && sam deploy --guided (interactive; needs AWS credentials;
 bench: ## full benchmark run (DynamoDB Local) → BENCHMARKS.md + infra/bench/results/latest.json
 	infra/bench/run.sh
 
-clean-local: ## stop local DynamoDB instances and delete .local/
+clean-local: ## stop local DynamoDB, moto and localstripe instances and delete .local/
 	@shopt -s nullglob; for f in .local/run/dynamodb-*.pid; do \
 	  p=$${f##*/dynamodb-}; $(SCRIPTS)/dynamodb-local.sh stop "$${p%.pid}" || true; \
-	done; for f in .local/run/moto-*.pid; do \
-	  p=$${f##*/moto-}; $(SCRIPTS)/moto.sh stop "$${p%.pid}" || true; \
+	done; for f in .local/run/moto_server-*.pid; do \
+	  p=$${f##*/moto_server-}; $(SCRIPTS)/moto.sh stop "$${p%.pid}" || true; \
+	done; for f in .local/run/localstripe-*.pid; do \
+	  p=$${f##*/localstripe-}; $(SCRIPTS)/localstripe.sh stop "$${p%.pid}" || true; \
 	done
 	rm -rf .local

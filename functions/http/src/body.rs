@@ -79,3 +79,14 @@ pub(crate) fn query(
     }
     Ok(params)
 }
+
+/// The optional `limit` of a list route, as a number; the service checks its range.
+pub(crate) fn limit(params: &HashMap<String, String>) -> Result<Option<u32>, ApiError> {
+    params
+        .get("limit")
+        .map(|raw| {
+            raw.parse::<u32>()
+                .map_err(|_| ApiError::invalid("limit", "limit must be a whole number"))
+        })
+        .transpose()
+}

@@ -138,13 +138,7 @@ async fn dispatch<S: Store>(
         }
         Route::Ledger(id) => {
             let params = query(request, &["limit", "cursor"])?;
-            let limit = params
-                .get("limit")
-                .map(|raw| {
-                    raw.parse::<u32>()
-                        .map_err(|_| ApiError::invalid("limit", "limit must be a whole number"))
-                })
-                .transpose()?;
+            let limit = body::limit(&params)?;
             let page = app
                 .ledger_page(
                     &MemberId::parse(&id)?,
@@ -180,13 +174,7 @@ async fn dispatch<S: Store>(
         }
         Route::TierHistory(id) => {
             let params = query(request, &["limit", "cursor"])?;
-            let limit = params
-                .get("limit")
-                .map(|raw| {
-                    raw.parse::<u32>()
-                        .map_err(|_| ApiError::invalid("limit", "limit must be a whole number"))
-                })
-                .transpose()?;
+            let limit = body::limit(&params)?;
             let page = app
                 .tier_history(
                     &MemberId::parse(&id)?,
@@ -198,13 +186,7 @@ async fn dispatch<S: Store>(
         }
         Route::Referrals(id) => {
             let params = query(request, &["limit"])?;
-            let limit = params
-                .get("limit")
-                .map(|raw| {
-                    raw.parse::<u32>()
-                        .map_err(|_| ApiError::invalid("limit", "limit must be a whole number"))
-                })
-                .transpose()?;
+            let limit = body::limit(&params)?;
             let list = app.member_referrals(&MemberId::parse(&id)?, limit).await?;
             Ok(respond(200, &to_json(&list)?))
         }

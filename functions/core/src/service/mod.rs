@@ -3,6 +3,7 @@
 
 mod accrue;
 mod campaigns;
+mod due;
 mod enrol;
 mod program_admin;
 mod promotions;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::due::DueIndex;
 use super::{member_not_found, parse_body, to_json, App, Outcome};
 use crate::error::{ApiError, ErrorCode};
 use crate::events::DomainEvent;
@@ -19,9 +20,7 @@ use crate::idempotency::{fingerprint, IdempotencyRecord, IdempotencyScope, Opera
 use crate::ids::{IdempotencyKey, MemberId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::member::Member;
-use crate::ports::{
-    Commit, CommitError, Expect, MessageQueue, Record, RecordWrite, Store, REVIEW_SHARDS,
-};
+use crate::ports::{Commit, CommitError, Expect, MessageQueue, Record, RecordWrite, Store};
 use crate::program::ActiveProgram;
 use crate::subscriptions::payments::{ChargeRequest, Payment, PaymentOutcome};
 use crate::subscriptions::{
@@ -885,43 +884,23 @@ impl<S: Store> App<S> {
         &self,
         queue: &dyn MessageQueue,
     ) -> Result<BillingPlan, ApiError> {
-        let today = self.now().date_naive();
-        let mut plan = BillingPlan {
-            subscriptions: 0,
-            messages: 0,
-        };
-        for back in (0..=BILLING_CATCH_UP_DAYS).rev() {
-            let day = today - Days::new(back);
-            for shard in 0..REVIEW_SHARDS {
-                let mut cursor = None;
-                loop {
-                    let (ids, next) = self
-                        .store()
-                        .records_due(SUBSCRIPTION_KIND, day, shard, cursor)
-                        .await?;
-                    let bodies: Vec<String> = ids
-                        .chunks(SUBSCRIPTIONS_PER_MESSAGE)
-                        .map(|chunk| {
-                            serde_json::to_string(&BillingBatch {
-                                day,
-                                subscriptions: chunk.to_vec(),
-                            })
-                        })
-                        .collect::<Result<_, _>>()
-                        .map_err(|_| ApiError::internal())?;
-                    plan.subscriptions += ids.len();
-                    plan.messages += bodies.len();
-                    if !bodies.is_empty() {
-                        queue.send(bodies).await?;
-                    }
-                    match next {
-                        Some(next) => cursor = Some(next),
-                        None => break,
-                    }
-                }
-            }
-        }
-        Ok(plan)
+        let index = DueIndex::Records(SUBSCRIPTION_KIND);
+        let sent = self
+            .fan_out_due(
+                index,
+                BILLING_CATCH_UP_DAYS,
+                SUBSCRIPTIONS_PER_MESSAGE,
+                queue,
+                |day, ids| BillingBatch {
+                    day,
+                    subscriptions: ids.to_vec(),
+                },
+            )
+            .await?;
+        Ok(BillingPlan {
+            subscriptions: sent.items,
+            messages: sent.messages,
+        })
     }
 
     /// Bills every subscription of one fan-out message. A failure fails the message, which is

@@ -1,16 +1,17 @@
 //! Tier evaluation outside accruals: the nightly review of members whose date has come, the
 //! on-demand evaluation, manual grants, and the history of changes.
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::due::DueIndex;
 use super::{member_not_found, App};
 use crate::error::{ApiError, ErrorCode};
 use crate::events::DomainEvent;
 use crate::ids::MemberId;
 use crate::member::Member;
-use crate::ports::{Commit, CommitError, MessageQueue, Store, REVIEW_SHARDS};
+use crate::ports::{Commit, CommitError, MessageQueue, Store};
 use crate::tiers::{evaluate, TierChange, TierFloor, TierProgress};
 
 /// Days of review dates the nightly run looks back over, so a missed night is caught up.
@@ -112,6 +113,22 @@ impl<S: Store> App<S> {
         }
     }
 
+    async fn evaluation(
+        &self,
+        member: Member,
+        change: Option<TierChange>,
+        now: DateTime<Utc>,
+    ) -> Result<TierEvaluation, ApiError> {
+        let program = self.program().await?;
+        Ok(TierEvaluation {
+            tier_progress: member.tier_progress(&program.document.tiers, now),
+            member_id: member.member_id,
+            tier: member.tier,
+            changed: change.is_some(),
+            change,
+        })
+    }
+
     /// Evaluates one member now: upgrades, floors, grace and one-step downgrades. Evaluating
     /// again on the same day changes nothing.
     pub async fn evaluate_tier(&self, id: &MemberId) -> Result<TierEvaluation, ApiError> {
@@ -135,14 +152,7 @@ impl<S: Store> App<S> {
                 Ok((next, decision.change))
             })
             .await?;
-        let program = self.program().await?;
-        Ok(TierEvaluation {
-            member_id: id.clone(),
-            tier: member.tier.clone(),
-            changed: change.is_some(),
-            tier_progress: member.tier_progress(&program.document.tiers, now),
-            change,
-        })
+        self.evaluation(member, change, now).await
     }
 
     /// Grants `grant.tier` as a floor until `grant.until`; an upgrade takes effect at once.
@@ -177,14 +187,7 @@ impl<S: Store> App<S> {
                 Ok((next, decision.change))
             })
             .await?;
-        let program = self.program().await?;
-        Ok(TierEvaluation {
-            member_id: id.clone(),
-            tier: member.tier.clone(),
-            changed: change.is_some(),
-            tier_progress: member.tier_progress(&program.document.tiers, now),
-            change,
-        })
+        self.evaluation(member, change, now).await
     }
 
     pub async fn tier_history(
@@ -237,40 +240,25 @@ impl<S: Store> App<S> {
         &self,
         queue: &dyn MessageQueue,
     ) -> Result<ReviewPlan, ApiError> {
-        let today = self.now().date_naive();
-        let mut plan = ReviewPlan {
-            members: 0,
-            messages: 0,
-        };
-        for back in (0..=CATCH_UP_DAYS).rev() {
-            let day = today - Days::new(back);
-            for shard in 0..REVIEW_SHARDS {
-                let mut cursor = None;
-                loop {
-                    let (members, next) = self.store().members_due(day, shard, cursor).await?;
-                    let bodies: Vec<String> = members
-                        .chunks(MEMBERS_PER_MESSAGE)
-                        .map(|chunk| {
-                            serde_json::to_string(&ReviewBatch {
-                                day,
-                                member_ids: chunk.to_vec(),
-                            })
-                        })
-                        .collect::<Result<_, _>>()
-                        .map_err(|_| ApiError::internal())?;
-                    plan.members += members.len();
-                    plan.messages += bodies.len();
-                    if !bodies.is_empty() {
-                        queue.send(bodies).await?;
-                    }
-                    match next {
-                        Some(next) => cursor = Some(next),
-                        None => break,
-                    }
-                }
-            }
-        }
-        Ok(plan)
+        let sent = self
+            .fan_out_due(
+                DueIndex::TierReviews,
+                CATCH_UP_DAYS,
+                MEMBERS_PER_MESSAGE,
+                queue,
+                |day, ids| ReviewBatch {
+                    day,
+                    member_ids: ids
+                        .iter()
+                        .filter_map(|id| MemberId::parse(id).ok())
+                        .collect(),
+                },
+            )
+            .await?;
+        Ok(ReviewPlan {
+            members: sent.items,
+            messages: sent.messages,
+        })
     }
 
     /// Evaluates every member of one fan-out message; an error fails the whole message, which
