@@ -154,6 +154,19 @@ fn retryable(error: &CommitError) -> bool {
     )
 }
 
+/// A charge record that changed under us is a race the caller may retry; anything else is a
+/// store failure.
+fn charge_write_failed(error: CommitError) -> ApiError {
+    if retryable(&error) {
+        ApiError::new(
+            ErrorCode::ConcurrentModification,
+            "the charge changed; retry",
+        )
+    } else {
+        commit_failed(error)
+    }
+}
+
 fn commit_failed(error: CommitError) -> ApiError {
     match error {
         CommitError::Store(error) => error.into(),
@@ -440,16 +453,7 @@ impl<S: Store> App<S> {
                         self.store()
                             .transact(Vec::new(), vec![charge_write(&charge, Some(version))?])
                             .await
-                            .map_err(|e| {
-                                if retryable(&e) {
-                                    ApiError::new(
-                                        ErrorCode::ConcurrentModification,
-                                        "the charge changed; retry",
-                                    )
-                                } else {
-                                    commit_failed(e)
-                                }
-                            })?;
+                            .map_err(charge_write_failed)?;
                         (charge, version + 1, attempt, false)
                     }
                 }
@@ -476,16 +480,7 @@ impl<S: Store> App<S> {
                 self.store()
                     .transact(Vec::new(), vec![charge_write(&charge, None)?])
                     .await
-                    .map_err(|e| {
-                        if retryable(&e) {
-                            ApiError::new(
-                                ErrorCode::ConcurrentModification,
-                                "the charge changed; retry",
-                            )
-                        } else {
-                            commit_failed(e)
-                        }
-                    })?;
+                    .map_err(charge_write_failed)?;
                 (charge, 1, attempt, false)
             }
         };
