@@ -72,10 +72,10 @@ step test run_tests "$@"
 # Smoke test: the whole local stack (its own DynamoDB Local and moto on free ports, every
 # function binary), then the demo against it, then Ctrl-C-equivalent shutdown.
 demo_smoke() {
-  local api_port ddb_port sqs_port log pid status=0
-  api_port="$(free_port 0)"; ddb_port="$(free_port 0)"; sqs_port="$(free_port 0)"
+  local api_port ddb_port sqs_port stripe_port log pid status=0
+  api_port="$(free_port 0)"; ddb_port="$(free_port 0)"; sqs_port="$(free_port 0)"; stripe_port="$(free_port 0)"
   log="$RUN_DIR/demo-stack.log"
-  DYNAMODB_PORT="$ddb_port" SQS_PORT="$sqs_port" LOYALTY_LISTEN="127.0.0.1:$api_port" \
+  DYNAMODB_PORT="$ddb_port" SQS_PORT="$sqs_port" STRIPE_PORT="$stripe_port" LOYALTY_LISTEN="127.0.0.1:$api_port" \
     "$SCRIPTS_DIR/run-local.sh" >"$log" 2>&1 &
   pid=$!
   local deadline=$((SECONDS + 600))

@@ -445,6 +445,50 @@ impl Demo {
         Ok(())
     }
 
+    /// Paid membership: the first payment is taken at once (through localstripe locally), the
+    /// monthly bonus is granted for the paid period, and the plan's tier floor applies; then the
+    /// daily billing schedule is fired, which finds nothing due on day one.
+    pub async fn subscription(&self) -> Result<(), String> {
+        let bob = self.member("bob");
+        let before = self.balance(&bob).await?;
+        let body = self
+            .expect(
+                201,
+                "POST",
+                &format!("/v1/members/{bob}/subscription"),
+                Some("plus"),
+                Some(json!({ "plan_id": "plus", "payment_method": "pm_card_visa" })),
+            )
+            .await?;
+        println!(
+            "  {bob} subscribed to '{}': {}, paid until {}, next billing {}",
+            body["plan_id"].as_str().unwrap_or("?"),
+            body["status"],
+            body["current_period"]["end"],
+            body["next_billing_date"]
+        );
+        let member = self
+            .expect(200, "GET", &format!("/v1/members/{bob}"), None, None)
+            .await?;
+        println!(
+            "  monthly bonus: {} -> {} points; tier {} (the plan's floor)",
+            before,
+            member["balance"]["available"],
+            member["tier"].as_str().unwrap_or("?")
+        );
+        let run = self
+            .expect(
+                200,
+                "POST",
+                "/_local/schedules/DailySubscriptionBilling",
+                None,
+                None,
+            )
+            .await?;
+        println!("  fired the daily billing schedule: {run}");
+        Ok(())
+    }
+
     /// A bonus campaign flows API → dispatcher queue → grant queue → worker.
     pub async fn campaign(&self) -> Result<(), String> {
         let members = [self.member("alice"), self.member("bob")];
@@ -507,7 +551,9 @@ pub async fn run(api: &str) -> Result<(), String> {
     demo.referral().await?;
     println!("8. A bonus campaign");
     demo.campaign().await?;
-    println!("9. The ledger");
+    println!("9. Paid membership and billing");
+    demo.subscription().await?;
+    println!("10. The ledger");
     demo.ledger().await?;
     println!("Demo finished: every step answered as expected.");
     Ok(())
