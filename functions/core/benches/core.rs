@@ -1,5 +1,5 @@
-//! Handler CPU excluding I/O: earning-rule evaluation, request parsing and validation, and the
-//! whole accrue path on the in-memory store. `cargo bench -p loyalty_core --bench core`;
+//! Handler CPU excluding I/O: earning-rule evaluation, tier evaluation, request parsing and
+//! validation, and the whole accrue path on the in-memory store. `cargo bench -p loyalty_core --bench core`;
 //! BENCHMARKS.md quotes the results (via `loyalty-bench`, which reads target/criterion).
 
 use std::hint::black_box;
@@ -14,6 +14,7 @@ use loyalty_core::ids::{Category, IdempotencyKey, MemberId, Sku};
 use loyalty_core::memory::MemoryStore;
 use loyalty_core::program::{evaluate_action, evaluate_purchase, ProgramDocument, PurchaseLine};
 use loyalty_core::service::AppConfig;
+use loyalty_core::tiers::{evaluate, QualifyingDays, TierState};
 use loyalty_core::App;
 use serde_json::{json, Value};
 
@@ -74,6 +75,36 @@ fn earning(c: &mut Criterion) {
     let at = Utc.with_ymd_and_hms(2025, 3, 14, 12, 0, 0).unwrap();
     group.bench_function("evaluate_action", |b| {
         b.iter(|| evaluate_action(black_box(&rule), black_box(&counts), at).expect("evaluates"))
+    });
+    group.finish();
+}
+
+/// `tiers::evaluate` for a member with a full year of daily qualifying activity (366 days in
+/// the window map, the most a member keeps within the rolling window), as the nightly review and
+/// the accrual's instant upgrade run it.
+fn tiers(c: &mut Criterion) {
+    let document = program();
+    let now = Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap();
+    let today = now.date_naive();
+    let mut days = QualifyingDays::new();
+    for back in 0..400 {
+        days.insert(today - chrono::Days::new(back), 3 + (back as i64 % 7));
+    }
+    let enrolled = today - chrono::Days::new(800);
+    let state = TierState::default();
+    let mut group = c.benchmark_group("tiers");
+    group.bench_function("evaluate_member_400_days", |b| {
+        b.iter(|| {
+            evaluate(
+                black_box(&document.tiers),
+                black_box("bronze"),
+                black_box(&state),
+                black_box(&days),
+                enrolled,
+                now,
+                true,
+            )
+        })
     });
     group.finish();
 }
@@ -145,5 +176,5 @@ fn accrue_in_memory(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, earning, parsing, accrue_in_memory);
+criterion_group!(benches, earning, tiers, parsing, accrue_in_memory);
 criterion_main!(benches);

@@ -29,7 +29,8 @@ pub const PRICES: Prices = Prices {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Cost {
-    pub billed_ms: u64,
+    /// Lambda milliseconds billed per operation (per member for queue workers).
+    pub billed_ms: f64,
     pub lambda_compute: f64,
     pub lambda_requests: f64,
     pub http_api: f64,
@@ -43,26 +44,38 @@ impl Cost {
     }
 }
 
-/// Dollars per million operations: Lambda billed in 1 ms steps (rounded up) at the configured
-/// memory, one Lambda request and one HTTP API request per operation, DynamoDB from the measured
-/// request units, SQS per message sent.
-pub fn per_million(
-    duration_us: f64,
-    rru: f64,
-    wru: f64,
-    sqs_messages: u32,
-    memory_mb: u32,
-) -> Cost {
+/// What one operation uses, for the cost model.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    /// Lambda duration billed per operation, ms.
+    pub billed_ms: f64,
+    pub rru: f64,
+    /// Write units as AWS bills them (transactional writes at 2 WRU per KB).
+    pub wru_billed: f64,
+    /// Lambda invocations per operation (1 for HTTP; a share of one for queue workers).
+    pub lambda_requests: f64,
+    /// HTTP API requests per operation.
+    pub http_requests: f64,
+    /// SQS requests per operation.
+    pub sqs_requests: f64,
+}
+
+/// Lambda bills each invocation's duration rounded up to the next ms.
+pub fn billed_ms(duration_us: f64) -> f64 {
+    (duration_us / 1000.0).ceil().max(1.0)
+}
+
+/// Dollars per million operations at `memory_mb`.
+pub fn per_million(u: Usage, memory_mb: u32) -> Cost {
     let p = &PRICES;
-    let billed_ms = (duration_us / 1000.0).ceil().max(1.0) as u64;
-    let gb_seconds = billed_ms as f64 / 1000.0 * f64::from(memory_mb) / 1024.0;
+    let gb_seconds = u.billed_ms / 1000.0 * f64::from(memory_mb) / 1024.0;
     Cost {
-        billed_ms,
+        billed_ms: u.billed_ms,
         lambda_compute: gb_seconds * p.lambda_arm64_gb_second * 1e6,
-        lambda_requests: p.lambda_per_million_requests,
-        http_api: p.http_api_per_million,
-        dynamodb: wru * p.dynamodb_per_million_wru + rru * p.dynamodb_per_million_rru,
-        sqs: f64::from(sqs_messages) * p.sqs_per_million,
+        lambda_requests: u.lambda_requests * p.lambda_per_million_requests,
+        http_api: u.http_requests * p.http_api_per_million,
+        dynamodb: u.wru_billed * p.dynamodb_per_million_wru + u.rru * p.dynamodb_per_million_rru,
+        sqs: u.sqs_requests * p.sqs_per_million,
     }
 }
 
@@ -73,10 +86,38 @@ mod tests {
     #[test]
     fn an_accrual_at_ten_ms() {
         // 10 ms × 0.25 GB = 0.0025 GB-s → $0.0333 per million of compute; 8 WRU + 2 RRU.
-        let cost = per_million(9_300.0, 2.0, 8.0, 0, 256);
-        assert_eq!(cost.billed_ms, 10);
+        let cost = per_million(
+            Usage {
+                billed_ms: billed_ms(9_300.0),
+                rru: 2.0,
+                wru_billed: 8.0,
+                lambda_requests: 1.0,
+                http_requests: 1.0,
+                sqs_requests: 0.0,
+            },
+            256,
+        );
+        assert_eq!(cost.billed_ms, 10.0);
         assert!((cost.lambda_compute - 0.033_333_5).abs() < 1e-6);
         assert!((cost.dynamodb - 5.25).abs() < 1e-9);
         assert!((cost.total() - (0.033_333_5 + 0.2 + 1.0 + 5.25)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_worker_shares_its_message() {
+        let cost = per_million(
+            Usage {
+                billed_ms: 0.5,
+                rru: 1.0,
+                wru_billed: 4.0,
+                lambda_requests: 1.0 / 25.0,
+                http_requests: 0.0,
+                sqs_requests: 3.0 / 25.0,
+            },
+            256,
+        );
+        assert_eq!(cost.http_api, 0.0);
+        assert!((cost.sqs - 0.048).abs() < 1e-9);
+        assert!((cost.lambda_requests - 0.008).abs() < 1e-9);
     }
 }

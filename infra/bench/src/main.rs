@@ -9,6 +9,7 @@ mod cold;
 mod cost;
 mod ops;
 mod report;
+mod services;
 mod stats;
 
 use std::path::PathBuf;
@@ -167,17 +168,27 @@ async fn main() {
             });
             continue;
         }
-        let seq = ops::sequential(
-            &bench,
-            op,
-            "pool-0",
-            &format!("seq-{}", op.id()),
-            plan.samples,
-        )
-        .await;
-        let (rt, rru, wru) = ops::per_op(seq.capacity, seq.latencies.len());
+        let seq = if op.http() {
+            ops::sequential(
+                &bench,
+                op,
+                "pool-0",
+                &format!("seq-{}", op.id()),
+                plan.samples,
+            )
+            .await
+        } else {
+            // A grant call covers 25 members: a tenth as many calls still grants more members.
+            let calls = if op.members_per_call() > 1 {
+                (plan.samples / 10).max(2)
+            } else {
+                plan.samples
+            };
+            services::measure(&bench, op, calls).await
+        };
+        let (rt, rru, wru) = ops::per_member(op, &seq);
         say(format!(
-            "{:<18} {rt:.2} round trips, {rru:.2} RRU, {wru:.2} WRU, p50 {} ms{}",
+            "{:<18} {rt:.2} round trips, {rru:.2} RRU, {wru:.2} WRU (Local), p50 {} ms{}",
             op.name(),
             stats::ms(stats::summarize(seq.latencies.clone()).p50_us),
             if seq.unexpected > 0 {
@@ -198,7 +209,11 @@ async fn main() {
 
     // Throughput at concurrency 1, 8, 32 on distinct members.
     let duration = Duration::from_secs_f64(plan.load_seconds);
-    for row in report.ops.iter_mut().filter(|r| r.op.built()) {
+    for row in report
+        .ops
+        .iter_mut()
+        .filter(|r| r.op.built() && r.op.http())
+    {
         for concurrency in [1, 8, 32] {
             let load = ops::load(
                 &bench,

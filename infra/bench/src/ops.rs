@@ -82,12 +82,50 @@ impl Op {
         }
     }
 
-    /// Whether the operation exists in the API today.
+    /// Whether the operation exists today (all do; kept so a designed-but-unbuilt operation
+    /// can be listed as a gap).
     pub fn built(self) -> bool {
-        !matches!(
-            self,
-            Op::TierEvaluation | Op::CampaignGrant | Op::ReferralReward | Op::Billing
-        )
+        true
+    }
+
+    /// Whether it is an HTTP route, invoked through the handler; the others are queue workers,
+    /// measured by calling their `App` service directly (see `services.rs`).
+    pub fn http(self) -> bool {
+        self.function().is_some()
+    }
+
+    /// The binary that runs the operation.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Op::TierEvaluation => "tier-evaluate",
+            Op::CampaignGrant => "campaign-worker",
+            Op::ReferralReward => "referral-worker",
+            Op::Billing => "subscription-billing",
+            _ => self.function().map_or("—", |f| f.binary()),
+        }
+    }
+
+    /// Members handled by one measured call (a campaign grant message covers 25 members in one
+    /// transaction); units and latency are reported per member.
+    pub fn members_per_call(self) -> usize {
+        match self {
+            Op::CampaignGrant => crate::services::GRANT_MEMBERS,
+            _ => 1,
+        }
+    }
+
+    /// For queue workers: members per SQS message (and, conservatively, per Lambda invocation,
+    /// though an invocation can take a batch of several messages). The Lambda request and the
+    /// SQS requests of a message are shared by its members in the cost model.
+    pub fn members_per_message(self) -> usize {
+        match self {
+            // `MEMBERS_PER_MESSAGE` in functions/core/src/service/tiers.rs (not exported).
+            Op::TierEvaluation => 50,
+            Op::CampaignGrant => crate::services::GRANT_MEMBERS,
+            // `SUBSCRIPTIONS_PER_MESSAGE` in functions/core/src/service/subscriptions.rs.
+            Op::Billing => 25,
+            _ => 1,
+        }
     }
 
     /// The function the template routes the operation to.
@@ -100,9 +138,15 @@ impl Op {
         }
     }
 
-    /// SQS messages the operation sends (none today; the cost model prices them when some do).
-    pub fn sqs_messages(self) -> u32 {
-        0
+    /// SQS requests per operation: a queue worker's message is sent, received and deleted
+    /// (3 requests), shared by the members it carries. HTTP operations send none (a referee's
+    /// first qualifying purchase sends one referral message; that is priced on the referral).
+    pub fn sqs_requests(self) -> f64 {
+        if self.http() {
+            0.0
+        } else {
+            3.0 / self.members_per_message() as f64
+        }
     }
 
     pub fn expected_status(self) -> u16 {
@@ -378,6 +422,32 @@ pub fn add(a: Capacity, b: Capacity) -> Capacity {
         read_units: a.read_units + b.read_units,
         write_units: a.write_units + b.write_units,
     }
+}
+
+/// Round trips, RRU and WRU (as DynamoDB Local reports them) per member of `op`.
+pub fn per_member(op: Op, s: &Sequential) -> (f64, f64, f64) {
+    per_op(s.capacity, s.latencies.len() * op.members_per_call())
+}
+
+/// Write units AWS bills for `measured` WRU. Every write the DynamoDB adapter makes is a
+/// `TransactWriteItems` (`loyalty_dynamo::commit` and the program publish; there is no
+/// PutItem, UpdateItem or BatchWriteItem), which AWS bills at 2 WRU per item-KB, while DynamoDB
+/// Local reports 1. Reads are GetItem, BatchGetItem and Query (no TransactGetItems): as measured.
+pub fn billed_wru(measured: f64) -> f64 {
+    measured * 2.0
+}
+
+/// Write units billed on AWS per member of `op`: the measured figure × 2, except where DynamoDB
+/// Local's report is below what the items written must cost. It reports a handful of WRU for a
+/// campaign grant's 76-item transaction (25 × member, ledger entry, entry guard + the campaign
+/// record); AWS bills every item of a transaction at 2 WRU per KB, so a grant is at least
+/// 2 × (3 + 1/25) = 6.08 WRU per member (every item ≤ 1 KB).
+pub fn billed_wru_for(op: Op, measured: f64) -> f64 {
+    let floor = match op {
+        Op::CampaignGrant => 2.0 * (3.0 + 1.0 / crate::services::GRANT_MEMBERS as f64),
+        _ => 0.0,
+    };
+    billed_wru(measured).max(floor)
 }
 
 pub fn per_op(total: Capacity, n: usize) -> (f64, f64, f64) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::cold::ColdRun;
-use crate::cost::{per_million, Cost, PRICES};
+use crate::cost::{billed_ms, per_million, Cost, Usage, PRICES};
 use crate::ops::{self, Load, Op, Sequential};
 use crate::stats::{ms, round1, round3, summarize, Summary};
 use crate::{Args, Plan};
@@ -89,10 +89,12 @@ pub struct Report {
     pub cpu: Vec<CpuRow>,
     pub cold: Vec<ColdRow>,
     pub elapsed: Duration,
+    /// `/proc/loadavg` when the run started: the machine may be shared.
+    pub load_at_start: String,
 }
 
 /// The criterion benches in `functions/core/benches/core.rs`, by their ids.
-const CRITERION: [(&str, &str); 5] = [
+const CRITERION: [(&str, &str); 6] = [
     (
         "earning/evaluate_purchase_20_items",
         "earning rules: `evaluate_purchase`, 20-item order",
@@ -100,6 +102,10 @@ const CRITERION: [(&str, &str); 5] = [
     (
         "earning/evaluate_action",
         "earning rules: `evaluate_action` (capped action)",
+    ),
+    (
+        "tiers/evaluate_member_400_days",
+        "tier evaluation: `tiers::evaluate`, 400 days of qualifying activity",
     ),
     (
         "parse/accrual_request_json",
@@ -202,13 +208,36 @@ impl Report {
             cpu: Vec::new(),
             cold: Vec::new(),
             elapsed: Duration::ZERO,
+            load_at_start: std::fs::read_to_string("/proc/loadavg")
+                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default(),
         }
     }
 
+    /// Dollars per million of `op` (per member for queue workers). HTTP operations: one Lambda
+    /// invocation and one HTTP API request each, duration = p50 rounded up to the ms. Queue
+    /// workers: the invocation and the message's SQS requests are shared by the members of one
+    /// message; the duration is the member's share of the measured call (an invocation handles
+    /// many members and is rounded up once), except one-member messages (referrals), rounded up.
     fn cost(&self, seq: &Sequential, op: Op) -> Cost {
-        let (_, rru, wru) = ops::per_op(seq.capacity, seq.latencies.len());
+        let (_, rru, wru) = ops::per_member(op, seq);
         let summary = summarize(seq.latencies.clone());
-        per_million(summary.p50_us, rru, wru, op.sqs_messages(), self.memory_mb)
+        let shared = op.members_per_message() > 1;
+        per_million(
+            Usage {
+                billed_ms: if shared {
+                    summary.p50_us / 1000.0 / op.members_per_call() as f64
+                } else {
+                    billed_ms(summary.p50_us)
+                },
+                rru,
+                wru_billed: ops::billed_wru_for(op, wru),
+                lambda_requests: 1.0 / op.members_per_message() as f64,
+                http_requests: if op.http() { 1.0 } else { 0.0 },
+                sqs_requests: op.sqs_requests(),
+            },
+            self.memory_mb,
+        )
     }
 
     pub fn markdown(&self) -> String {
@@ -225,12 +254,37 @@ impl Report {
             self.elapsed.as_secs_f64(),
             if self.quick { " — **quick mode** (small samples)" } else { "" }
         );
+        let criterion_args = std::env::var("CRITERION_ARGS").unwrap_or_default();
+        if let Ok(via) = std::env::var("BENCH_VIA") {
+            let _ = writeln!(
+                w,
+                "This run: `{}{}{via}` (what `make bench` runs: release build, criterion, DynamoDB Local on a \
+                 loopback port, then the command below).\n",
+                std::env::var("DYNAMODB_PORT")
+                    .map(|p| format!("DYNAMODB_PORT={p} "))
+                    .unwrap_or_default(),
+                if criterion_args.is_empty() {
+                    String::new()
+                } else {
+                    format!("CRITERION_ARGS=\"{criterion_args}\" ")
+                },
+            );
+        }
         let _ = writeln!(w, "```sh\n{}\n```\n", self.command_line);
-        let _ = writeln!(w, "- Machine: {}.", machine());
+        let _ = writeln!(
+            w,
+            "- Machine: {}; load average (1/5/15 min) when the run started: {} — the cores were \
+             shared with other work, so latencies and throughput are pessimistic and noisy.",
+            machine(),
+            self.load_at_start
+        );
         let _ = writeln!(
             w,
             "- **DynamoDB Local is not DynamoDB.** Request units and round trips are what DynamoDB Local \
-             reports through `ReturnConsumedCapacity` and match DynamoDB's accounting rules; latencies and \
+             reports through `ReturnConsumedCapacity` (`DynamoStore::meter()`). It follows DynamoDB's \
+             accounting except for transactions: it counts a transactional write at 1 WRU per KB where AWS \
+             bills 2, so the tables add a **WRU billed on AWS** column and the cost model uses it (see \
+             \"Why an accrual costs what it costs\"). Latencies and \
              throughput are of a JVM on the same 2 cores as the benchmark, over loopback, and say nothing \
              about DynamoDB's own latency (typically single-digit ms per call in-region). Use them to compare \
              operations and runs, not as production figures."
@@ -254,22 +308,29 @@ impl Report {
         let _ = writeln!(w, "## Per operation\n");
         let _ = writeln!(
             w,
-            "| operation | function | round trips | RRU | WRU | p50 ms | p99 ms | ops/s c=1 | ops/s c=8 | ops/s c=32 | $ / million |"
+            "| operation | function | round trips | RRU | WRU (DynamoDB Local) | WRU billed on AWS | p50 ms | p99 ms | ops/s c=1 | ops/s c=8 | ops/s c=32 | $ / million |"
         );
-        let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            w,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for row in &self.ops {
             let Some(seq) = &row.sequential else {
                 let _ = writeln!(
                     w,
-                    "| {} | — | not yet built | | | | | | | | |",
+                    "| {} | — | not yet built | | | | | | | | | |",
                     row.op.name()
                 );
                 continue;
             };
-            let (rt, rru, wru) = ops::per_op(seq.capacity, seq.latencies.len());
+            let (rt, rru, wru) = ops::per_member(row.op, seq);
             let s = summarize(seq.latencies.clone());
-            let function = row.op.function().map_or("—", |f| f.binary());
-            let tput: Vec<String> = row
+            let function = if row.op.http() {
+                row.op.binary().to_owned()
+            } else {
+                format!("{} (service call)", row.op.binary())
+            };
+            let mut tput: Vec<String> = row
                 .loads
                 .iter()
                 .map(|l| {
@@ -280,15 +341,23 @@ impl Report {
                     t
                 })
                 .collect();
+            tput.resize(3, "—".to_owned());
+            let per_call = row.op.members_per_call();
+            let latency_note = if per_call > 1 {
+                format!(" (per {per_call}-member message)")
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 w,
-                "| {} | {} | {}{} | {} | {} | {} | {} | {} | ${} |",
+                "| {} | {} | {}{} | {} | {} | **{}** | {}{latency_note} | {}{latency_note} | {} | ${} |",
                 row.op.name(),
                 function,
                 fmt_units(rt),
                 if seq.constant { "" } else { " (varied)" },
                 fmt_units(rru),
                 fmt_units(wru),
+                fmt_units(ops::billed_wru_for(row.op, wru)),
                 ms(s.p50_us),
                 ms(s.p99_us),
                 tput.join(" | "),
@@ -298,7 +367,7 @@ impl Report {
                 let _ =
                     writeln!(
                     w,
-                    "|  ↳ {} of {} calls answered unexpectedly, first: `{}` | | | | | | | | | | |",
+                    "|  ↳ {} of {} calls answered unexpectedly, first: `{}` | | | | | | | | | | | |",
                     seq.unexpected,
                     seq.latencies.len(),
                     seq.first_unexpected.clone().unwrap_or_default().replace('|', "\\|")
@@ -325,13 +394,7 @@ impl Report {
                 hot.completed
             );
         }
-        let _ = writeln!(
-            w,
-            "Not yet built (listed so the table shows the gap; each becomes a row when it lands): \
-             tier evaluation of one member, campaign grant per member, referral reward, billing of one \
-             subscription. To add one: a variant in `Op` (`infra/bench/src/ops.rs`) with its route and \
-             body, `built()` true, and `sqs_messages()` if it queues work.\n"
-        );
+        let _ = writeln!(w, "{WORKERS}");
 
         // Cost model.
         let _ = writeln!(
@@ -346,9 +409,17 @@ impl Report {
              {} MB (`Globals.Function.MemorySize` in infra/template.yaml).\n\
              - API Gateway HTTP API: ${:.2} per million requests (first 300 million a month).\n\
              - DynamoDB on-demand (after the November 2024 price cut): ${} per million write request units, \
-             ${} per million read request units.\n\
-             - SQS standard: ${:.2} per million requests. No operation uses SQS yet (the template has no queue), \
-             so the column is $0; operations that enqueue work will carry their message count.\n\
+             ${} per million read request units. **Priced on the WRU billed on AWS**, i.e. twice what \
+             DynamoDB Local reports: every write this engine makes is a `TransactWriteItems`, which AWS bills \
+             at 2 WRU per item-KB and DynamoDB Local counts at 1. Reads are priced as measured (no \
+             `TransactGetItems` is used).\n\
+             - SQS standard: ${:.2} per million requests. HTTP operations send none. A queue worker's message is \
+             sent, received and deleted (3 requests), shared by the members it carries: 50 per tier-review \
+             message, 25 per measured campaign grant message (the dispatcher packs up to 100), 25 per billing \
+             message, 1 per referral. The Lambda invocation is shared the same way (conservatively one \
+             message per invocation, though the event source mappings deliver batches of 5–10); queue \
+             workers have no HTTP API charge. The payment provider's fee and call (billing) and the outbound \
+             events (EventBridge/SQS) are not priced.\n\
              - Free tiers, data transfer, CloudWatch Logs (one JSON log line per request) and storage \
              ($0.25/GB-month; a ledger entry + its guard + its idempotency record are ≈1.5 KB) are left out.\n\n\
              Duration is the measured warm p50 through the handler against DynamoDB Local, rounded up to the \
@@ -368,12 +439,12 @@ impl Report {
         );
         let _ = writeln!(
             w,
-            "| operation | billed ms | Lambda compute | Lambda requests | HTTP API | DynamoDB | SQS | total $ / million |"
+            "| operation | billed ms | Lambda compute | Lambda requests | HTTP API | DynamoDB (billed WRU) | SQS | total $ / million |"
         );
         let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|");
         for row in &self.ops {
             let Some(seq) = &row.sequential else {
-                let _ = writeln!(w, "| {} | not yet built | | | | | | |", row.op.name());
+                let _ = writeln!(w, "| {} | not measured | | | | | | |", row.op.name());
                 continue;
             };
             let c = self.cost(seq, row.op);
@@ -381,7 +452,7 @@ impl Report {
                 w,
                 "| {} | {} | {} | {} | {} | {} | {} | **{}** |",
                 row.op.name(),
-                c.billed_ms,
+                fmt_units(c.billed_ms),
                 dollars(c.lambda_compute),
                 dollars(c.lambda_requests),
                 dollars(c.http_api),
@@ -404,7 +475,7 @@ impl Report {
         );
         let _ = writeln!(
             w,
-            "| prior entries | accrue RT | accrue RRU | accrue WRU | accrue p50 ms | accrue p99 ms | redeem RT | redeem RRU | redeem WRU | redeem p50 ms | redeem p99 ms |"
+            "| prior entries | accrue RT | accrue RRU | accrue WRU (Local → billed) | accrue p50 ms | accrue p99 ms | redeem RT | redeem RRU | redeem WRU (Local → billed) | redeem p50 ms | redeem p99 ms |"
         );
         let _ = writeln!(
             w,
@@ -421,12 +492,12 @@ impl Report {
                 row.history,
                 fmt_units(art),
                 fmt_units(arru),
-                fmt_units(awru),
+                both(awru),
                 ms(a.p50_us),
                 ms(a.p99_us),
                 fmt_units(rrt),
                 fmt_units(rrru),
-                fmt_units(rwru),
+                both(rwru),
                 ms(r.p50_us),
                 ms(r.p99_us)
             );
@@ -437,7 +508,12 @@ impl Report {
         let (first, last) = (self.flat.first(), self.flat.last());
         let accrue_wru = |row: Option<&FlatRow>| {
             row.map_or("—".to_owned(), |r| {
-                fmt_units(ops::per_op(r.accrue.capacity, r.accrue.latencies.len()).2)
+                let wru = ops::per_op(r.accrue.capacity, r.accrue.latencies.len()).2;
+                format!(
+                    "{} as DynamoDB Local counts it ({} billed on AWS)",
+                    fmt_units(wru),
+                    fmt_units(ops::billed_wru(wru))
+                )
             })
         };
         let accrue_rt = first.map_or("—".to_owned(), |r| {
@@ -456,13 +532,13 @@ impl Report {
         let _ = writeln!(w, "|---|---|---|");
         let _ = writeln!(
             w,
-            "| WRU per accrual at {} prior entries | 1 | {} |",
+            "| WRU per accrual at {} prior entries | 1 (a plain PutItem: billed the same on AWS) | {} |",
             first.map_or(10, |r| r.history),
             accrue_wru(first)
         );
         let _ = writeln!(
             w,
-            "| WRU per accrual at {} prior entries | 381 (at 10,000) | {} |",
+            "| WRU per accrual at {} prior entries | 381 (at 10,000; PutItem, billed the same on AWS) | {} |",
             last.map_or(0, |r| r.history),
             accrue_wru(last)
         );
@@ -519,8 +595,18 @@ impl Report {
         }
         let _ = writeln!(
             w,
-            "\nCriterion (`cargo bench -p loyalty_core --bench core`, `functions/core/benches/core.rs`), mean with \
-             95% confidence interval (criterion reports means, not percentiles; the p99 above is the tail figure):\n"
+            "\nCriterion (`cargo bench -p loyalty_core --bench core{}`, `functions/core/benches/core.rs`{}), mean with \
+             95% confidence interval (criterion reports means, not percentiles; the p99 above is the tail figure):\n",
+            if criterion_args.is_empty() {
+                String::new()
+            } else {
+                format!(" -- {criterion_args}")
+            },
+            if criterion_args.is_empty() {
+                ""
+            } else {
+                "; shortened warm-up and measurement because the machine was shared"
+            }
         );
         let _ = writeln!(w, "| benchmark | mean | 95% CI |");
         let _ = writeln!(w, "|---|---:|---:|");
@@ -543,7 +629,7 @@ impl Report {
                 }
             }
         }
-        let _ = writeln!(w, "| tier evaluation | not yet built | |\n");
+        let _ = writeln!(w);
 
         // Cold start.
         let _ = writeln!(w, "## Cold start\n");
@@ -650,10 +736,10 @@ impl Report {
             self.flat
                 .iter()
                 .map(|r| format!(
-                    "{} entries: accrue {} WRU, redeem {} WRU",
+                    "{} entries: accrue {} WRU, redeem {} WRU (Local → billed)",
                     r.history,
-                    fmt_units(ops::per_op(r.accrue.capacity, r.accrue.latencies.len()).2),
-                    fmt_units(ops::per_op(r.redeem.capacity, r.redeem.latencies.len()).2)
+                    both(ops::per_op(r.accrue.capacity, r.accrue.latencies.len()).2),
+                    both(ops::per_op(r.redeem.capacity, r.redeem.latencies.len()).2)
                 ))
                 .collect::<Vec<_>>()
                 .join("; "),
@@ -721,15 +807,20 @@ impl Report {
             .map(|row| match &row.sequential {
                 None => json!({ "operation": row.op.id(), "name": row.op.name(), "built": false }),
                 Some(seq) => {
-                    let (rt, rru, wru) = ops::per_op(seq.capacity, seq.latencies.len());
+                    let (rt, rru, wru) = ops::per_member(row.op, seq);
                     let c = self.cost(seq, row.op);
                     json!({
                         "operation": row.op.id(),
                         "name": row.op.name(),
                         "built": true,
+                        "function": row.op.binary(),
+                        "measured_through": if row.op.http() { "handler (API Gateway v2 event → loyalty_http::handle)" } else { "App service call" },
+                        "members_per_call": row.op.members_per_call(),
+                        "latency_is_per": if row.op.members_per_call() > 1 { "message" } else { "operation" },
                         "round_trips": round3(rt),
                         "read_units": round3(rru),
                         "write_units": round3(wru),
+                        "write_units_billed_on_aws": round3(ops::billed_wru_for(row.op, wru)),
                         "units_constant_across_samples": seq.constant,
                         "unexpected_responses": seq.unexpected,
                         "latency": summarize(seq.latencies.clone()).json(),
@@ -782,7 +873,8 @@ impl Report {
             "command": self.command_line,
             "mode": if self.quick { "quick" } else { "full" },
             "machine": machine(),
-            "note": "DynamoDB Local, not DynamoDB: units are DynamoDB's accounting, latencies are local",
+            "load_average_at_start": self.load_at_start,
+            "note": "DynamoDB Local, not DynamoDB: latencies are local; write_units are as DynamoDB Local reports them (transactional writes at 1 WRU/KB), write_units_billed_on_aws doubles them (every write is a TransactWriteItems) and the cost model uses the billed figure",
             "elapsed_seconds": round1(self.elapsed.as_secs_f64()),
             "prices": {
                 "as_of": PRICES.as_of,
@@ -825,6 +917,11 @@ impl Report {
     }
 }
 
+/// "measured → billed" write units.
+fn both(wru: f64) -> String {
+    format!("{} → {}", fmt_units(wru), fmt_units(ops::billed_wru(wru)))
+}
+
 fn fmt_units(x: f64) -> String {
     if (x - x.round()).abs() < 1e-9 {
         format!("{x:.0}")
@@ -839,6 +936,7 @@ fn seq_json(s: &Sequential) -> Value {
         "round_trips": round3(rt),
         "read_units": round3(rru),
         "write_units": round3(wru),
+        "write_units_billed_on_aws": round3(ops::billed_wru(wru)),
         "units_constant_across_samples": s.constant,
         "unexpected_responses": s.unexpected,
         "latency": summarize(s.latencies.clone()).json(),
@@ -862,7 +960,7 @@ fn load_json(l: &Load) -> Value {
 
 fn cost_json(c: &Cost) -> Value {
     json!({
-        "billed_ms": c.billed_ms,
+        "billed_ms": round3(c.billed_ms),
         "lambda_compute": round3(c.lambda_compute * 1000.0) / 1000.0,
         "lambda_requests": c.lambda_requests,
         "http_api": c.http_api,
@@ -871,6 +969,32 @@ fn cost_json(c: &Cost) -> Value {
         "total": round3(c.total()),
     })
 }
+
+const WORKERS: &str = "\
+**Queue workers** (tier evaluation, campaign grant, referral reward, billing) are measured by calling the \
+`App` service directly — `evaluate_tier`, `grant_campaign`, `handle_referral_message`, `bill_subscription` — \
+on the same table and meter, not through an SQS event and the worker binary (which only decode the event and \
+call the same function); their latency is the service call, and they have no throughput runs. Per member:
+
+- *tier evaluation*: one member who earned the day before (a `ManualClock` is moved one day, so every call \
+is a real evaluation, not the same-day no-op); distinct members.
+- *campaign grant*: campaigns created with `App::create_campaign` (dispatch queue in memory), then \
+`grant_campaign` with a `GrantMessage` of 25 members — one `TransactWriteItems` for the 25 members and the \
+campaign's counters (76 items: member, ledger entry and entry guard per member + the campaign record), after \
+one read of the campaign and 25 member reads (one `GetItem` each, sequential: 27 round trips per message). Units \
+are divided by 25; the latency columns are of the whole 25-member message. A tenth as many messages as the \
+other operations have calls (20 messages, 500 members, in a full run). Every member's balance is checked \
+afterwards. **DynamoDB Local reports far fewer WRU for this 76-item transaction than its items** (the Local \
+column); the billed column therefore uses the item count, 2 × (3 + 1/25) = 6.08 WRU per member, not the \
+measured figure × 2.
+- *referral reward*: a referrer, a referee enrolled with its code and a qualifying first purchase (which \
+queues the referral message), then the message handled: both bonus ledger entries, both member items and the \
+referral record in one transaction. Each referral has its own referrer, so caps and velocity never refuse.
+- *billing*: a monthly `plus` subscription started with the in-memory fake payment provider \
+(`loyalty_core::subscriptions::payments::MemoryPayments`), the clock moved past the billing date, then \
+`bill_subscription` renewing it. **DynamoDB cost only: the provider call is excluded** (in memory here; on AWS \
+a payment-provider round trip and its fee).
+";
 
 const EXPLANATION: &str = "\
 ### Why an accrual costs what it costs
@@ -891,10 +1015,13 @@ the items grows with history: the member item holds balances and counters, never
 entry is its own item keyed by sequence number. That is why the units are identical at 10 and at 10,000 entries, \
 where the sample's single growing item costs 1 WRU per KB rewritten.
 
-**DynamoDB Local reports transactional writes and reads at the standard rate** (it measured 4 WRU and \
-1 RRU for an accrual: one unit per item written, and the missing idempotency key not charged); DynamoDB bills \
-a transactional write at 2 WRU per KB, so on AWS an accrual is 8 WRU. The cost model above uses the units as \
-measured and so under-states the DynamoDB column of transactional operations by half of their WRU.
+**DynamoDB Local under-reports transactional writes.** It counts a `TransactWriteItems` item at the standard \
+1 WRU per KB (it measures 4 WRU for an accrual); AWS bills transactional writes at 2 WRU per item-KB (and \
+`TransactGetItems` at 2 RRU, which this engine does not use), so on AWS an accrual is **8 WRU**. Every write \
+this engine makes goes through `TransactWriteItems` (all points movements, and every record write), so the \
+\"WRU billed on AWS\" column is the measured figure × 2, and the cost model prices that column. Reads are \
+priced as measured; DynamoDB Local also does not charge the missing idempotency key of the `BatchGetItem` \
+(1 RRU measured where AWS may charge 2: at most $0.125 per million accruals, left out of the model).
 
 What would make it cheaper, and what it would cost in guarantees: dropping the entry guard (−2 WRU) gives up \
 \"an order earns once whatever Idempotency-Key carries it\"; folding the idempotency record into the ledger entry \
