@@ -128,42 +128,15 @@ pub async fn member_state<S: Store>(app: &App<S>, id: &MemberId) -> Member {
         .expect("member exists")
 }
 
-/// Walks the whole ledger through the public paging API and checks that it is a gap-free
-/// chain in which each entry's `balance_after` is the previous one plus its points.
+/// The member's whole ledger, checked as a gap-free `balance_after` chain (see
+/// `App::audited_ledger`); a broken chain fails the test.
 pub async fn audited_ledger<S: Store>(
     app: &App<S>,
     id: &MemberId,
 ) -> Vec<loyalty_core::ledger::LedgerEntry> {
-    let mut entries = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = app
-            .ledger_page(id, Some(100), cursor.as_deref())
-            .await
-            .expect("ledger page");
-        entries.extend(page.entries);
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    entries.reverse();
-    let mut running = 0;
-    for (i, entry) in entries.iter().enumerate() {
-        assert_eq!(
-            entry.seq,
-            i as u64 + 1,
-            "ledger has a gap before {}",
-            entry.entry_id
-        );
-        running += entry.points;
-        assert_eq!(
-            entry.balance_after, running,
-            "balance_after of {} breaks the chain",
-            entry.entry_id
-        );
-    }
-    entries
+    app.audited_ledger(id)
+        .await
+        .unwrap_or_else(|broken| panic!("{broken}"))
 }
 
 pub fn body(outcome: &Outcome) -> &Value {

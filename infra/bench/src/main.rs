@@ -355,30 +355,14 @@ async fn flatness(bench: &Arc<Bench>, plan: Plan) -> Vec<FlatRow> {
     rows
 }
 
-/// Walks the ledger through the paging API, checking seq and `balance_after`; returns its length.
+/// The ledger's length after checking it is a gap-free `balance_after` chain.
 async fn audit(bench: &Bench, id: &loyalty_core::ids::MemberId) -> usize {
-    let mut entries = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = bench
-            .app
-            .ledger_page(id, Some(100), cursor.as_deref())
-            .await
-            .expect("ledger page");
-        entries.extend(page.entries);
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    entries.reverse();
-    let mut running = 0;
-    for (i, entry) in entries.iter().enumerate() {
-        assert_eq!(entry.seq, i as u64 + 1, "ledger gap");
-        running += entry.points;
-        assert_eq!(entry.balance_after, running, "balance chain broken");
-    }
-    entries.len()
+    bench
+        .app
+        .audited_ledger(id)
+        .await
+        .unwrap_or_else(|broken| panic!("{broken}"))
+        .len()
 }
 
 /// 50 concurrent redemptions of a 150-point reward on a balance of exactly 1,500 points.

@@ -70,6 +70,45 @@ impl<S: Store> App<S> {
     }
 }
 
+impl<S: Store> App<S> {
+    /// The member's whole ledger, oldest first, checked as an audit would: sequence numbers run
+    /// 1, 2, 3… without a gap and each entry's `balance_after` is the previous one plus its
+    /// points. The error names the first entry that breaks the chain.
+    pub async fn audited_ledger(
+        &self,
+        id: &MemberId,
+    ) -> Result<Vec<crate::ledger::LedgerEntry>, String> {
+        let mut entries = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .ledger_page(id, Some(MAX_PAGE), cursor.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            entries.extend(page.entries);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        entries.reverse();
+        let mut running = 0;
+        for (i, entry) in entries.iter().enumerate() {
+            if entry.seq != i as u64 + 1 {
+                return Err(format!("ledger has a gap before {}", entry.entry_id));
+            }
+            running += entry.points;
+            if entry.balance_after != running {
+                return Err(format!(
+                    "balance_after of {} breaks the chain",
+                    entry.entry_id
+                ));
+            }
+        }
+        Ok(entries)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
