@@ -268,16 +268,23 @@ fn every_dead_letter_queue_and_every_function_has_an_alarm() {
             .map(|d| intrinsic(&d["Value"]))
             .collect()
     };
-    let dead_letter_queues: BTreeSet<String> = of_type(&template, "AWS::SQS::Queue")
-        .into_iter()
+    let queues = of_type(&template, "AWS::SQS::Queue");
+    let redrive_targets = queues
+        .iter()
         .filter_map(|(_, q)| q["Properties"]["RedrivePolicy"].get("deadLetterTargetArn"))
         .map(|arn| {
-            let target = intrinsic(arn);
-            let queue = target
+            intrinsic(arn)
                 .trim_start_matches("!GetAtt ")
-                .trim_end_matches(".Arn");
-            format!("!GetAtt {queue}.QueueName")
-        })
+                .trim_end_matches(".Arn")
+                .to_owned()
+        });
+    let named_dead_letter = queues
+        .iter()
+        .filter(|(id, _)| id.ends_with("DLQ"))
+        .map(|(id, _)| (*id).to_owned());
+    let dead_letter_queues: BTreeSet<String> = redrive_targets
+        .chain(named_dead_letter)
+        .map(|queue| format!("!GetAtt {queue}.QueueName"))
         .collect();
     assert!(!dead_letter_queues.is_empty());
     let queue_alarms = watched("ApproximateNumberOfMessagesVisible", "QueueName");
