@@ -20,7 +20,7 @@ use loyalty_core::service::AppConfig;
 use loyalty_core::App;
 use loyalty_dynamo::{Capacity, DynamoStore};
 use loyalty_http::Function;
-use loyalty_local::gateway::apigw_v2_event;
+use loyalty_local::event::apigw_v2_event;
 use loyalty_local::template::{HttpRoute, Template};
 use serde_json::{json, Value};
 
@@ -260,7 +260,18 @@ impl Api {
         }
         let body = body.map(Value::to_string).unwrap_or_default();
         let params: HashMap<String, String> = params;
-        let event = apigw_v2_event(route, params, method, path, query, &map, body.as_bytes());
+        // No authorizer context: the bench calls handlers directly, as the API Gateway integration
+        // would after the authorizer (see loyalty_local::jwt::authorizer_context for its shape).
+        let event = apigw_v2_event(
+            route,
+            params,
+            method,
+            path,
+            query,
+            &map,
+            body.as_bytes(),
+            None,
+        );
         (function, event.to_string())
     }
 }

@@ -426,3 +426,187 @@ fn too_large(method: &str, path_and_query: &str) -> Response<Vec<u8>> {
     println!("[gateway] {method} {path_and_query} -> 413 (body over {BODY_LIMIT} bytes)");
     gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+
+    /// Answers with the event it was given, so tests see what a function would receive.
+    struct Echo;
+
+    impl Invoker for Echo {
+        async fn invoke(&self, _route: &HttpRoute, event: Value) -> Response<Vec<u8>> {
+            json_response(StatusCode::OK, &event)
+        }
+    }
+
+    const TEMPLATE: &str = r#"
+Parameters:
+  JwtIssuer: { Type: String }
+  JwtAudience: { Type: String }
+Resources:
+  Api:
+    Type: AWS::Serverless::HttpApi
+    Properties:
+      Auth:
+        DefaultAuthorizer: Jwt
+        Authorizers:
+          Jwt:
+            IdentitySource: $request.header.Authorization
+            JwtConfiguration: { issuer: !Ref JwtIssuer, audience: [!Ref JwtAudience] }
+  Fn:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: members } }
+    Properties:
+      Events:
+        Scoped: { Type: HttpApi, Properties: { ApiId: !Ref Api, Path: "/scoped/{id}", Method: GET, Auth: { AuthorizationScopes: [s/read, s/admin] } } }
+        AnyToken: { Type: HttpApi, Properties: { ApiId: !Ref Api, Path: /any, Method: GET } }
+        Public: { Type: HttpApi, Properties: { ApiId: !Ref Api, Path: /public, Method: GET, Auth: { Authorizer: NONE } } }
+        Iam: { Type: HttpApi, Properties: { ApiId: !Ref Api, Path: /iam, Method: GET, Auth: { Authorizer: AWS_IAM } } }
+"#;
+
+    fn key() -> Arc<SigningKey> {
+        static KEY: OnceLock<Arc<SigningKey>> = OnceLock::new();
+        Arc::clone(KEY.get_or_init(|| Arc::new(SigningKey::generate().expect("key"))))
+    }
+
+    fn gateway() -> Gateway<Echo> {
+        let template = Template::parse(TEMPLATE).expect("template");
+        Gateway::new(&template, key(), Echo).expect("gateway")
+    }
+
+    fn body(response: &Response<Vec<u8>>) -> Value {
+        serde_json::from_slice(response.body()).expect("JSON body")
+    }
+
+    async fn mint(gateway: &Gateway<Echo>, scopes: &[&str]) -> String {
+        let request = json!({"sub": "caller-1", "scopes": scopes, "claims": {"tenant": "t1"}});
+        let response = gateway
+            .call(
+                "POST",
+                TOKENS_PATH,
+                &HeaderMap::new(),
+                request.to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "{}", body(&response));
+        body(&response)["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+        headers
+    }
+
+    #[tokio::test]
+    async fn a_token_with_a_route_scope_reaches_the_function_with_its_claims_and_scopes() {
+        let gateway = gateway();
+        let token = mint(&gateway, &["s/admin", "other"]).await;
+        let response = gateway
+            .call("GET", "/scoped/42", &bearer(&token), b"")
+            .await;
+        assert_eq!(response.status(), 200);
+        let event = body(&response);
+        let jwt = &event["requestContext"]["authorizer"]["jwt"];
+        assert_eq!(jwt["claims"]["sub"], "caller-1");
+        assert_eq!(jwt["claims"]["tenant"], "t1");
+        assert_eq!(jwt["claims"]["iss"], LOCAL_ISSUER);
+        assert_eq!(jwt["claims"]["aud"], LOCAL_ISSUER);
+        assert!(jwt["claims"]["exp"].is_string());
+        assert_eq!(jwt["scopes"], json!(["s/admin", "other"]));
+        assert_eq!(event["pathParameters"]["id"], "42");
+        // A route without scopes takes any valid token; a bare token (no "Bearer") works too.
+        let mut bare = HeaderMap::new();
+        bare.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(&mint(&gateway, &[]).await).expect("header"),
+        );
+        assert_eq!(gateway.call("GET", "/any", &bare, b"").await.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn missing_or_invalid_tokens_get_401_and_missing_scopes_get_403() {
+        let gateway = gateway();
+        let unauthorized = json!({"message": "Unauthorized"});
+        let forbidden = json!({"message": "Forbidden"});
+        let none = gateway
+            .call("GET", "/scoped/1", &HeaderMap::new(), b"")
+            .await;
+        assert_eq!(
+            (none.status().as_u16(), body(&none)),
+            (401, unauthorized.clone())
+        );
+        let junk = gateway.call("GET", "/any", &bearer("not.a.jwt"), b"").await;
+        assert_eq!(
+            (junk.status().as_u16(), body(&junk)),
+            (401, unauthorized.clone())
+        );
+        let now = Utc::now().timestamp();
+        let expired = key().sign(&json!({
+            "iss": LOCAL_ISSUER, "aud": LOCAL_ISSUER, "sub": "x", "iat": now - 120, "exp": now - 60, "scope": "s/read",
+        }));
+        let response = gateway
+            .call("GET", "/scoped/1", &bearer(&expired), b"")
+            .await;
+        assert_eq!(response.status(), 401);
+
+        let wrong_scope = mint(&gateway, &["s/write"]).await;
+        let response = gateway
+            .call("GET", "/scoped/1", &bearer(&wrong_scope), b"")
+            .await;
+        assert_eq!(
+            (response.status().as_u16(), body(&response)),
+            (403, forbidden.clone())
+        );
+        let iam = gateway
+            .call("GET", "/iam", &bearer(&wrong_scope), b"")
+            .await;
+        assert_eq!((iam.status().as_u16(), body(&iam)), (403, forbidden));
+    }
+
+    #[tokio::test]
+    async fn public_routes_ignore_tokens_and_pass_no_authorizer() {
+        let gateway = gateway();
+        for headers in [HeaderMap::new(), bearer("garbage")] {
+            let response = gateway.call("GET", "/public", &headers, b"").await;
+            assert_eq!(response.status(), 200);
+            assert!(body(&response)["requestContext"]
+                .get("authorizer")
+                .is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_issuer_publishes_its_jwks_and_refuses_bad_token_requests() {
+        let gateway = gateway();
+        let jwks = gateway.call("GET", JWKS_PATH, &HeaderMap::new(), b"").await;
+        assert_eq!(jwks.status(), 200);
+        assert_eq!(body(&jwks)["keys"][0]["kid"], key().public_jwk().kid);
+        let refused = gateway
+            .call("POST", TOKENS_PATH, &HeaderMap::new(), br#"{"sub":"x"}"#)
+            .await;
+        assert_eq!(refused.status(), 400);
+        assert_eq!(body(&refused)["error"]["code"], "invalid_token_request");
+        let wrong_method = gateway
+            .call("GET", TOKENS_PATH, &HeaderMap::new(), b"")
+            .await;
+        assert_eq!(wrong_method.status(), 405);
+    }
+
+    #[test]
+    fn an_unresolvable_issuer_stops_the_gateway_from_starting() {
+        let template =
+            Template::parse(&TEMPLATE.replace("!Ref JwtIssuer", "!Ref Missing")).expect("template");
+        assert!(
+            matches!(Gateway::new(&template, key(), Echo), Err(LocalError::Template(m)) if m.contains("Missing"))
+        );
+    }
+}
