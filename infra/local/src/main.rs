@@ -198,9 +198,12 @@ async fn publish_default_program(
                 path: args_program.to_owned(),
                 source,
             })?;
-            let program = app.replace_program(&bytes).await.map_err(|e| {
-                LocalError::Program(format!("{}: {}", args_program.display(), e.message))
-            })?;
+            let program = app
+                .replace_program("local-runner", &bytes)
+                .await
+                .map_err(|e| {
+                    LocalError::Program(format!("{}: {}", args_program.display(), e.message))
+                })?;
             println!(
                 "published {} as program version {}",
                 args_program.display(),
