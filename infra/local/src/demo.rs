@@ -706,20 +706,17 @@ impl Demo {
     /// A member's app reading another member: the function refuses it.
     pub async fn privacy(&self) -> Result<(), String> {
         let (alice, bob) = (self.member("alice"), self.member("bob"));
+        let path = format!("/v1/members/{alice}");
         let reply = self
-            .request(
-                &Caller::Member(bob.clone()),
-                "GET",
-                &format!("/v1/members/{alice}"),
-                None,
-                None,
-            )
+            .request(&Caller::Member(bob.clone()), "GET", &path, None, None)
             .await?;
-        println!(
-            "  {bob}'s app asks for {alice}: {} {}",
-            reply.status,
-            reply.body["error"]["code"].as_str().unwrap_or("")
-        );
+        if reply.status != 403 || reply.body["error"]["code"] != "forbidden" {
+            return Err(format!(
+                "GET {path} with {bob}'s token answered {} {} (expected 403 forbidden)",
+                reply.status, reply.body
+            ));
+        }
+        println!("  {bob}'s app asks for {alice}: 403 forbidden");
         Ok(())
     }
 }
