@@ -222,16 +222,26 @@ pub fn plain_purchase(order: &str, minor: i64) -> Value {
 /// Builds API Gateway v2 events for the template's routes.
 pub struct Api {
     routes: Vec<HttpRoute>,
+    /// `requestContext.authorizer` for a checkout (`loyalty/pos`) caller, which may enrol,
+    /// accrue, redeem and read for any member: what API Gateway passes after verifying its token.
+    caller: Value,
 }
 
 impl Api {
     pub fn new(template: &Template) -> Self {
+        let claims = json!({
+            "iss": "loyalty-local", "aud": "loyalty-local", "sub": "bench-till",
+            "iat": 1_900_000_000, "exp": 1_900_003_600, "scope": "loyalty/pos",
+        });
+        let claims = claims.as_object().cloned().unwrap_or_default();
         Self {
             routes: template.http_routes(),
+            caller: loyalty_local::jwt::authorizer_context(&claims),
         }
     }
 
-    /// The function the template routes `method path` to, and the event API Gateway sends it.
+    /// The function the template routes `method path` to, and the event API Gateway sends it
+    /// for a POS caller.
     pub fn event(
         &self,
         method: &str,
@@ -260,8 +270,6 @@ impl Api {
         }
         let body = body.map(Value::to_string).unwrap_or_default();
         let params: HashMap<String, String> = params;
-        // No authorizer context: the bench calls handlers directly, as the API Gateway integration
-        // would after the authorizer (see loyalty_local::jwt::authorizer_context for its shape).
         let event = apigw_v2_event(
             route,
             params,
@@ -270,7 +278,7 @@ impl Api {
             query,
             &map,
             body.as_bytes(),
-            None,
+            Some(self.caller.clone()),
         );
         (function, event.to_string())
     }

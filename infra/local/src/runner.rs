@@ -1,6 +1,7 @@
 //! The whole template on one machine, with the real function binaries: every function runs as
-//! a process against a local Lambda Runtime API ([`crate::runtime`]); HTTP API routes, SQS
-//! event source mappings and schedules invoke them the way AWS does.
+//! a process against a local Lambda Runtime API ([`crate::runtime`]); the gateway's HTTP API
+//! routes (through [`Processes`], its invoker), SQS event source mappings and schedules invoke
+//! them the way AWS does.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
