@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use crate::error::LocalError;
 use crate::event::apigw_v2_event;
 use crate::jwt::{self, Issuer, SigningKey, Verifier};
-use crate::template::{HttpRoute, RouteAuth, Template, LOCAL_ISSUER};
+use crate::template::{HttpRoute, JwtAuthorizer, RouteAuth, Template, LOCAL_ISSUER};
 use crate::wiring::Resolver;
 
 /// API Gateway's payload limit for HTTP APIs.
@@ -106,7 +106,7 @@ impl<I: Invoker> Gateway<I> {
             parameters: template.parameters.clone(),
             ..Resolver::default()
         };
-        let mut verifiers: HashMap<String, Arc<Verifier>> = HashMap::new();
+        let mut verifiers: Vec<(&JwtAuthorizer, Arc<Verifier>)> = Vec::new();
         for authorizer in template.jwt_authorizers() {
             let what = |field: &str| format!("authorizer {}: {field}", authorizer.name);
             let issuer = resolver
@@ -118,22 +118,27 @@ impl<I: Invoker> Gateway<I> {
                 .map(|a| resolver.resolve(a))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| LocalError::Template(format!("{}: {e}", what("audience"))))?;
-            verifiers.insert(
-                authorizer.name.clone(),
-                Arc::new(Verifier {
-                    issuer,
-                    audiences,
-                    keys: vec![key.public_jwk().clone()],
-                }),
-            );
+            let verifier = Verifier {
+                issuer,
+                audiences,
+                keys: vec![key.public_jwk().clone()],
+            };
+            verifiers.push((authorizer, Arc::new(verifier)));
         }
+        let verifier_of = |authorizer: &JwtAuthorizer| {
+            verifiers
+                .iter()
+                .find(|(known, _)| *known == authorizer)
+                .map(|(_, verifier)| Arc::clone(verifier))
+                .expect("every route's authorizer is among the template's JWT authorizers")
+        };
         let mut routes = Vec::new();
         for route in template.http_routes() {
             let guard = match &route.auth {
                 RouteAuth::Open => Guard::Open,
                 RouteAuth::Iam => Guard::Iam,
                 RouteAuth::Jwt { authorizer, scopes } => Guard::Jwt {
-                    verifier: Arc::clone(&verifiers[&authorizer.name]),
+                    verifier: verifier_of(authorizer),
                     header: HeaderName::from_bytes(authorizer.identity_header.as_bytes()).map_err(
                         |_| {
                             LocalError::Template(format!(
@@ -147,11 +152,7 @@ impl<I: Invoker> Gateway<I> {
             };
             routes.push((route, guard));
         }
-        let first = template
-            .jwt_authorizers()
-            .first()
-            .map(|a| Arc::clone(&verifiers[&a.name]));
-        let (issuer, audience) = match first {
+        let (issuer, audience) = match verifiers.first().map(|(_, verifier)| verifier) {
             Some(verifier) => (verifier.issuer.clone(), verifier.audiences[0].clone()),
             None => (LOCAL_ISSUER.to_owned(), LOCAL_ISSUER.to_owned()),
         };

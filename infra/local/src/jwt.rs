@@ -61,7 +61,7 @@ impl PublicJwk {
 }
 
 fn key_error(what: impl std::fmt::Display) -> LocalError {
-    LocalError::Usage(format!("JWT signing key: {what}"))
+    LocalError::SigningKey(what.to_string())
 }
 
 impl SigningKey {

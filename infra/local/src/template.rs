@@ -272,12 +272,13 @@ impl Template {
             .collect()
     }
 
-    /// The JWT authorizers the routes use, each once, in template order.
+    /// The JWT authorizers the routes use, each once, in template order. (Two APIs may each
+    /// have an authorizer of the same name; they are told apart by their whole configuration.)
     pub fn jwt_authorizers(&self) -> Vec<&JwtAuthorizer> {
         let mut found: Vec<&JwtAuthorizer> = Vec::new();
         for route in self.functions.iter().flat_map(|f| &f.http_routes) {
             if let RouteAuth::Jwt { authorizer, .. } = &route.auth {
-                if !found.iter().any(|known| known.name == authorizer.name) {
+                if !found.contains(&authorizer) {
                     found.push(authorizer);
                 }
             }
