@@ -12,7 +12,7 @@ use loyalty_core::ports::ProgramStore;
 use loyalty_core::service::AppConfig;
 use loyalty_core::App;
 use loyalty_dynamo::DynamoStore;
-use loyalty_http::{handle, Function, REPLAYED_HEADER};
+use loyalty_http::{handle, handle_with_claim, Function, REPLAYED_HEADER};
 use loyalty_tests::events::{
     error_code, json_of, ApiRequest, ADMIN, MEMBER, POS, REPORTS, SUPPORT,
 };
@@ -548,4 +548,39 @@ async fn a_token_with_a_member_scope_and_a_staff_scope_acts_as_staff() {
     )
     .await;
     assert_eq!(read["member_id"], ada.as_str());
+}
+
+#[tokio::test]
+async fn a_member_id_in_a_custom_claim_names_the_member_not_the_subject() {
+    let (app, store) = app().await;
+    let ada = enrol(&app, &unique("ada")).await;
+    let claim = "custom:member_id";
+    let token = |request: ApiRequest| {
+        request
+            .caller("0b6f1c7e-6a0d-4c1e-9a43-2f1d7d1c9e55", &[MEMBER])
+            .claim(claim, ada.as_str())
+    };
+    let own = handle_with_claim(
+        &app,
+        Function::Members,
+        claim,
+        token(ApiRequest::get(&format!("/v1/members/{ada}"))).request(),
+    )
+    .await;
+    assert_eq!(own.status(), 200, "{}", json_of(&own));
+    let before = item_count(&store).await;
+    let other = handle_with_claim(
+        &app,
+        Function::Members,
+        claim,
+        token(ApiRequest::post(
+            "/v1/members",
+            json!({ "member_id": "0b6f1c7e-6a0d-4c1e-9a43-2f1d7d1c9e55" }),
+        ))
+        .request(),
+    )
+    .await;
+    assert_eq!(other.status(), 403, "{}", json_of(&other));
+    assert_eq!(error_code(&other), "forbidden");
+    assert_eq!(item_count(&store).await, before);
 }
