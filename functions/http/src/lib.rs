@@ -121,16 +121,27 @@ fn created_by(mut value: Value, actor: &str) -> Value {
 }
 
 /// Handles one request for `function`. Every failure becomes a JSON error with a stable code;
-/// nothing a client sends can make this panic or return a 5xx.
+/// nothing a client sends can make this panic or return a 5xx. A member token's member id is
+/// read from the claim `MEMBER_ID_CLAIM` names (see [`member_id_claim`]).
 pub async fn handle<S: Store>(
     app: &App<S>,
     function: Function,
     request: Request,
 ) -> Response<Body> {
+    handle_with_claim(app, function, member_id_claim(), request).await
+}
+
+/// [`handle`], with the member id claim given rather than read from the environment (for a
+/// host that serves several stacks in one process, such as the local runner).
+pub async fn handle_with_claim<S: Store>(
+    app: &App<S>,
+    function: Function,
+    claim: &str,
+    request: Request,
+) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let claim = member_id_claim();
     let caller = Caller::of_request(&request, claim);
     let subject = caller.as_ref().map(|c| c.subject.clone());
     let result = match Route::resolve(&method, &path) {
