@@ -10,7 +10,7 @@ use lambda_http::Body;
 use loyalty_core::ports::Store;
 use loyalty_core::App;
 use loyalty_dynamo::DynamoStore;
-use loyalty_http::Function;
+use loyalty_http::{Function, DEFAULT_MEMBER_ID_CLAIM, MEMBER_ID_CLAIM_ENV};
 use serde_json::Value;
 
 use crate::error::LocalError;
@@ -18,6 +18,7 @@ use crate::event::to_lambda_request;
 use crate::gateway::{gateway_error, Gateway, Invoker};
 use crate::jwt::SigningKey;
 use crate::template::{HttpRoute, Template};
+use crate::wiring::Resolver;
 
 /// The template's HTTP API with its handlers in-process.
 pub type LocalApi<S = DynamoStore> = Gateway<InProcess<S>>;
@@ -25,14 +26,18 @@ pub type LocalApi<S = DynamoStore> = Gateway<InProcess<S>>;
 /// Calls the handler of the function behind each route.
 pub struct InProcess<S: Store> {
     app: Arc<App<S>>,
-    /// logical id → handler
-    functions: HashMap<String, Function>,
+    /// logical id → (handler, the claim naming a member token's member)
+    functions: HashMap<String, (Function, String)>,
 }
 
 impl<S: Store + Send + Sync> InProcess<S> {
     /// Fails if a function in the template names a binary this workspace does not build, so a
     /// renamed crate shows up here rather than as 404s.
     pub fn new(template: &Template, app: Arc<App<S>>) -> Result<Self, LocalError> {
+        let resolver = Resolver {
+            parameters: template.parameters.clone(),
+            ..Resolver::default()
+        };
         let mut functions = HashMap::new();
         // Functions reached only by queues or schedules are the process runner's business.
         for function in template
@@ -46,7 +51,22 @@ impl<S: Store + Send + Sync> InProcess<S> {
                     binary: function.binary.clone(),
                 }
             })?;
-            functions.insert(function.logical_id.clone(), handler);
+            // What the deployed function reads from its environment (`MemberIdClaim`), taken
+            // from the template here, since one process serves every function.
+            let claim = match function
+                .environment
+                .iter()
+                .find(|(name, _)| name == MEMBER_ID_CLAIM_ENV)
+            {
+                Some((_, value)) => resolver.resolve(value).map_err(|e| {
+                    LocalError::Template(format!(
+                        "{}: {MEMBER_ID_CLAIM_ENV}: {e}",
+                        function.logical_id
+                    ))
+                })?,
+                None => DEFAULT_MEMBER_ID_CLAIM.to_owned(),
+            };
+            functions.insert(function.logical_id.clone(), (handler, claim));
         }
         Ok(Self { app, functions })
     }
@@ -72,12 +92,14 @@ impl<S: Store + Send + Sync> Invoker for InProcess<S> {
                 return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
             }
         };
-        let function = self.functions[&route.function];
+        let (function, claim) = self.functions[&route.function].clone();
         // A separate task, so a panicking handler becomes a 500 like a crashed Lambda invocation
         // instead of taking the connection down.
         let app = Arc::clone(&self.app);
-        let invocation =
-            tokio::spawn(async move { loyalty_http::handle(&app, function, request).await }).await;
+        let invocation = tokio::spawn(async move {
+            loyalty_http::handle_with_claim(&app, function, &claim, request).await
+        })
+        .await;
         match invocation {
             Ok(response) => into_http(response),
             Err(error) => {
@@ -233,6 +255,55 @@ mod tests {
             json(&response),
             serde_json::json!({"message": "Request Entity Too Large"})
         );
+    }
+
+    #[tokio::test]
+    async fn member_tokens_are_read_through_the_stacks_member_id_claim() {
+        let mut template = Template::parse(REAL_TEMPLATE).expect("template");
+        template
+            .parameters
+            .insert("MemberIdClaim".to_owned(), "custom:member_id".to_owned());
+        let api = LocalApi::in_process(&template, app(), key()).expect("api");
+        let enrolled = api
+            .call(
+                "POST",
+                "/v1/members",
+                &pos_headers(&api, &[]),
+                br#"{"member_id":"alice"}"#,
+            )
+            .await;
+        assert_eq!(enrolled.status(), 201, "{}", json(&enrolled));
+        let member_app = |member: &str| {
+            let request = serde_json::json!({
+                "sub": "app-user-7", "scopes": ["loyalty/member"], "claims": {"custom:member_id": member},
+            });
+            let minted = api
+                .issuer()
+                .mint(
+                    request.to_string().as_bytes(),
+                    chrono::Utc::now().timestamp(),
+                )
+                .expect("token");
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::AUTHORIZATION,
+                HeaderValue::from_str(&format!(
+                    "Bearer {}",
+                    minted["access_token"].as_str().expect("token")
+                ))
+                .expect("header"),
+            );
+            headers
+        };
+        let own = api
+            .call("GET", "/v1/members/alice", &member_app("alice"), b"")
+            .await;
+        assert_eq!(own.status(), 200, "{}", json(&own));
+        let other = api
+            .call("GET", "/v1/members/alice", &member_app("bob"), b"")
+            .await;
+        assert_eq!(other.status(), 403);
+        assert_eq!(json(&other)["error"]["code"], "forbidden");
     }
 
     #[test]
