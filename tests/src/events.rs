@@ -1,5 +1,7 @@
-//! API Gateway HTTP API (payload 2.0) events for handler tests, derived from the example event
-//! that ships in the `aws_lambda_events` crate, so the shape is AWS's and not ours.
+//! API Gateway HTTP API (payload 2.0) events for handler tests, derived from the example events
+//! that ship in the `aws_lambda_events` crate, so the shape is AWS's and not ours. A request
+//! carries a verified caller in `requestContext.authorizer.jwt` (AWS's JWT authorizer example)
+//! unless it is made [`ApiRequest::anonymous`] (AWS's no-authorizer example).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -7,17 +9,65 @@ use std::sync::OnceLock;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Map, Value};
 
-const FIXTURE: &str = "example-apigw-v2-request-no-authorizer.json";
+const NO_AUTHORIZER: &str = "example-apigw-v2-request-no-authorizer.json";
+const JWT_AUTHORIZER: &str = "example-apigw-v2-request-jwt-authorizer.json";
 
-/// The example event from the `aws_lambda_events` sources (located by `build.rs`).
-fn fixture() -> &'static Value {
-    static FIXTURE_JSON: OnceLock<Value> = OnceLock::new();
-    FIXTURE_JSON.get_or_init(|| {
-        let path = PathBuf::from(env!("AWS_LAMBDA_EVENTS_FIXTURES")).join(FIXTURE);
+pub const MEMBER: &str = "loyalty/member";
+pub const POS: &str = "loyalty/pos";
+pub const SUPPORT: &str = "loyalty/support";
+pub const ADMIN: &str = "loyalty/admin";
+pub const REPORTS: &str = "loyalty/reports";
+
+/// The caller a request has unless a test names another: a back office holding the staff
+/// scopes, so every route except a member's self-service is open to it.
+pub const DEFAULT_SUBJECT: &str = "test-back-office";
+pub const DEFAULT_SCOPES: [&str; 3] = [POS, SUPPORT, ADMIN];
+
+/// An example event from the `aws_lambda_events` sources (located by `build.rs`).
+fn fixture(name: &'static str) -> &'static Value {
+    static NO_AUTH: OnceLock<Value> = OnceLock::new();
+    static JWT: OnceLock<Value> = OnceLock::new();
+    let cell = if name == JWT_AUTHORIZER {
+        &JWT
+    } else {
+        &NO_AUTH
+    };
+    cell.get_or_init(|| {
+        let path = PathBuf::from(env!("AWS_LAMBDA_EVENTS_FIXTURES")).join(name);
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         serde_json::from_str(&text).expect("fixture is JSON")
     })
+}
+
+/// A token's claims as API Gateway's JWT authorizer passes them: every value a string.
+#[derive(Debug, Clone)]
+pub struct TestCaller {
+    pub subject: String,
+    pub scopes: Vec<String>,
+    pub claims: Map<String, Value>,
+}
+
+impl TestCaller {
+    pub fn new(subject: &str, scopes: &[&str]) -> Self {
+        Self {
+            subject: subject.to_owned(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            claims: Map::new(),
+        }
+    }
+
+    fn authorizer(&self) -> Value {
+        let mut claims = Map::new();
+        claims.insert("sub".into(), json!(self.subject));
+        claims.insert("iss".into(), json!("https://issuer.example.com"));
+        claims.insert("aud".into(), json!("loyalty-tests"));
+        claims.insert("iat".into(), json!("1764400000"));
+        claims.insert("exp".into(), json!("4102444800"));
+        claims.insert("scope".into(), json!(self.scopes.join(" ")));
+        claims.extend(self.claims.clone());
+        json!({ "jwt": { "claims": claims, "scopes": self.scopes } })
+    }
 }
 
 /// The route template API Gateway would report for `path`, with its path parameters.
@@ -45,6 +95,7 @@ pub struct ApiRequest {
     query: Vec<(String, String)>,
     headers: Vec<(String, String)>,
     body: Option<String>,
+    caller: Option<TestCaller>,
 }
 
 impl ApiRequest {
@@ -55,7 +106,35 @@ impl ApiRequest {
             query: Vec::new(),
             headers: Vec::new(),
             body: None,
+            caller: Some(TestCaller::new(DEFAULT_SUBJECT, &DEFAULT_SCOPES)),
         }
+    }
+
+    /// No authorizer context at all, as API Gateway sends a public route (or a route someone
+    /// wired without its authorizer).
+    pub fn anonymous(mut self) -> Self {
+        self.caller = None;
+        self
+    }
+
+    /// A token with subject `subject` and these scopes.
+    pub fn caller(mut self, subject: &str, scopes: &[&str]) -> Self {
+        self.caller = Some(TestCaller::new(subject, scopes));
+        self
+    }
+
+    /// A member app's token for `member_id` (its `sub`, the default member id claim).
+    pub fn as_member(self, member_id: &str) -> Self {
+        self.caller(member_id, &[MEMBER])
+    }
+
+    /// An extra claim on the caller's token (e.g. a custom member id claim).
+    pub fn claim(mut self, name: &str, value: &str) -> Self {
+        let caller = self
+            .caller
+            .get_or_insert_with(|| TestCaller::new(DEFAULT_SUBJECT, &DEFAULT_SCOPES));
+        caller.claims.insert(name.to_owned(), json!(value));
+        self
     }
 
     pub fn get(path: &str) -> Self {
@@ -88,7 +167,14 @@ impl ApiRequest {
 
     /// The event as Lambda would deliver it, parsed the way `lambda_http` parses it on Lambda.
     pub fn event(&self) -> Value {
-        let mut event = fixture().clone();
+        let mut event = match &self.caller {
+            Some(caller) => {
+                let mut event = fixture(JWT_AUTHORIZER).clone();
+                event["requestContext"]["authorizer"] = caller.authorizer();
+                event
+            }
+            None => fixture(NO_AUTHORIZER).clone(),
+        };
         let (route_path, params) = route_of(&self.path);
         let route_key = format!("{} {route_path}", self.method);
         let raw_query: Vec<String> = self.query.iter().map(|(k, v)| format!("{k}={v}")).collect();

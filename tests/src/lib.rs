@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::types::Select;
 use aws_sdk_dynamodb::Client;
 use loyalty_core::clock::{Clock, SystemClock};
 use loyalty_core::commands::EnrolRequest;
@@ -137,6 +138,30 @@ pub async fn audited_ledger<S: Store>(
     app.audited_ledger(id)
         .await
         .unwrap_or_else(|broken| panic!("{broken}"))
+}
+
+/// How many items the store's table holds (a consistent scan: tests only, never a request path).
+/// A refused request must leave it unchanged.
+pub async fn item_count(store: &DynamoStore) -> i32 {
+    let mut total = 0;
+    let mut start = None;
+    loop {
+        let page = store
+            .client()
+            .scan()
+            .table_name(store.table())
+            .select(Select::Count)
+            .set_exclusive_start_key(start)
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("scan");
+        total += page.count();
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return total;
+        }
+    }
 }
 
 pub fn body(outcome: &Outcome) -> &Value {

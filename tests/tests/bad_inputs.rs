@@ -1,8 +1,6 @@
 //! Every bad input gets a 4xx with a stable code and writes nothing: checked by counting the
 //! table's items and the member's state before and after each request.
 
-use aws_sdk_dynamodb::types::Select;
-use loyalty_dynamo::DynamoStore;
 use loyalty_http::{handle, Function};
 use loyalty_tests::events::{error_code, ApiRequest};
 use loyalty_tests::*;
@@ -14,28 +12,6 @@ struct Case {
     request: ApiRequest,
     status: u16,
     code: &'static str,
-}
-
-async fn item_count(store: &DynamoStore) -> i32 {
-    let mut total = 0;
-    let mut start = None;
-    loop {
-        let page = store
-            .client()
-            .scan()
-            .table_name(store.table())
-            .select(Select::Count)
-            .set_exclusive_start_key(start)
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("scan");
-        total += page.count();
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return total;
-        }
-    }
 }
 
 fn purchase_with(amount: serde_json::Value) -> serde_json::Value {

@@ -2,12 +2,12 @@
 //! HttpApi route, an SQS event on a queue the template declares, or a schedule the local runner
 //! can evaluate; and its binary is a workspace binary.
 
-use loyalty_local::wiring::Stack;
+use loyalty_local::template::Template;
 use loyalty_tests::repo_root;
 
 #[test]
 fn every_template_function_is_wired_to_a_route_queue_or_schedule() {
-    let stack = Stack::load(&repo_root().join("infra/template.yaml")).expect("template parses");
+    let stack = Template::load(&repo_root().join("infra/template.yaml")).expect("template parses");
     assert!(!stack.functions.is_empty());
     let unreachable = stack.unreachable_functions();
     assert!(

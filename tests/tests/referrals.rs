@@ -58,7 +58,7 @@ async fn set_policy(app: &App<DynamoStore>, overrides: Value) {
     for (field, value) in overrides.as_object().expect("object") {
         document["referrals"][field] = value.clone();
     }
-    app.replace_program(document.to_string().as_bytes())
+    app.replace_program("test-admin", document.to_string().as_bytes())
         .await
         .expect("program published");
 }

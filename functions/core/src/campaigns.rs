@@ -68,6 +68,11 @@ pub struct Campaign {
     pub reason: String,
     pub status: CampaignStatus,
     pub created_at: DateTime<Utc>,
+    /// The admin who created it (a token's `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canceled_by: Option<String>,
     /// Audience pages already dispatched; a redelivered dispatch message for one of them is a
     /// no-op, so `targeted` counts each member once.
     pub pages_dispatched: u64,
@@ -139,6 +144,8 @@ impl CampaignRequest {
             reason: text("reason", &self.reason, 200)?,
             status: CampaignStatus::Dispatching,
             created_at: now,
+            created_by: None,
+            canceled_by: None,
             pages_dispatched: 0,
             counters: Counters::default(),
         })

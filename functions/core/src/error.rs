@@ -36,6 +36,8 @@ pub enum ErrorCode {
     ConcurrentModification,
     RouteNotFound,
     MethodNotAllowed,
+    Unauthorized,
+    Forbidden,
     Internal,
 }
 
@@ -73,6 +75,8 @@ impl ErrorCode {
             Self::ConcurrentModification => "concurrent_modification",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::Internal => "internal_error",
         }
     }
@@ -91,6 +95,8 @@ impl ErrorCode {
             | Self::CampaignNotFound
             | Self::RouteNotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
             Self::MemberExists
             | Self::RewardExists
             | Self::RewardUnavailable

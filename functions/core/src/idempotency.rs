@@ -30,7 +30,8 @@ impl Operation {
 }
 
 /// Where a key lives: keys are scoped to a member and an operation, as a client retries one
-/// request, not one string across the whole program.
+/// request, not one string across the whole program. The HTTP layer also scopes each key to its
+/// caller (`IdempotencyKey::scoped_to`), so two clients' keys never meet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyScope {
     pub operation: Operation,

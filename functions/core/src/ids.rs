@@ -5,6 +5,7 @@ use std::fmt;
 
 use rand::Rng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 
@@ -140,6 +141,15 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The same key in the namespace of one caller (a token's `sub`): two clients that both
+    /// send `Idempotency-Key: 1` for a member make two requests, not one replayed. The subject
+    /// is hashed, so the stored key stays printable and bounded whatever an issuer puts in `sub`.
+    pub fn scoped_to(&self, caller: &str) -> IdempotencyKey {
+        let digest = Sha256::digest(caller.as_bytes());
+        let caller: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        Self(format!("{caller}:{}", self.0))
+    }
 }
 
 /// Referral codes are short, read aloud and typed on phones: Crockford's base32 alphabet avoids
@@ -210,6 +220,19 @@ mod tests {
         assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
         assert!(IdempotencyKey::parse("").is_err());
         assert!(IdempotencyKey::parse("tab\there").is_err());
+    }
+
+    #[test]
+    fn a_key_scoped_to_two_callers_is_two_keys() {
+        let key = IdempotencyKey::parse("1").expect("key");
+        assert_ne!(key.scoped_to("pos-1"), key.scoped_to("pos-2"));
+        assert_eq!(key.scoped_to("pos-1"), key.scoped_to("pos-1"));
+        assert_ne!(key.scoped_to("pos-1"), key);
+        let printable = key.scoped_to("ünïcode sub\twith tabs");
+        assert!(printable
+            .as_str()
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b)));
     }
 
     #[test]

@@ -140,6 +140,9 @@ pub(crate) fn program_item(program: &ActiveProgram, sk: String) -> Result<Item, 
         ),
         ("document".to_owned(), s(document)),
     ]);
+    if let Some(actor) = &program.created_by {
+        item.insert("created_by".to_owned(), s(actor.as_str()));
+    }
     Ok(item)
 }
 
@@ -149,6 +152,7 @@ pub(crate) fn program(item: &Item) -> Result<ActiveProgram, StoreError> {
         published_at: chrono::DateTime::parse_from_rfc3339(text(item, "published_at")?)
             .map_err(|_| StoreError("program: bad published_at".into()))?
             .with_timezone(&chrono::Utc),
+        created_by: text(item, "created_by").ok().map(str::to_owned),
         document: serde_json::from_str(text(item, "document")?)
             .map_err(|e| StoreError(format!("program: bad document: {e}")))?,
     })

@@ -2,7 +2,9 @@
 //! a subset of the routes; [`handle`] is generic over the store, so the same code runs on Lambda,
 //! in the local runner and in tests fed with real API Gateway events.
 
+mod authorize;
 mod body;
+mod caller;
 mod routes;
 
 use std::convert::Infallible;
@@ -10,13 +12,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lambda_http::{service_fn, Body, Request, RequestExt, Response};
+use loyalty_core::commands::EnrolRequest;
 use loyalty_core::ids::{IdempotencyKey, MemberId};
 use loyalty_core::ports::Store;
 use loyalty_core::service::Outcome;
 use loyalty_core::{ApiError, App, ErrorCode};
 use serde_json::{json, Value};
 
-pub use routes::{Function, Route};
+pub use caller::{
+    member_id_claim, Caller, Scope, Scopes, DEFAULT_MEMBER_ID_CLAIM, MEMBER_ID_CLAIM_ENV,
+};
+pub use routes::{Access, Function, Route};
+
+use authorize::{authorize, forbidden, Principal};
 
 use body::{json_body, query, raw_body, DEFAULT_BODY_LIMIT, PROGRAM_BODY_LIMIT};
 
@@ -73,7 +81,13 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
     serde_json::to_value(value).map_err(|_| ApiError::internal())
 }
 
-fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, ApiError> {
+/// The request's `Idempotency-Key`, in the caller's own namespace: keys are chosen by clients,
+/// and two clients choosing the same one must not replay each other's responses.
+fn idempotency_key(
+    request: &Request,
+    principal: &Principal,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let subject = actor(principal)?;
     request
         .headers()
         .get(IDEMPOTENCY_KEY)
@@ -84,23 +98,57 @@ fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, ApiError
                     "Idempotency-Key must be printable ASCII",
                 )
             })?;
-            IdempotencyKey::parse(text)
+            Ok(IdempotencyKey::parse(text)?.scoped_to(subject))
         })
         .transpose()
 }
 
+/// Who acts on a protected route: the token's `sub`, recorded on what admins write.
+fn actor(principal: &Principal) -> Result<&str, ApiError> {
+    principal.subject().ok_or_else(|| {
+        // Only public routes have no subject, and they neither write nor take keys.
+        tracing::error!("a protected route reached dispatch without a caller");
+        ApiError::internal()
+    })
+}
+
+/// `value` (a JSON object) with `created_by` added.
+fn created_by(mut value: Value, actor: &str) -> Value {
+    if let Some(object) = value.as_object_mut() {
+        object.insert("created_by".to_owned(), Value::from(actor));
+    }
+    value
+}
+
 /// Handles one request for `function`. Every failure becomes a JSON error with a stable code;
-/// nothing a client sends can make this panic or return a 5xx.
+/// nothing a client sends can make this panic or return a 5xx. A member token's member id is
+/// read from the claim `MEMBER_ID_CLAIM` names (see [`member_id_claim`]).
 pub async fn handle<S: Store>(
     app: &App<S>,
     function: Function,
     request: Request,
 ) -> Response<Body> {
+    handle_with_claim(app, function, member_id_claim(), request).await
+}
+
+/// [`handle`], with the member id claim given rather than read from the environment (for a
+/// host that serves several stacks in one process, such as the local runner).
+pub async fn handle_with_claim<S: Store>(
+    app: &App<S>,
+    function: Function,
+    claim: &str,
+    request: Request,
+) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let caller = Caller::of_request(&request, claim);
+    let subject = caller.as_ref().map(|c| c.subject.clone());
     let result = match Route::resolve(&method, &path) {
-        Ok(route) if function.serves(&route) => dispatch(app, route, &request).await,
+        Ok(route) if function.serves(&route) => match authorize(&route, caller, claim) {
+            Ok(principal) => dispatch(app, route, &principal, &request).await,
+            Err(error) => Err(error),
+        },
         Ok(_) => Err(ApiError::new(
             ErrorCode::RouteNotFound,
             format!("{function:?} does not serve {method} {path}"),
@@ -112,6 +160,7 @@ pub async fn handle<S: Store>(
         function = ?function,
         %method,
         %path,
+        caller = subject.as_deref().unwrap_or("-"),
         status = response.status().as_u16(),
         micros = started.elapsed().as_micros() as u64,
         "request"
@@ -119,16 +168,37 @@ pub async fn handle<S: Store>(
     response
 }
 
+/// What a member token may enrol: itself, named by its claim whether or not the body says so.
+fn enrolment_for(
+    principal: &Principal,
+    mut enrolment: EnrolRequest,
+) -> Result<EnrolRequest, ApiError> {
+    if let Some(own) = principal.own_member() {
+        match &enrolment.member_id {
+            None => enrolment.member_id = Some(own.clone()),
+            Some(named) if named == own => {}
+            Some(_) => {
+                return Err(forbidden(
+                    "a member token enrols only itself: member_id must equal its member id claim",
+                ))
+            }
+        }
+    }
+    Ok(enrolment)
+}
+
 async fn dispatch<S: Store>(
     app: &App<S>,
     route: Route,
+    principal: &Principal,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
     match route {
         Route::Enrol => {
             query(request, &[])?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            let member = app.enrol(loyalty_core::service::parse_body(&body)?).await?;
+            let enrolment = enrolment_for(principal, loyalty_core::service::parse_body(&body)?)?;
+            let member = app.enrol(enrolment).await?;
             Ok(respond(201, &to_json(&member)?))
         }
         Route::GetMember(id) => {
@@ -161,14 +231,14 @@ async fn dispatch<S: Store>(
                 }
             };
             let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request)?;
+            let key = idempotency_key(request, principal)?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
             Ok(outcome(app.accrue(&member, key, &body, dry_run).await?))
         }
         Route::Redeem(id) => {
             query(request, &[])?;
             let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request)?;
+            let key = idempotency_key(request, principal)?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
             Ok(outcome(app.redeem(&member, key, &body).await?))
         }
@@ -202,13 +272,13 @@ async fn dispatch<S: Store>(
             let grant = loyalty_core::service::parse_body(&body)?;
             Ok(respond(
                 200,
-                &to_json(&app.grant_tier(&member, grant).await?)?,
+                &to_json(&app.grant_tier(actor(principal)?, &member, grant).await?)?,
             ))
         }
         Route::StartSubscription(id) => {
             query(request, &[])?;
             let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request)?;
+            let key = idempotency_key(request, principal)?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
             Ok(outcome(app.start_subscription(&member, key, &body).await?))
         }
@@ -238,7 +308,8 @@ async fn dispatch<S: Store>(
         Route::CreatePromotion => {
             query(request, &[])?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(respond(201, &to_json(&app.create_promotion(&body).await?)?))
+            let promotion = app.create_promotion(actor(principal)?, &body).await?;
+            Ok(respond(201, &to_json(&promotion)?))
         }
         Route::ListPromotions => {
             query(request, &[])?;
@@ -246,15 +317,20 @@ async fn dispatch<S: Store>(
         }
         Route::CancelPromotion(id) => {
             query(request, &[])?;
-            Ok(respond(200, &to_json(&app.cancel_promotion(&id).await?)?))
+            let promotion = app.cancel_promotion(actor(principal)?, &id).await?;
+            Ok(respond(200, &to_json(&promotion)?))
         }
         Route::CreateCampaign => {
             query(request, &[])?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            let campaign = app.create_campaign(&body).await?;
+            let campaign = app.create_campaign(actor(principal)?, &body).await?;
             Ok(respond(
                 202,
-                &json!({ "campaign_id": campaign.campaign_id, "status": campaign.status }),
+                &json!({
+                    "campaign_id": campaign.campaign_id,
+                    "status": campaign.status,
+                    "created_by": campaign.created_by,
+                }),
             ))
         }
         Route::GetCampaign(id) => {
@@ -263,7 +339,8 @@ async fn dispatch<S: Store>(
         }
         Route::CancelCampaign(id) => {
             query(request, &[])?;
-            Ok(respond(200, &to_json(&app.cancel_campaign(&id).await?)?))
+            let campaign = app.cancel_campaign(actor(principal)?, &id).await?;
+            Ok(respond(200, &to_json(&campaign)?))
         }
         Route::ListRewards => {
             query(request, &[])?;
@@ -273,16 +350,24 @@ async fn dispatch<S: Store>(
         Route::CreateReward => {
             query(request, &[])?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(respond(201, &to_json(&app.create_reward(&body).await?)?))
+            let actor = actor(principal)?;
+            let reward = app.create_reward(actor, &body).await?;
+            Ok(respond(201, &created_by(to_json(&reward)?, actor)))
         }
         Route::GetProgram => {
             query(request, &[])?;
-            Ok(respond(200, &to_json(&*app.program().await?)?))
+            let mut program = to_json(&*app.program().await?)?;
+            // A public route: who on the merchant's staff published the program is not public.
+            if let Some(object) = program.as_object_mut() {
+                object.remove("created_by");
+            }
+            Ok(respond(200, &program))
         }
         Route::PutProgram => {
             query(request, &[])?;
             let raw = raw_body(request, PROGRAM_BODY_LIMIT)?;
-            Ok(respond(200, &to_json(&app.replace_program(raw).await?)?))
+            let program = app.replace_program(actor(principal)?, raw).await?;
+            Ok(respond(200, &to_json(&program)?))
         }
     }
 }

@@ -1,8 +1,10 @@
-//! The route table of the v1 API and which function serves which route. The deployed wiring is
-//! in `infra/template.yaml`; a test checks that the two agree.
+//! The route table of the v1 API: which function serves which route and which scopes grant it.
+//! The deployed wiring is in `infra/template.yaml`; tests check that the two agree.
 
 use http::Method;
 use loyalty_core::{ApiError, ErrorCode};
+
+use crate::caller::{Scope, Scopes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Function {
@@ -98,7 +100,74 @@ pub enum Route {
     PutProgram,
 }
 
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Public by design (`Authorizer: NONE` in the template): the catalogue and the program.
+    Public,
+    /// A verified token holding any one of these scopes.
+    Scoped(Scopes),
+}
+
+const MEMBER_READ: Scopes = Scopes::of(&[Scope::Member, Scope::Pos, Scope::Support]);
+const ENROL: Scopes = Scopes::of(&[Scope::Member, Scope::Pos]);
+const ACCRUE: Scopes = Scopes::of(&[Scope::Pos]);
+const REDEEM: Scopes = Scopes::of(&[Scope::Member, Scope::Pos, Scope::Support]);
+/// The member itself, or customer service acting on its behalf (a re-evaluation after a
+/// complaint, cancelling a membership over the phone).
+const MEMBER_SELF_SERVICE: Scopes = Scopes::of(&[Scope::Member, Scope::Support]);
+const TIER_GRANT: Scopes = Scopes::of(&[Scope::Admin, Scope::Support]);
+const ADMIN_WRITE: Scopes = Scopes::of(&[Scope::Admin]);
+const ADMIN_READ: Scopes = Scopes::of(&[Scope::Admin, Scope::Reports]);
+
 impl Route {
+    /// The route's scopes: one table for the function's own check, the template and the docs.
+    pub fn access(&self) -> Access {
+        let scopes = match self {
+            Route::ListRewards | Route::GetProgram => return Access::Public,
+            Route::Enrol => ENROL,
+            Route::GetMember(_)
+            | Route::Ledger(_)
+            | Route::TierHistory(_)
+            | Route::Referrals(_)
+            | Route::GetSubscription(_) => MEMBER_READ,
+            Route::Accrue(_) => ACCRUE,
+            Route::Redeem(_) => REDEEM,
+            Route::EvaluateTier(_)
+            | Route::StartSubscription(_)
+            | Route::ChangeSubscriptionPlan(_)
+            | Route::CancelSubscription(_) => MEMBER_SELF_SERVICE,
+            Route::GrantTier(_) => TIER_GRANT,
+            Route::PutProgram
+            | Route::CreateReward
+            | Route::CreatePromotion
+            | Route::CancelPromotion(_)
+            | Route::CreateCampaign
+            | Route::CancelCampaign(_) => ADMIN_WRITE,
+            Route::ListPromotions | Route::GetCampaign(_) => ADMIN_READ,
+        };
+        Access::Scoped(scopes)
+    }
+
+    /// The member a `/v1/members/{member_id}/...` route acts on, as raw path text.
+    pub fn member_in_path(&self) -> Option<&str> {
+        match self {
+            Route::GetMember(id)
+            | Route::Ledger(id)
+            | Route::Accrue(id)
+            | Route::Redeem(id)
+            | Route::TierHistory(id)
+            | Route::EvaluateTier(id)
+            | Route::GrantTier(id)
+            | Route::StartSubscription(id)
+            | Route::GetSubscription(id)
+            | Route::CancelSubscription(id)
+            | Route::ChangeSubscriptionPlan(id)
+            | Route::Referrals(id) => Some(id),
+            _ => None,
+        }
+    }
+
     pub fn resolve(method: &Method, path: &str) -> Result<Route, ApiError> {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let (route, allowed) = match segments.as_slice() {
@@ -265,6 +334,49 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn admin_routes_never_grant_member_or_pos_and_reports_only_reads() {
+        let admin = [
+            (Method::PUT, "/v1/admin/members/m1/tier"),
+            (Method::POST, "/v1/admin/rewards"),
+            (Method::PUT, "/v1/admin/program"),
+            (Method::POST, "/v1/admin/promotions"),
+            (Method::GET, "/v1/admin/promotions"),
+            (Method::POST, "/v1/admin/promotions/p1/cancel"),
+            (Method::POST, "/v1/admin/campaigns"),
+            (Method::GET, "/v1/admin/campaigns/c1"),
+            (Method::POST, "/v1/admin/campaigns/c1/cancel"),
+        ];
+        for (method, path) in admin {
+            let route = Route::resolve(&method, path).expect(path);
+            let Access::Scoped(scopes) = route.access() else {
+                panic!("{method} {path} is public");
+            };
+            assert!(scopes.contains(Scope::Admin), "{method} {path}");
+            assert!(!scopes.contains(Scope::Member), "{method} {path}");
+            assert!(!scopes.contains(Scope::Pos), "{method} {path}");
+            assert_eq!(
+                scopes.contains(Scope::Reports),
+                method == Method::GET,
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_catalogue_and_the_program_are_public() {
+        assert_eq!(
+            Route::resolve(&Method::GET, "/v1/rewards").map(|r| r.access()),
+            Ok(Access::Public)
+        );
+        assert_eq!(
+            Route::resolve(&Method::GET, "/v1/program").map(|r| r.access()),
+            Ok(Access::Public)
+        );
+        let accrue = Route::resolve(&Method::POST, "/v1/members/m1/accruals").expect("route");
+        assert_eq!(accrue.access(), Access::Scoped(Scopes::of(&[Scope::Pos])));
     }
 
     #[test]

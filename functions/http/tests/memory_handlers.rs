@@ -1,10 +1,14 @@
 //! The handlers are generic over the store: here they run with no AWS at all, on the in-memory
-//! store, fed events built from `aws_lambda_events`' own API Gateway v2 types.
+//! store, fed events built from `aws_lambda_events`' own API Gateway v2 types, carrying the
+//! claims a JWT authorizer verified.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext};
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
+    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,
+};
 use aws_lambda_events::http::{HeaderMap, HeaderValue, Method};
 use lambda_http::Body;
 use loyalty_core::clock::SystemClock;
@@ -14,11 +18,34 @@ use loyalty_core::App;
 use loyalty_http::{handle, Function, REPLAYED_HEADER};
 use serde_json::{json, Value};
 
+/// A till's token: subject `till-1`, scope `loyalty/pos`, as API Gateway passes it.
+fn till() -> ApiGatewayRequestAuthorizer {
+    let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+    jwt.claims = HashMap::from([
+        ("sub".to_owned(), "till-1".to_owned()),
+        ("scope".to_owned(), "loyalty/pos".to_owned()),
+    ]);
+    jwt.scopes = Some(vec!["loyalty/pos".to_owned()]);
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    authorizer.jwt = Some(jwt);
+    authorizer
+}
+
 fn event(
     method: Method,
     path: &str,
     key: Option<&str>,
     body: Option<Value>,
+) -> lambda_http::Request {
+    event_as(method, path, key, body, Some(till()))
+}
+
+fn event_as(
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+    authorizer: Option<ApiGatewayRequestAuthorizer>,
 ) -> lambda_http::Request {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
@@ -31,6 +58,7 @@ fn event(
     let mut context = ApiGatewayV2httpRequestContext::default();
     context.http.method = method.clone();
     context.http.path = Some(path.to_owned());
+    context.authorizer = authorizer;
     let mut request = ApiGatewayV2httpRequest::default();
     request.version = Some("2.0".into());
     request.route_key = Some(format!("{method} {path}"));
@@ -111,4 +139,28 @@ async fn enrol_accrue_and_replay_without_aws() {
     )
     .await;
     assert_eq!(json_of(&read)["balance"]["available"], 119);
+}
+
+#[tokio::test]
+async fn a_request_without_a_verified_caller_is_refused_before_the_store() {
+    let app = App::new(
+        MemoryStore::new(),
+        Arc::new(SystemClock),
+        AppConfig::default(),
+    );
+    let refused = handle(
+        &app,
+        Function::Members,
+        event_as(
+            Method::POST,
+            "/v1/members",
+            None,
+            Some(json!({ "member_id": "ada" })),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(json_of(&refused)["error"]["code"], "unauthorized");
+    assert_eq!(app.store().commits(), 0, "a refused request writes nothing");
 }

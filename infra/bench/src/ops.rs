@@ -20,7 +20,7 @@ use loyalty_core::service::AppConfig;
 use loyalty_core::App;
 use loyalty_dynamo::{Capacity, DynamoStore};
 use loyalty_http::Function;
-use loyalty_local::gateway::apigw_v2_event;
+use loyalty_local::event::apigw_v2_event;
 use loyalty_local::template::{HttpRoute, Template};
 use serde_json::{json, Value};
 
@@ -222,16 +222,26 @@ pub fn plain_purchase(order: &str, minor: i64) -> Value {
 /// Builds API Gateway v2 events for the template's routes.
 pub struct Api {
     routes: Vec<HttpRoute>,
+    /// `requestContext.authorizer` for a checkout (`loyalty/pos`) caller, which may enrol,
+    /// accrue, redeem and read for any member: what API Gateway passes after verifying its token.
+    caller: Value,
 }
 
 impl Api {
     pub fn new(template: &Template) -> Self {
+        let claims = json!({
+            "iss": "loyalty-local", "aud": "loyalty-local", "sub": "bench-till",
+            "iat": 1_900_000_000, "exp": 1_900_003_600, "scope": "loyalty/pos",
+        });
+        let claims = claims.as_object().cloned().unwrap_or_default();
         Self {
             routes: template.http_routes(),
+            caller: loyalty_local::jwt::authorizer_context(&claims),
         }
     }
 
-    /// The function the template routes `method path` to, and the event API Gateway sends it.
+    /// The function the template routes `method path` to, and the event API Gateway sends it
+    /// for a POS caller.
     pub fn event(
         &self,
         method: &str,
@@ -260,7 +270,16 @@ impl Api {
         }
         let body = body.map(Value::to_string).unwrap_or_default();
         let params: HashMap<String, String> = params;
-        let event = apigw_v2_event(route, params, method, path, query, &map, body.as_bytes());
+        let event = apigw_v2_event(
+            route,
+            params,
+            method,
+            path,
+            query,
+            &map,
+            body.as_bytes(),
+            Some(self.caller.clone()),
+        );
         (function, event.to_string())
     }
 }

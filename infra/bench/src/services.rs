@@ -153,12 +153,15 @@ async fn campaign_grant(bench: &Bench, messages: usize) -> Sequential {
             enrol(&app, member, None, None).await;
         }
         let campaign = app
-            .create_campaign(&json!({
-                "name": format!("bench campaign {m}"),
-                "points": 50,
-                "audience": { "member_ids": members },
-                "reason": "benchmark",
-            }))
+            .create_campaign(
+                "bench",
+                &json!({
+                    "name": format!("bench campaign {m}"),
+                    "points": 50,
+                    "audience": { "member_ids": members },
+                    "reason": "benchmark",
+                }),
+            )
             .await
             .expect("campaign created");
         plan.push(GrantMessage {

@@ -1,6 +1,10 @@
 //! `loyalty-local demo`: walks a running local stack end to end through its HTTP API and says
 //! what happens in plain words. Each step is a function of [`Demo`]; later features (campaigns,
-//! referrals, tier evaluation, billing) append steps to [`run`].
+//! referrals, tier evaluation, billing) append steps to [`run`]. Every call is made as a
+//! [`Caller`] with a token minted by the runner's development issuer (`POST /_local/tokens`),
+//! as a till, the member's app or a program manager would call with real tokens.
+
+use std::collections::HashMap;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -11,6 +15,33 @@ pub struct Demo {
     host: String,
     /// Makes member ids and keys unique per run, so the demo can run again on the same stack.
     run_id: String,
+    /// Tokens minted so far, by caller.
+    tokens: tokio::sync::Mutex<HashMap<String, String>>,
+}
+
+/// Who makes a call, and so which token it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No token (the public routes).
+    Anonymous,
+    /// A till or commerce back end (`loyalty/pos`).
+    Pos,
+    /// A program manager (`loyalty/admin`).
+    Admin,
+    /// A member's app, acting for that member only (`loyalty/member`, `sub` = member id).
+    Member(String),
+}
+
+impl Caller {
+    /// The token request for this caller: (`sub`, scopes).
+    fn grant(&self) -> Option<(String, &'static str)> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Pos => Some(("demo-till".to_owned(), "loyalty/pos")),
+            Caller::Admin => Some(("demo-manager".to_owned(), "loyalty/admin")),
+            Caller::Member(id) => Some((id.clone(), "loyalty/member")),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -34,15 +65,65 @@ impl Demo {
             ));
         }
         let run_id = ulid::Ulid::new().to_string()[20..].to_lowercase();
-        Ok(Demo { host, run_id })
+        Ok(Demo {
+            host,
+            run_id,
+            tokens: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The caller's token from `POST /_local/tokens`, minted once per run.
+    pub async fn token(&self, caller: &Caller) -> Result<Option<String>, String> {
+        let Some((sub, scope)) = caller.grant() else {
+            return Ok(None);
+        };
+        let cache_key = format!("{sub} {scope}");
+        if let Some(token) = self.tokens.lock().await.get(&cache_key) {
+            return Ok(Some(token.clone()));
+        }
+        let reply = self
+            .send(
+                None,
+                "POST",
+                "/_local/tokens",
+                None,
+                Some(json!({ "sub": sub, "scopes": [scope] })),
+            )
+            .await?;
+        let token = match (reply.status, reply.body["access_token"].as_str()) {
+            (200, Some(token)) => token.to_owned(),
+            _ => {
+                return Err(format!(
+                    "POST /_local/tokens answered {}: {}",
+                    reply.status, reply.body
+                ))
+            }
+        };
+        self.tokens.lock().await.insert(cache_key, token.clone());
+        Ok(Some(token))
     }
 
     pub fn member(&self, name: &str) -> String {
         format!("{name}-{}", self.run_id)
     }
 
+    /// A request as `caller`.
     pub async fn request(
         &self,
+        caller: &Caller,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Reply, String> {
+        let token = self.token(caller).await?;
+        self.send(token.as_deref(), method, path, key, body).await
+    }
+
+    /// A request with `token` (if any) as `Authorization: Bearer`.
+    pub async fn send(
+        &self,
+        token: Option<&str>,
         method: &str,
         path: &str,
         key: Option<&str>,
@@ -61,6 +142,9 @@ impl Demo {
             .header("host", &self.host);
         if body.is_some() {
             request = request.header("content-type", "application/json");
+        }
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
         }
         if let Some(key) = key {
             request = request.header("idempotency-key", format!("{key}-{}", self.run_id));
@@ -88,13 +172,14 @@ impl Demo {
     /// A request that must answer `expected`; anything else stops the demo.
     pub async fn expect(
         &self,
+        caller: &Caller,
         expected: u16,
         method: &str,
         path: &str,
         key: Option<&str>,
         body: Option<Value>,
     ) -> Result<Value, String> {
-        let reply = self.request(method, path, key, body).await?;
+        let reply = self.request(caller, method, path, key, body).await?;
         if reply.status != expected {
             return Err(format!(
                 "{method} {path} answered {} (expected {expected}): {}",
@@ -106,7 +191,14 @@ impl Demo {
 
     async fn balance(&self, member: &str) -> Result<i64, String> {
         let body = self
-            .expect(200, "GET", &format!("/v1/members/{member}"), None, None)
+            .expect(
+                &Caller::Member(member.to_owned()),
+                200,
+                "GET",
+                &format!("/v1/members/{member}"),
+                None,
+                None,
+            )
             .await?;
         Ok(body["balance"]["available"]
             .as_i64()
@@ -120,6 +212,7 @@ impl Demo {
             let id = self.member(name);
             let body = self
                 .expect(
+                    &Caller::Pos,
                     201,
                     "POST",
                     "/v1/members",
@@ -152,6 +245,7 @@ impl Demo {
             let path = format!("/v1/members/{member}/accruals");
             let body = self
                 .expect(
+                    &Caller::Pos,
                     201,
                     "POST",
                     &path,
@@ -170,6 +264,7 @@ impl Demo {
         let path = format!("/v1/members/{alice}/accruals");
         let replay = self
             .request(
+                &Caller::Pos,
                 "POST",
                 &path,
                 Some("order-1"),
@@ -182,7 +277,7 @@ impl Demo {
         );
         let action = json!({"kind": "action", "action": "review", "reference": "review-1"});
         match self
-            .request("POST", &path, Some("review-1"), Some(action))
+            .request(&Caller::Pos, "POST", &path, Some("review-1"), Some(action))
             .await?
         {
             Reply { status: 201, body } => {
@@ -206,7 +301,9 @@ impl Demo {
 
     pub async fn redeem(&self) -> Result<(), String> {
         let alice = self.member("alice");
-        let rewards = self.expect(200, "GET", "/v1/rewards", None, None).await?;
+        let rewards = self
+            .expect(&Caller::Anonymous, 200, "GET", "/v1/rewards", None, None)
+            .await?;
         let balance = self.balance(&alice).await?;
         let list = rewards["rewards"].as_array().cloned().unwrap_or_default();
         println!("  The catalog has {} rewards", list.len());
@@ -221,6 +318,7 @@ impl Demo {
         let reward_id = reward["reward_id"].as_str().unwrap_or_default();
         let body = self
             .expect(
+                &Caller::Member(alice.clone()),
                 201,
                 "POST",
                 &format!("/v1/members/{alice}/redemptions"),
@@ -242,6 +340,7 @@ impl Demo {
         let alice = self.member("alice");
         let body = self
             .expect(
+                &Caller::Member(alice.clone()),
                 200,
                 "GET",
                 &format!("/v1/members/{alice}/ledger?limit=10"),
@@ -292,6 +391,7 @@ impl Demo {
     pub async fn promotion(&self) -> Result<(), String> {
         let body = self
             .expect(
+                &Caller::Admin,
                 201,
                 "POST",
                 "/v1/admin/promotions",
@@ -329,6 +429,7 @@ impl Demo {
             || async {
                 let preview = self
                     .expect(
+                        &Caller::Pos,
                         200,
                         "POST",
                         &format!("{path}?dry_run=true"),
@@ -350,7 +451,7 @@ impl Demo {
         )
         .await?;
         let body = self
-            .expect(201, "POST", &path, Some("promo"), Some(order))
+            .expect(&Caller::Pos, 201, "POST", &path, Some("promo"), Some(order))
             .await?;
         for line in body["breakdown"].as_array().into_iter().flatten() {
             println!(
@@ -370,6 +471,7 @@ impl Demo {
         let alice = self.member("alice");
         let body = self
             .expect(
+                &Caller::Member(alice.clone()),
                 200,
                 "POST",
                 &format!("/v1/members/{alice}/tier-evaluation"),
@@ -392,13 +494,21 @@ impl Demo {
     pub async fn referral(&self) -> Result<(), String> {
         let alice = self.member("alice");
         let code = self
-            .expect(200, "GET", &format!("/v1/members/{alice}"), None, None)
+            .expect(
+                &Caller::Member(alice.clone()),
+                200,
+                "GET",
+                &format!("/v1/members/{alice}"),
+                None,
+                None,
+            )
             .await?["referral_code"]
             .as_str()
             .unwrap_or_default()
             .to_lowercase();
         let carol = self.member("carol");
         self.expect(
+            &Caller::Pos,
             201,
             "POST",
             "/v1/members",
@@ -410,6 +520,7 @@ impl Demo {
         .await?;
         let order = json!({ "kind": "purchase", "order_id": format!("carol-first-{}", self.run_id), "amount": { "minor": 4500, "currency": "USD" } });
         self.expect(
+            &Caller::Pos,
             201,
             "POST",
             &format!("/v1/members/{carol}/accruals"),
@@ -421,6 +532,7 @@ impl Demo {
         let referral = wait_for("the referral worker rewarding the referral", 60, || async {
             let body = self
                 .expect(
+                    &Caller::Member(alice.clone()),
                     200,
                     "GET",
                     &format!("/v1/members/{alice}/referrals"),
@@ -453,6 +565,7 @@ impl Demo {
         let before = self.balance(&bob).await?;
         let body = self
             .expect(
+                &Caller::Member(bob.clone()),
                 201,
                 "POST",
                 &format!("/v1/members/{bob}/subscription"),
@@ -468,7 +581,14 @@ impl Demo {
             body["next_billing_date"]
         );
         let member = self
-            .expect(200, "GET", &format!("/v1/members/{bob}"), None, None)
+            .expect(
+                &Caller::Member(bob.clone()),
+                200,
+                "GET",
+                &format!("/v1/members/{bob}"),
+                None,
+                None,
+            )
             .await?;
         println!(
             "  monthly bonus: {} -> {} points; tier {} (the plan's floor)",
@@ -478,6 +598,7 @@ impl Demo {
         );
         let run = self
             .expect(
+                &Caller::Anonymous,
                 200,
                 "POST",
                 "/_local/schedules/DailySubscriptionBilling",
@@ -493,7 +614,7 @@ impl Demo {
     pub async fn campaign(&self) -> Result<(), String> {
         let members = [self.member("alice"), self.member("bob")];
         let created = self
-            .expect(202, "POST", "/v1/admin/campaigns", None, Some(json!({
+            .expect(&Caller::Admin, 202, "POST", "/v1/admin/campaigns", None, Some(json!({
                 "name": "Demo thank-you", "points": 75, "audience": { "member_ids": members }, "reason": "Thanks for trying the demo",
             })))
             .await?;
@@ -507,7 +628,14 @@ impl Demo {
         );
         let campaign = wait_for("the campaign to be granted", 60, || async {
             let body = self
-                .expect(200, "GET", &format!("/v1/admin/campaigns/{id}"), None, None)
+                .expect(
+                    &Caller::Admin,
+                    200,
+                    "GET",
+                    &format!("/v1/admin/campaigns/{id}"),
+                    None,
+                    None,
+                )
                 .await?;
             let settled = body["targeted"] == 2
                 && body["granted"].as_u64().unwrap_or(0)
@@ -529,10 +657,76 @@ impl Demo {
     }
 }
 
+impl Demo {
+    /// The API is closed without a token, and a token opens only its scopes' routes.
+    pub async fn tokens(&self) -> Result<(), String> {
+        let alice = self.member("alice");
+        let anonymous = self
+            .request(
+                &Caller::Anonymous,
+                "GET",
+                &format!("/v1/members/{alice}"),
+                None,
+                None,
+            )
+            .await?;
+        if anonymous.status != 401 {
+            return Err(format!(
+                "GET /v1/members/{alice} without a token answered {} (expected 401)",
+                anonymous.status
+            ));
+        }
+        println!(
+            "  Without a token: GET /v1/members/{alice} -> 401 {}",
+            anonymous.body
+        );
+        for caller in [Caller::Pos, Caller::Admin] {
+            self.token(&caller).await?;
+        }
+        println!(
+            "  Minted tokens at POST /_local/tokens: the till (loyalty/pos), the program manager \
+             (loyalty/admin); each member's app gets one (loyalty/member, sub = member id)"
+        );
+        let till_on_admin = self
+            .request(&Caller::Pos, "GET", "/v1/admin/promotions", None, None)
+            .await?;
+        if till_on_admin.status != 403 {
+            return Err(format!(
+                "GET /v1/admin/promotions with a till token answered {} (expected 403)",
+                till_on_admin.status
+            ));
+        }
+        println!(
+            "  A till token on an admin route: 403 {}",
+            till_on_admin.body
+        );
+        Ok(())
+    }
+
+    /// A member's app reading another member: the function refuses it.
+    pub async fn privacy(&self) -> Result<(), String> {
+        let (alice, bob) = (self.member("alice"), self.member("bob"));
+        let path = format!("/v1/members/{alice}");
+        let reply = self
+            .request(&Caller::Member(bob.clone()), "GET", &path, None, None)
+            .await?;
+        if reply.status != 403 || reply.body["error"]["code"] != "forbidden" {
+            return Err(format!(
+                "GET {path} with {bob}'s token answered {} {} (expected 403 forbidden)",
+                reply.status, reply.body
+            ));
+        }
+        println!("  {bob}'s app asks for {alice}: 403 forbidden");
+        Ok(())
+    }
+}
+
 /// Every step, in order. Append new steps here.
 pub async fn run(api: &str) -> Result<(), String> {
     let demo = Demo::new(api)?;
     println!("Loyalty demo against {api} (run {})", demo.run_id);
+    println!("0. Tokens from the local issuer");
+    demo.tokens().await?;
     println!("0. Create a promotion");
     demo.promotion().await?;
     println!("1. Enrol two members");
@@ -541,6 +735,7 @@ pub async fn run(api: &str) -> Result<(), String> {
     demo.accrue().await?;
     println!("3. Balances");
     demo.balances().await?;
+    demo.privacy().await?;
     println!("4. Redeem a reward");
     demo.redeem().await?;
     println!("5. A purchase under the promotion (the single best promotion applies)");

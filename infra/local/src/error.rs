@@ -23,6 +23,8 @@ pub enum LocalError {
     Dynamo(String),
     #[error("program: {0}")]
     Program(String),
+    #[error("JWT signing key: {0}")]
+    SigningKey(String),
     #[error("server: {0}")]
     Server(#[from] std::io::Error),
     #[error("{0}")]

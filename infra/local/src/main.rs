@@ -16,14 +16,32 @@ use loyalty_core::ports::ProgramStore;
 use loyalty_core::service::AppConfig;
 use loyalty_core::App;
 use loyalty_dynamo::DynamoStore;
+use loyalty_local::jwt::SigningKey;
 use loyalty_local::{tables, LocalApi, LocalError, Template};
 
 const USAGE: &str = "usage: loyalty-local serve --template PATH --dynamodb URL --listen ADDR --program PATH [--table NAME]
+                           [--jwt-key PATH]
        loyalty-local run --template PATH --dynamodb URL [--sqs URL] --listen ADDR [--program PATH] [--table NAME]
-                         [--bin-dir DIR] [--release] [--no-build] [--no-schedules]
+                         [--bin-dir DIR] [--release] [--no-build] [--no-schedules] [--jwt-key PATH]
                          [--clock-offset SECONDS | --now RFC3339]
        loyalty-local demo [--api http://127.0.0.1:3000]";
 const DEFAULT_TABLE: &str = "loyalty-local";
+
+/// Where the development issuer keeps its key: one per stack (named by its table), so tokens
+/// stay valid across restarts of the same stack.
+fn default_key_path(table: &str) -> PathBuf {
+    PathBuf::from(format!(".local/run/jwt-{table}.pem"))
+}
+
+fn load_signing_key(path: &std::path::Path) -> Result<Arc<SigningKey>, LocalError> {
+    let key = SigningKey::load_or_create(path)?;
+    println!(
+        "JWT issuer key {} (kid {}); mint tokens with POST /_local/tokens",
+        path.display(),
+        key.public_jwk().kid
+    );
+    Ok(Arc::new(key))
+}
 
 #[derive(Debug)]
 struct Args {
@@ -32,6 +50,7 @@ struct Args {
     listen: SocketAddr,
     program: PathBuf,
     table: String,
+    jwt_key: PathBuf,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, LocalError> {
@@ -41,8 +60,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, LocalError
         Some("-h" | "--help") | None => return Err(usage("")),
         Some(other) => return Err(usage(&format!("unknown command '{other}'"))),
     }
-    let (mut template, mut dynamodb, mut listen, mut program, mut table) =
-        (None, None, None, None, None);
+    let (mut template, mut dynamodb, mut listen, mut program, mut table, mut jwt_key) =
+        (None, None, None, None, None, None);
     while let Some(flag) = args.next() {
         let slot = match flag.as_str() {
             "--template" => &mut template,
@@ -50,6 +69,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, LocalError
             "--listen" => &mut listen,
             "--program" => &mut program,
             "--table" => &mut table,
+            "--jwt-key" => &mut jwt_key,
             _ => return Err(usage(&format!("unknown argument '{flag}'"))),
         };
         *slot = Some(
@@ -66,7 +86,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, LocalError
             "--listen '{listen_text}' is not an IP:PORT address"
         ))
     })?;
-    // The API has no authentication locally; it must not be reachable from other machines.
+    // Anyone can mint tokens at /_local/tokens; the API must not be reachable from other machines.
     if !listen.ip().is_loopback() {
         return Err(usage(&format!(
             "--listen {listen} is not a loopback address"
@@ -77,6 +97,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, LocalError
         dynamodb: required(dynamodb, "--dynamodb")?,
         listen,
         program: required(program, "--program")?.into(),
+        jwt_key: jwt_key.map_or_else(
+            || default_key_path(table.as_deref().unwrap_or(DEFAULT_TABLE)),
+            PathBuf::from,
+        ),
         table: table.unwrap_or_else(|| DEFAULT_TABLE.to_owned()),
     })
 }
@@ -136,12 +160,15 @@ async fn run(args: Args) -> Result<(), LocalError> {
         AppConfig::default(),
     ));
     publish_default_program(&app, &args.program).await?;
-    let api = LocalApi::new(&template, app)?;
+    let api = LocalApi::in_process(&template, app, load_signing_key(&args.jwt_key)?)?;
     println!("routes:");
     for route in api.routes() {
         println!(
-            "  {:<6} {:<42} -> {}",
-            route.method, route.path, route.function
+            "  {:<6} {:<42} -> {} ({})",
+            route.method,
+            route.path,
+            route.function,
+            route.auth.describe()
         );
     }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -171,9 +198,12 @@ async fn publish_default_program(
                 path: args_program.to_owned(),
                 source,
             })?;
-            let program = app.replace_program(&bytes).await.map_err(|e| {
-                LocalError::Program(format!("{}: {}", args_program.display(), e.message))
-            })?;
+            let program = app
+                .replace_program("local-runner", &bytes)
+                .await
+                .map_err(|e| {
+                    LocalError::Program(format!("{}: {}", args_program.display(), e.message))
+                })?;
             println!(
                 "published {} as program version {}",
                 args_program.display(),
@@ -188,7 +218,6 @@ mod run_cmd {
     //! `loyalty-local run`.
     use super::*;
     use loyalty_local::runner::{Runner, RunnerConfig};
-    use loyalty_local::wiring::Stack;
     use std::collections::HashMap;
 
     #[derive(Debug)]
@@ -204,6 +233,7 @@ mod run_cmd {
         build: bool,
         schedules: bool,
         offset: chrono::Duration,
+        jwt_key: Option<PathBuf>,
     }
 
     pub fn parse(mut args: impl Iterator<Item = String>) -> Result<RunArgs, LocalError> {
@@ -220,6 +250,7 @@ mod run_cmd {
             build: true,
             schedules: true,
             offset: chrono::Duration::zero(),
+            jwt_key: None,
         };
         while let Some(flag) = args.next() {
             match flag.as_str() {
@@ -237,6 +268,7 @@ mod run_cmd {
                         "--program" => out.program = Some(value.into()),
                         "--table" => out.table = value,
                         "--bin-dir" => out.bin_dir = Some(value.into()),
+                        "--jwt-key" => out.jwt_key = Some(value.into()),
                         "--listen" => {
                             out.listen = value.parse().map_err(|_| {
                                 usage(&format!("--listen '{value}' is not an IP:PORT address"))
@@ -281,7 +313,12 @@ mod run_cmd {
     }
 
     pub async fn run(args: RunArgs) -> Result<(), LocalError> {
-        let stack = Stack::load(&args.template)?;
+        let template = Template::load(&args.template)?;
+        let key_path = args
+            .jwt_key
+            .clone()
+            .unwrap_or_else(|| default_key_path(&args.table));
+        let signing_key = load_signing_key(&key_path)?;
         let profile = if args.release { "release" } else { "debug" };
         if args.build {
             let mut cargo = std::process::Command::new(
@@ -307,7 +344,8 @@ mod run_cmd {
             target.join(profile)
         });
         let runner = Runner::start(RunnerConfig {
-            stack,
+            template,
+            signing_key,
             dynamodb: args.dynamodb.clone(),
             sqs: args.sqs.clone(),
             binaries: HashMap::new(),
@@ -342,12 +380,14 @@ mod run_cmd {
                 runner.now().format("%Y-%m-%dT%H:%M:%SZ")
             );
         }
-        let runner = Arc::new(runner);
         println!("[local] routes:");
         for route in runner.routes() {
             println!(
-                "  {:<6} {:<42} -> {}",
-                route.method, route.path, route.function
+                "  {:<6} {:<42} -> {} ({})",
+                route.method,
+                route.path,
+                route.function,
+                route.auth.describe()
             );
         }
         for (function, event) in runner.schedules() {
@@ -367,8 +407,9 @@ mod run_cmd {
             "[local] listening on http://{}; Ctrl-C stops everything",
             listener.local_addr()?
         );
-        Arc::clone(&runner).serve(listener, shutdown_signal()).await;
+        let served = runner.serve(listener, shutdown_signal()).await;
         runner.stop().await;
+        served?;
         println!("[local] stopped");
         Ok(())
     }

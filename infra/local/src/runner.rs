@@ -1,9 +1,9 @@
 //! The whole template on one machine, with the real function binaries: every function runs as
-//! a process against a local Lambda Runtime API ([`crate::runtime`]); HTTP API routes, SQS
-//! event source mappings and schedules invoke them the way AWS does.
+//! a process against a local Lambda Runtime API ([`crate::runtime`]); the gateway's HTTP API
+//! routes (through [`Processes`], its invoker), SQS event source mappings and schedules invoke
+//! them the way AWS does.
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,25 +11,23 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::error::LocalError;
-use crate::gateway::{apigw_v2_event, BODY_LIMIT};
+use crate::gateway::{gateway_error, json_response, Gateway, Invoker};
+use crate::jwt::SigningKey;
 use crate::runtime::{self, FunctionHandle, InvokeError, ProcessSpec};
 use crate::schedule::Expression;
-use crate::template::HttpRoute;
-use crate::wiring::{Resolver, ScheduleEvent, Stack, ACCOUNT_ID, REGION};
+use crate::template::{HttpRoute, ScheduleEvent, Template};
+use crate::wiring::{Resolver, ACCOUNT_ID, REGION};
 
 pub struct RunnerConfig {
-    pub stack: Stack,
+    pub template: Template,
+    /// The development issuer's key: the gateway's JWT authorizers trust it.
+    pub signing_key: Arc<SigningKey>,
     pub dynamodb: String,
     /// The SQS endpoint; required when the template declares queues.
     pub sqs: Option<String>,
@@ -48,9 +46,7 @@ pub struct RunnerConfig {
 }
 
 pub struct Runner {
-    functions: BTreeMap<String, FunctionHandle>,
-    routes: Vec<HttpRoute>,
-    schedules: Vec<(String, ScheduleEvent)>,
+    gateway: Gateway<Processes>,
     tables: BTreeMap<String, String>,
     queues: BTreeMap<String, (String, String)>,
     clock_offset: chrono::Duration,
@@ -74,7 +70,7 @@ impl Runner {
     /// Creates the tables and queues, starts one process per function, the pollers and (when
     /// asked) the schedules.
     pub async fn start(config: RunnerConfig) -> Result<Runner, LocalError> {
-        let stack = &config.stack;
+        let stack = &config.template;
         let dynamodb = dynamodb_client(&config.dynamodb).await;
         let mut resolver = Resolver {
             parameters: stack.parameters.clone(),
@@ -85,9 +81,9 @@ impl Runner {
                 .collect(),
             ..Resolver::default()
         };
-        for def in &stack.template.tables {
+        for def in &stack.tables {
             let name = def.table_name.clone().unwrap_or_else(|| {
-                if stack.template.tables.len() == 1 {
+                if stack.tables.len() == 1 {
                     config.table.clone()
                 } else {
                     format!("{}-{}", config.table, def.logical_id)
@@ -240,10 +236,13 @@ impl Runner {
                 }
             }
         }
-        Ok(Runner {
+        let processes = Processes {
             functions,
-            routes: stack.template.http_routes(),
             schedules,
+            clock_offset: config.clock_offset,
+        };
+        Ok(Runner {
+            gateway: Gateway::new(stack, Arc::clone(&config.signing_key), processes)?,
             tables: resolver.tables,
             queues: resolver.queues,
             clock_offset: config.clock_offset,
@@ -252,12 +251,12 @@ impl Runner {
         })
     }
 
-    pub fn routes(&self) -> &[HttpRoute] {
-        &self.routes
+    pub fn routes(&self) -> impl Iterator<Item = &HttpRoute> {
+        self.gateway.routes()
     }
 
     pub fn schedules(&self) -> &[(String, ScheduleEvent)] {
-        &self.schedules
+        &self.gateway.invoker().schedules
     }
 
     pub fn table_name(&self, logical_id: &str) -> Option<&str> {
@@ -269,7 +268,7 @@ impl Runner {
     }
 
     pub fn function(&self, logical_id: &str) -> Option<&FunctionHandle> {
-        self.functions.get(logical_id)
+        self.gateway.invoker().functions.get(logical_id)
     }
 
     /// The runner's clock: the system clock plus the offset it was started with.
@@ -280,6 +279,79 @@ impl Runner {
     /// Runs a schedule once now. `name` is the event name or the function's logical id (when
     /// the function has one schedule).
     pub async fn fire_schedule(&self, name: &str) -> Result<Vec<u8>, FireError> {
+        self.gateway.invoker().fire_schedule(name).await
+    }
+
+    /// Stops pollers, schedules and processes; returns when every process is gone.
+    pub async fn stop(&self) {
+        let _ = self.shutdown.send(true);
+        let mut tasks = self.tasks.lock().await;
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Serves the HTTP API, the development issuer and `POST /_local/schedules/{name}` until
+    /// `shutdown` completes.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), LocalError> {
+        self.gateway.clone().serve(listener, shutdown).await
+    }
+
+    /// One HTTP request, as the local API Gateway answers it.
+    pub async fn call(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Response<Vec<u8>> {
+        self.gateway
+            .call(method, path_and_query, headers, body)
+            .await
+    }
+}
+
+/// The [`Invoker`] over the function processes; it also fires schedules on demand.
+pub struct Processes {
+    /// logical id → process
+    functions: BTreeMap<String, FunctionHandle>,
+    /// (function logical id, event)
+    schedules: Vec<(String, ScheduleEvent)>,
+    clock_offset: chrono::Duration,
+}
+
+impl Invoker for Processes {
+    async fn invoke(&self, route: &HttpRoute, event: Value) -> Response<Vec<u8>> {
+        let handle = &self.functions[&route.function];
+        match handle.invoke(event.to_string().into_bytes()).await {
+            Ok(payload) => http_response(&payload),
+            Err(error) => {
+                println!("[{}] invocation failed: {error}", route.function);
+                match error {
+                    InvokeError::Function { .. } => {
+                        gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+                    }
+                    InvokeError::TimedOut(_) => {
+                        gateway_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+                    }
+                    InvokeError::Crashed(_) | InvokeError::Stopped => {
+                        gateway_error(StatusCode::BAD_GATEWAY, "Bad Gateway")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn local(&self, method: &str, path: &str) -> Option<Response<Vec<u8>>> {
+        let name = path.strip_prefix("/_local/schedules/")?;
+        Some(self.fire_over_http(method, name).await)
+    }
+}
+
+impl Processes {
+    async fn fire_schedule(&self, name: &str) -> Result<Vec<u8>, FireError> {
         let matches: Vec<&(String, ScheduleEvent)> = self
             .schedules
             .iter()
@@ -291,135 +363,10 @@ impl Runner {
             _ => return Err(FireError::Ambiguous),
         };
         let handle = &self.functions[function];
-        let time = self.now();
+        let time = Utc::now() + self.clock_offset;
         invoke_schedule(handle, event, time)
             .await
             .map_err(FireError::Invoke)
-    }
-
-    /// Stops pollers, schedules and processes; returns when every process is gone.
-    pub async fn stop(&self) {
-        let _ = self.shutdown.send(true);
-        let mut tasks = self.tasks.lock().await;
-        while tasks.join_next().await.is_some() {}
-    }
-
-    /// Serves the HTTP API and `POST /_local/schedules/{name}` until `shutdown` completes.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) {
-        let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    };
-                    let runner = Arc::clone(&self);
-                    connections.spawn(async move {
-                        let service = service_fn(move |request| {
-                            let runner = Arc::clone(&runner);
-                            async move { Ok::<_, Infallible>(runner.handle_http(request).await) }
-                        });
-                        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                    });
-                }
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
-        drop(listener);
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        connections.shutdown().await;
-    }
-
-    async fn handle_http(&self, request: http::Request<Incoming>) -> Response<Full<Bytes>> {
-        let (parts, body) = request.into_parts();
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
-        let body = match Limited::new(body, BODY_LIMIT).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
-                return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
-                    .map(|b| Full::new(Bytes::from(b)))
-            }
-        };
-        let response = self
-            .call(
-                parts.method.as_str(),
-                &path_and_query,
-                &parts.headers,
-                &body,
-            )
-            .await;
-        response.map(|b| Full::new(Bytes::from(b)))
-    }
-
-    /// One HTTP request, as the local API Gateway answers it.
-    pub async fn call(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Response<Vec<u8>> {
-        let started = Instant::now();
-        let (raw_path, raw_query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
-        if let Some(name) = raw_path.strip_prefix("/_local/schedules/") {
-            return self.fire_over_http(method, name).await;
-        }
-        let resolved = self
-            .routes
-            .iter()
-            .filter_map(|route| route.matches(method, raw_path).map(|p| (route, p)))
-            .max_by_key(|(route, _)| route.specificity());
-        let Some((route, params)) = resolved else {
-            println!("[local] {method} {path_and_query} -> 404 (no route)");
-            return gateway_error(StatusCode::NOT_FOUND, "Not Found");
-        };
-        let event = apigw_v2_event(route, params, method, raw_path, raw_query, headers, body);
-        let request_id = event["requestContext"]["requestId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let handle = &self.functions[&route.function];
-        let result = handle.invoke(event.to_string().into_bytes()).await;
-        let mut response = match &result {
-            Ok(payload) => http_response(payload),
-            Err(InvokeError::Function { .. }) => {
-                gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-            }
-            Err(InvokeError::TimedOut(_)) => {
-                gateway_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
-            }
-            Err(_) => gateway_error(StatusCode::BAD_GATEWAY, "Bad Gateway"),
-        };
-        if let Ok(id) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("apigw-requestid", id);
-        }
-        let detail = match &result {
-            Err(error) => format!(" ({error})"),
-            Ok(_) => String::new(),
-        };
-        println!(
-            "[{}] invoke http {method} {path_and_query} -> {} {} ms{detail}",
-            route.function,
-            response.status().as_u16(),
-            started.elapsed().as_millis()
-        );
-        response
     }
 
     async fn fire_over_http(&self, method: &str, name: &str) -> Response<Vec<u8>> {
@@ -430,15 +377,6 @@ impl Runner {
             );
         }
         let name = crate::template::percent_decode(name);
-        let json_response = |status: StatusCode, body: Vec<u8>| {
-            let mut response = Response::new(body);
-            *response.status_mut() = status;
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        };
         match self.fire_schedule(&name).await {
             Ok(payload) => {
                 let body = if payload.is_empty() {
@@ -446,7 +384,12 @@ impl Runner {
                 } else {
                     payload
                 };
-                json_response(StatusCode::OK, body)
+                let mut response = Response::new(body);
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
             }
             Err(FireError::NotFound) => {
                 let known: Vec<&str> = self
@@ -456,22 +399,16 @@ impl Runner {
                     .collect();
                 json_response(
                     StatusCode::NOT_FOUND,
-                    json!({"message": format!("no schedule named {name}"), "schedules": known})
-                        .to_string()
-                        .into_bytes(),
+                    &json!({"message": format!("no schedule named {name}"), "schedules": known}),
                 )
             }
             Err(FireError::Ambiguous) => json_response(
                 StatusCode::CONFLICT,
-                json!({"message": format!("{name} has several schedules; use the event name")})
-                    .to_string()
-                    .into_bytes(),
+                &json!({"message": format!("{name} has several schedules; use the event name")}),
             ),
             Err(FireError::Invoke(error)) => json_response(
                 StatusCode::BAD_GATEWAY,
-                json!({"message": "the function failed", "error": error.to_string()})
-                    .to_string()
-                    .into_bytes(),
+                &json!({"message": "the function failed", "error": error.to_string()}),
             ),
         }
     }
@@ -579,16 +516,6 @@ async fn run_schedule(
         let _ = invoke_schedule(&handle, &event, next).await;
         after = next;
     }
-}
-
-fn gateway_error(status: StatusCode, message: &str) -> Response<Vec<u8>> {
-    let mut response = Response::new(json!({ "message": message }).to_string().into_bytes());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// An `ApiGatewayV2httpResponse` payload as API Gateway turns it into an HTTP response. A

@@ -15,7 +15,8 @@ use tokio::sync::watch;
 
 use crate::error::LocalError;
 use crate::runtime::FunctionHandle;
-use crate::wiring::{queue_arn, QueueSpec, SqsEvent, REGION};
+use crate::template::{QueueSpec, SqsEvent};
+use crate::wiring::{queue_arn, REGION};
 
 pub async fn client(endpoint: &str) -> Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())

@@ -1,8 +1,11 @@
-//! The parts of the SAM template the local runner needs: which binary serves which HTTP API
-//! route, and how the DynamoDB table is keyed. Reading them from `infra/template.yaml` keeps the
-//! local wiring from drifting away from what is deployed.
+//! The one model of the SAM template the local runner works from: parameters, every function
+//! (binary, memory, timeout, environment, HTTP API routes with their authorization, SQS events,
+//! schedules), the `AWS::SQS::Queue` resources and the DynamoDB tables. Both invokers (handlers
+//! in-process, real binaries) and the gateway read this, so the local wiring cannot drift from
+//! what is deployed. Values written with intrinsic functions (`!Ref`, `!GetAtt`, `!Sub`) are kept
+//! as [`Intrinsic`] and resolved against the local resources by [`crate::wiring::Resolver`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde_yaml::{Mapping, Value};
@@ -11,21 +14,47 @@ use crate::error::LocalError;
 
 const FUNCTION_TYPE: &str = "AWS::Serverless::Function";
 const TABLE_TYPE: &str = "AWS::DynamoDB::Table";
+const QUEUE_TYPE: &str = "AWS::SQS::Queue";
+const HTTP_API_TYPE: &str = "AWS::Serverless::HttpApi";
+/// The API SAM creates for `HttpApi` events without an `ApiId` (configured by `Globals.HttpApi`).
+const IMPLICIT_API: &str = "ServerlessHttpApi";
 /// The route key API Gateway gives the catch-all route SAM creates for an `HttpApi` event
 /// without `Path` and `Method`.
 const DEFAULT_ROUTE: &str = "$default";
 
+/// A parameter `Name` takes its value from `LOYALTY_PARAM_Name` when that is set, like
+/// `sam deploy --parameter-overrides`.
+pub const PARAMETER_OVERRIDE_PREFIX: &str = "LOYALTY_PARAM_";
+
+/// What the runner's development issuer calls itself and the audience it mints for.
+pub const LOCAL_ISSUER: &str = "loyalty-local";
+
+/// Values for parameters that have no `Default` (they must be given on deploy) and were not
+/// overridden: the JWT authorizer then trusts the runner's own development issuer.
+const LOCAL_PARAMETER_VALUES: [(&str, &str); 2] =
+    [("JwtIssuer", LOCAL_ISSUER), ("JwtAudience", LOCAL_ISSUER)];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
+    /// Parameter values: `LOYALTY_PARAM_<Name>`, else `Default`, else a local value (see
+    /// [`LOCAL_ISSUER`]). Parameters with none of these are absent, and a `!Ref` to them fails.
+    pub parameters: BTreeMap<String, String>,
     pub functions: Vec<FunctionDef>,
     pub tables: Vec<TableDef>,
+    pub queues: Vec<QueueSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionDef {
     pub logical_id: String,
     pub binary: String,
+    pub memory_mb: u32,
+    pub timeout_seconds: u64,
+    /// Globals first, then the function's own variables (which win).
+    pub environment: Vec<(String, Intrinsic)>,
     pub http_routes: Vec<HttpRoute>,
+    pub sqs_events: Vec<SqsEvent>,
+    pub schedules: Vec<ScheduleEvent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +66,89 @@ pub struct HttpRoute {
     pub method: String,
     /// The route path as written in the template (`/v1/members/{member_id}`), or `$default`.
     pub path: String,
+    /// Who may call the route.
+    pub auth: RouteAuth,
 }
 
+/// How API Gateway authorizes a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAuth {
+    /// No authorizer: `Authorizer: NONE`, or no authorizer on the route nor on its API.
+    Open,
+    /// `AWS_IAM` (SigV4). The runner cannot check signatures, so it refuses these requests.
+    Iam,
+    /// A JWT authorizer; a token needs one of `scopes` (none listed: any valid token).
+    Jwt {
+        authorizer: JwtAuthorizer,
+        scopes: Vec<String>,
+    },
+}
+
+impl RouteAuth {
+    /// For the runner's route listing: who may call.
+    pub fn describe(&self) -> String {
+        match self {
+            RouteAuth::Open => "public".to_owned(),
+            RouteAuth::Iam => "AWS_IAM, refused locally".to_owned(),
+            RouteAuth::Jwt { scopes, .. } if scopes.is_empty() => "any valid token".to_owned(),
+            RouteAuth::Jwt { scopes, .. } => scopes.join(" | "),
+        }
+    }
+}
+
+/// An HTTP API JWT authorizer (`Auth.Authorizers.<Name>.JwtConfiguration`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtAuthorizer {
+    pub name: String,
+    /// The lower-case header named by `IdentitySource: $request.header.<Name>`.
+    pub identity_header: String,
+    pub issuer: Intrinsic,
+    pub audience: Vec<Intrinsic>,
+}
+
+/// A template value that may need the local resources to be resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intrinsic {
+    Literal(String),
+    Ref(String),
+    GetAtt(String, String),
+    Sub(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsEvent {
+    pub name: String,
+    /// Logical id of the queue (from `!GetAtt X.Arn`).
+    pub queue: String,
+    pub batch_size: usize,
+    pub batching_window_seconds: u64,
+    pub report_batch_item_failures: bool,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleEvent {
+    pub name: String,
+    /// `rate(...)` or `cron(...)`.
+    pub expression: String,
+    /// `ScheduleV2` `Input`, passed instead of the EventBridge event when given.
+    pub input: Option<String>,
+    pub enabled: bool,
+    pub v2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub logical_id: String,
+    pub queue_name: Option<String>,
+    pub fifo: bool,
+    pub content_based_deduplication: bool,
+    pub visibility_timeout: Option<u64>,
+    pub message_retention_period: Option<u64>,
+    pub delay_seconds: Option<u64>,
+    /// (logical id of the dead-letter queue, maxReceiveCount)
+    pub redrive: Option<(String, u64)>,
+}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableDef {
     pub logical_id: String,
@@ -91,19 +201,44 @@ impl Template {
             .get("Resources")
             .and_then(Value::as_mapping)
             .ok_or_else(|| template_error("no Resources section"))?;
+        let globals = root.get("Globals");
+        let apis = parse_apis(resources, globals)?;
         let mut functions = Vec::new();
         let mut tables = Vec::new();
+        let mut queues = Vec::new();
         for (id, resource) in resources {
             let id = id
                 .as_str()
                 .ok_or_else(|| template_error("a resource's logical id is not a string"))?;
             match resource.get("Type").and_then(Value::as_str) {
-                Some(FUNCTION_TYPE) => functions.push(parse_function(id, resource)?),
+                Some(FUNCTION_TYPE) => functions.push(parse_function(
+                    id,
+                    resource,
+                    globals.and_then(|g| g.get("Function")),
+                    &apis,
+                )?),
                 Some(TABLE_TYPE) => tables.push(parse_table(id, resource)?),
+                Some(QUEUE_TYPE) => queues.push(parse_queue(id, resource)?),
                 _ => {}
             }
         }
-        Ok(Template { functions, tables })
+        let template = Template {
+            parameters: parameter_values(root.get("Parameters")),
+            functions,
+            tables,
+            queues,
+        };
+        for function in &template.functions {
+            for event in &function.sqs_events {
+                if template.queue(&event.queue).is_none() {
+                    return Err(template_error(format!(
+                        "{}.Events.{}: queue {} is not an AWS::SQS::Queue in the template",
+                        function.logical_id, event.name, event.queue
+                    )));
+                }
+            }
+        }
+        Ok(template)
     }
 
     /// Every HTTP API route of every function, in template order.
@@ -117,6 +252,60 @@ impl Template {
     pub fn table(&self, logical_id: &str) -> Option<&TableDef> {
         self.tables.iter().find(|t| t.logical_id == logical_id)
     }
+
+    pub fn queue(&self, logical_id: &str) -> Option<&QueueSpec> {
+        self.queues.iter().find(|q| q.logical_id == logical_id)
+    }
+
+    pub fn function(&self, logical_id: &str) -> Option<&FunctionDef> {
+        self.functions.iter().find(|f| f.logical_id == logical_id)
+    }
+
+    /// Functions that nothing in the template invokes: no route, no queue, no schedule.
+    pub fn unreachable_functions(&self) -> Vec<&str> {
+        self.functions
+            .iter()
+            .filter(|f| {
+                f.http_routes.is_empty() && f.sqs_events.is_empty() && f.schedules.is_empty()
+            })
+            .map(|f| f.logical_id.as_str())
+            .collect()
+    }
+
+    /// The JWT authorizers the routes use, each once, in template order. (Two APIs may each
+    /// have an authorizer of the same name; they are told apart by their whole configuration.)
+    pub fn jwt_authorizers(&self) -> Vec<&JwtAuthorizer> {
+        let mut found: Vec<&JwtAuthorizer> = Vec::new();
+        for route in self.functions.iter().flat_map(|f| &f.http_routes) {
+            if let RouteAuth::Jwt { authorizer, .. } = &route.auth {
+                if !found.contains(&authorizer) {
+                    found.push(authorizer);
+                }
+            }
+        }
+        found
+    }
+}
+
+/// `LOYALTY_PARAM_<Name>`, else `Default`, else the local value for the authorizer parameters.
+fn parameter_values(parameters: Option<&Value>) -> BTreeMap<String, String> {
+    let mut values = BTreeMap::new();
+    for (name, parameter) in parameters.and_then(Value::as_mapping).into_iter().flatten() {
+        let Some(name) = name.as_str() else { continue };
+        let value = std::env::var(format!("{PARAMETER_OVERRIDE_PREFIX}{name}"))
+            .ok()
+            .or_else(|| parameter.get("Default").and_then(scalar))
+            .or_else(|| {
+                LOCAL_PARAMETER_VALUES
+                    .iter()
+                    .find(|(local, _)| *local == name)
+                    .map(|(_, value)| (*value).to_owned())
+            });
+        if let Some(value) = value {
+            values.insert(name.to_owned(), value);
+        }
+    }
+    values
 }
 
 impl HttpRoute {
@@ -273,7 +462,305 @@ fn truthy(value: Option<&Value>) -> bool {
     }
 }
 
-fn parse_function(id: &str, resource: &Value) -> Result<FunctionDef, LocalError> {
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `!Ref X`, `!GetAtt X.Y`, `!GetAtt [X, Y]`, `!Sub "..."` and their long forms.
+pub fn intrinsic(value: &Value, what: &str) -> Result<Intrinsic, LocalError> {
+    let unsupported = || err(format!("{what}: unsupported value {value:?}"));
+    match value {
+        Value::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let tag = tag.trim_start_matches('!');
+            long_form(&format!("Fn::{tag}"), &tagged.value, what)
+                .or_else(|_| long_form(tag, &tagged.value, what))
+        }
+        Value::Mapping(map) if map.len() == 1 => {
+            let (key, inner) = map.iter().next().ok_or_else(unsupported)?;
+            long_form(key.as_str().ok_or_else(unsupported)?, inner, what)
+        }
+        other => scalar(other)
+            .map(Intrinsic::Literal)
+            .ok_or_else(unsupported),
+    }
+}
+
+fn long_form(function: &str, inner: &Value, what: &str) -> Result<Intrinsic, LocalError> {
+    let unsupported = || {
+        err(format!(
+            "{what}: cannot resolve {function} {inner:?} locally"
+        ))
+    };
+    match function {
+        "Ref" => inner
+            .as_str()
+            .map(|s| Intrinsic::Ref(s.to_owned()))
+            .ok_or_else(unsupported),
+        "Fn::GetAtt" => match inner {
+            Value::String(s) => s
+                .split_once('.')
+                .map(|(a, b)| Intrinsic::GetAtt(a.to_owned(), b.to_owned()))
+                .ok_or_else(unsupported),
+            Value::Sequence(parts) => match parts.as_slice() {
+                [Value::String(a), Value::String(b)] => Ok(Intrinsic::GetAtt(a.clone(), b.clone())),
+                _ => Err(unsupported()),
+            },
+            _ => Err(unsupported()),
+        },
+        "Fn::Sub" => inner
+            .as_str()
+            .map(|s| Intrinsic::Sub(s.to_owned()))
+            .ok_or_else(unsupported),
+        _ => Err(unsupported()),
+    }
+}
+
+fn env_vars(
+    holder: Option<&Value>,
+    what: &str,
+    into: &mut Vec<(String, Intrinsic)>,
+) -> Result<(), LocalError> {
+    let vars = holder
+        .and_then(|h| h.get("Environment"))
+        .and_then(|e| e.get("Variables"))
+        .and_then(Value::as_mapping);
+    for (name, value) in vars.into_iter().flatten() {
+        let name = name.as_str().unwrap_or_default().to_owned();
+        let value = intrinsic(value, &format!("{what}.Environment.Variables.{name}"))?;
+        into.retain(|(existing, _)| *existing != name);
+        into.push((name, value));
+    }
+    Ok(())
+}
+
+fn number(value: Option<&Value>) -> Option<u64> {
+    match value? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn enabled(props: Option<&Value>) -> bool {
+    let flag = props
+        .and_then(|p| p.get("Enabled"))
+        .or_else(|| props.and_then(|p| p.get("State")));
+    match flag {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => !(s.eq_ignore_ascii_case("false") || s == "DISABLED"),
+        _ => true,
+    }
+}
+
+fn err(message: impl Into<String>) -> LocalError {
+    template_error(message)
+}
+
+/// How one HTTP API authorizes: its default authorizer and its JWT authorizers by name.
+#[derive(Debug, Default)]
+struct ApiAuth {
+    /// `DefaultAuthorizer`: a JWT authorizer's name, or `AWS_IAM`.
+    default: Option<String>,
+    authorizers: BTreeMap<String, JwtAuthorizer>,
+}
+
+/// The `Auth` of every `AWS::Serverless::HttpApi`, and of the implicit API (`Globals.HttpApi`).
+fn parse_apis(
+    resources: &Mapping,
+    globals: Option<&Value>,
+) -> Result<BTreeMap<String, ApiAuth>, LocalError> {
+    let mut apis = BTreeMap::new();
+    let implicit = globals
+        .and_then(|g| g.get("HttpApi"))
+        .and_then(|a| a.get("Auth"));
+    apis.insert(
+        IMPLICIT_API.to_owned(),
+        parse_api_auth(IMPLICIT_API, implicit)?,
+    );
+    for (id, resource) in resources {
+        let Some(id) = id.as_str() else { continue };
+        if resource.get("Type").and_then(Value::as_str) == Some(HTTP_API_TYPE) {
+            let auth = resource.get("Properties").and_then(|p| p.get("Auth"));
+            apis.insert(id.to_owned(), parse_api_auth(id, auth)?);
+        }
+    }
+    Ok(apis)
+}
+
+fn parse_api_auth(api: &str, auth: Option<&Value>) -> Result<ApiAuth, LocalError> {
+    let Some(auth) = auth else {
+        return Ok(ApiAuth::default());
+    };
+    let what = format!("{api}.Auth");
+    let mut out = ApiAuth {
+        default: optional_string(
+            auth.get("DefaultAuthorizer"),
+            &format!("{what}.DefaultAuthorizer"),
+        )?,
+        authorizers: BTreeMap::new(),
+    };
+    for (name, authorizer) in mapping(auth.get("Authorizers"), &format!("{what}.Authorizers"))?
+        .into_iter()
+        .flatten()
+    {
+        let name = name.as_str().unwrap_or_default().to_owned();
+        let what = format!("{what}.Authorizers.{name}");
+        // Lambda authorizers have no JwtConfiguration; a route using one is refused below.
+        let Some(jwt) = authorizer.get("JwtConfiguration") else {
+            continue;
+        };
+        let source = string(
+            authorizer.get("IdentitySource"),
+            &format!("{what}.IdentitySource"),
+        )?;
+        let identity_header = source
+            .strip_prefix("$request.header.")
+            .filter(|header| !header.is_empty())
+            .ok_or_else(|| {
+                err(format!(
+                    "{what}.IdentitySource '{source}': only $request.header.<Name> is supported locally"
+                ))
+            })?
+            .to_ascii_lowercase();
+        let issuer = intrinsic(
+            jwt.get("issuer")
+                .ok_or_else(|| err(format!("{what}.JwtConfiguration.issuer is missing")))?,
+            &format!("{what}.JwtConfiguration.issuer"),
+        )?;
+        let audience = sequence(
+            jwt.get("audience"),
+            &format!("{what}.JwtConfiguration.audience"),
+        )?
+        .iter()
+        .map(|a| intrinsic(a, &format!("{what}.JwtConfiguration.audience")))
+        .collect::<Result<Vec<_>, _>>()?;
+        if audience.is_empty() {
+            return Err(err(format!("{what}.JwtConfiguration.audience is empty")));
+        }
+        out.authorizers.insert(
+            name.clone(),
+            JwtAuthorizer {
+                name,
+                identity_header,
+                issuer,
+                audience,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// A route's authorization: its own `Auth.Authorizer` (or its API's default) and its
+/// `Auth.AuthorizationScopes`.
+fn route_auth(api: &ApiAuth, auth: Option<&Value>, what: &str) -> Result<RouteAuth, LocalError> {
+    let named = optional_string(
+        auth.and_then(|a| a.get("Authorizer")),
+        &format!("{what}.Auth.Authorizer"),
+    )?;
+    let scopes = sequence(
+        auth.and_then(|a| a.get("AuthorizationScopes")),
+        &format!("{what}.Auth.AuthorizationScopes"),
+    )?
+    .iter()
+    .map(|s| string(Some(s), &format!("{what}.Auth.AuthorizationScopes")).map(str::to_owned))
+    .collect::<Result<Vec<_>, _>>()?;
+    let Some(name) = named.or_else(|| api.default.clone()) else {
+        return Ok(RouteAuth::Open);
+    };
+    match name.as_str() {
+        "NONE" => Ok(RouteAuth::Open),
+        "AWS_IAM" => Ok(RouteAuth::Iam),
+        _ => match api.authorizers.get(&name) {
+            Some(authorizer) => Ok(RouteAuth::Jwt {
+                authorizer: authorizer.clone(),
+                scopes,
+            }),
+            None => Err(err(format!(
+                "{what}: authorizer {name} is not a JWT authorizer of its API (the only kind run locally)"
+            ))),
+        },
+    }
+}
+
+fn parse_http_route(
+    id: &str,
+    binary: &str,
+    what: &str,
+    props: Option<&Value>,
+    apis: &BTreeMap<String, ApiAuth>,
+) -> Result<HttpRoute, LocalError> {
+    if let Some(version) = optional_string(props.and_then(|p| p.get("PayloadFormatVersion")), what)?
+    {
+        if version != "2.0" {
+            return Err(template_error(format!(
+                "{what}: payload format {version} is not supported locally (only 2.0)"
+            )));
+        }
+    }
+    let path = optional_string(props.and_then(|p| p.get("Path")), &format!("{what}.Path"))?;
+    let method = optional_string(
+        props.and_then(|p| p.get("Method")),
+        &format!("{what}.Method"),
+    )?;
+    let (method, path) = match (method, path) {
+        (None, None) => ("ANY".to_owned(), DEFAULT_ROUTE.to_owned()),
+        (Some(method), Some(path)) => {
+            if !path.starts_with('/') {
+                return Err(template_error(format!(
+                    "{what}.Path '{path}' does not start with '/'"
+                )));
+            }
+            let method = method.to_ascii_uppercase();
+            let method = if method == "*" {
+                "ANY".to_owned()
+            } else {
+                method
+            };
+            (method, path)
+        }
+        _ => {
+            return Err(template_error(format!(
+                "{what} needs both Path and Method, or neither"
+            )))
+        }
+    };
+    let api_id = match props.and_then(|p| p.get("ApiId")) {
+        None => IMPLICIT_API.to_owned(),
+        Some(value) => match intrinsic(value, &format!("{what}.ApiId"))? {
+            Intrinsic::Ref(api) => api,
+            other => {
+                return Err(err(format!(
+                    "{what}.ApiId must be !Ref <HttpApi> locally, got {other:?}"
+                )))
+            }
+        },
+    };
+    let api = apis.get(&api_id).ok_or_else(|| {
+        err(format!(
+            "{what}.ApiId: {api_id} is not an AWS::Serverless::HttpApi in the template"
+        ))
+    })?;
+    Ok(HttpRoute {
+        function: id.to_owned(),
+        binary: binary.to_owned(),
+        method,
+        path,
+        auth: route_auth(api, props.and_then(|p| p.get("Auth")), what)?,
+    })
+}
+
+fn parse_function(
+    id: &str,
+    resource: &Value,
+    globals: Option<&Value>,
+    apis: &BTreeMap<String, ApiAuth>,
+) -> Result<FunctionDef, LocalError> {
     let binary = string(
         resource
             .get("Metadata")
@@ -282,67 +769,155 @@ fn parse_function(id: &str, resource: &Value) -> Result<FunctionDef, LocalError>
         &format!("{id}.Metadata.BuildProperties.Binary"),
     )?
     .to_owned();
-    let properties = resource.get("Properties");
-    let events = mapping(
-        properties.and_then(|p| p.get("Events")),
-        &format!("{id}.Properties.Events"),
-    )?;
-    let mut http_routes = Vec::new();
-    for (name, event) in events.into_iter().flatten() {
-        let name = name.as_str().unwrap_or("?");
-        if event.get("Type").and_then(Value::as_str) != Some("HttpApi") {
-            continue;
-        }
-        let what = format!("{id}.Events.{name}");
-        let props = event.get("Properties");
-        if let Some(version) =
-            optional_string(props.and_then(|p| p.get("PayloadFormatVersion")), &what)?
-        {
-            if version != "2.0" {
-                return Err(template_error(format!(
-                    "{what}: payload format {version} is not supported locally (only 2.0)"
-                )));
-            }
-        }
-        let path = optional_string(props.and_then(|p| p.get("Path")), &format!("{what}.Path"))?;
-        let method = optional_string(
-            props.and_then(|p| p.get("Method")),
-            &format!("{what}.Method"),
-        )?;
-        let (method, path) = match (method, path) {
-            (None, None) => ("ANY".to_owned(), DEFAULT_ROUTE.to_owned()),
-            (Some(method), Some(path)) => {
-                if !path.starts_with('/') {
-                    return Err(template_error(format!(
-                        "{what}.Path '{path}' does not start with '/'"
-                    )));
-                }
-                let method = method.to_ascii_uppercase();
-                let method = if method == "*" {
-                    "ANY".to_owned()
-                } else {
-                    method
-                };
-                (method, path)
-            }
-            _ => {
-                return Err(template_error(format!(
-                    "{what} needs both Path and Method, or neither"
-                )))
-            }
-        };
-        http_routes.push(HttpRoute {
-            function: id.to_owned(),
-            binary: binary.clone(),
-            method,
-            path,
-        });
-    }
-    Ok(FunctionDef {
+    let props = resource.get("Properties");
+    let pick = |key: &str| {
+        number(props.and_then(|p| p.get(key))).or_else(|| number(globals.and_then(|g| g.get(key))))
+    };
+    let mut environment = Vec::new();
+    env_vars(globals, "Globals.Function", &mut environment)?;
+    env_vars(props, id, &mut environment)?;
+    let mut function = FunctionDef {
         logical_id: id.to_owned(),
         binary,
-        http_routes,
+        memory_mb: pick("MemorySize").unwrap_or(128) as u32,
+        timeout_seconds: pick("Timeout").unwrap_or(3),
+        environment,
+        http_routes: Vec::new(),
+        sqs_events: Vec::new(),
+        schedules: Vec::new(),
+    };
+    let events = mapping(
+        props.and_then(|p| p.get("Events")),
+        &format!("{id}.Properties.Events"),
+    )?;
+    for (name, event) in events.into_iter().flatten() {
+        let name = name.as_str().unwrap_or("?").to_owned();
+        let what = format!("{id}.Events.{name}");
+        let ev = event.get("Properties");
+        match event.get("Type").and_then(Value::as_str) {
+            Some("HttpApi") => {
+                let route = parse_http_route(id, &function.binary, &what, ev, apis)?;
+                function.http_routes.push(route);
+            }
+            Some("SQS") => {
+                let queue = match ev.and_then(|p| p.get("Queue")) {
+                    Some(value) => match intrinsic(value, &format!("{what}.Queue"))? {
+                        Intrinsic::GetAtt(queue, attr) if attr == "Arn" => queue,
+                        other => {
+                            return Err(err(format!(
+                                "{what}.Queue must be !GetAtt <Queue>.Arn locally, got {other:?}"
+                            )))
+                        }
+                    },
+                    None => return Err(err(format!("{what}.Queue is missing"))),
+                };
+                let report = ev
+                    .and_then(|p| p.get("FunctionResponseTypes"))
+                    .and_then(Value::as_sequence)
+                    .is_some_and(|types| {
+                        types
+                            .iter()
+                            .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
+                    });
+                function.sqs_events.push(SqsEvent {
+                    name,
+                    queue,
+                    batch_size: number(ev.and_then(|p| p.get("BatchSize"))).unwrap_or(10) as usize,
+                    batching_window_seconds: number(
+                        ev.and_then(|p| p.get("MaximumBatchingWindowInSeconds")),
+                    )
+                    .unwrap_or(0),
+                    report_batch_item_failures: report,
+                    enabled: enabled(ev),
+                });
+            }
+            Some(kind @ ("Schedule" | "ScheduleV2")) => {
+                let v2 = kind == "ScheduleV2";
+                let key = if v2 { "ScheduleExpression" } else { "Schedule" };
+                let expression = ev
+                    .and_then(|p| p.get(key))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| err(format!("{what}.{key} must be a literal expression")))?
+                    .to_owned();
+                crate::schedule::Expression::parse(&expression)
+                    .map_err(|e| err(format!("{what}.{key}: {e}")))?;
+                let input = ev.and_then(|p| p.get("Input")).and_then(scalar);
+                function.schedules.push(ScheduleEvent {
+                    name,
+                    expression,
+                    input,
+                    enabled: enabled(ev),
+                    v2,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(function)
+}
+
+fn parse_queue(id: &str, resource: &Value) -> Result<QueueSpec, LocalError> {
+    let props = resource.get("Properties");
+    let get = |key: &str| props.and_then(|p| p.get(key));
+    let truthy = |key: &str| match get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    };
+    let redrive = match get("RedrivePolicy") {
+        None => None,
+        Some(policy) => {
+            let target = policy
+                .get("deadLetterTargetArn")
+                .ok_or_else(|| err(format!("{id}.RedrivePolicy.deadLetterTargetArn is missing")))?;
+            let dlq = match intrinsic(target, &format!("{id}.RedrivePolicy"))? {
+                Intrinsic::GetAtt(queue, attr) if attr == "Arn" => queue,
+                other => {
+                    return Err(err(format!(
+                        "{id}.RedrivePolicy.deadLetterTargetArn must be !GetAtt <Queue>.Arn, got {other:?}"
+                    )))
+                }
+            };
+            let max = number(policy.get("maxReceiveCount"))
+                .ok_or_else(|| err(format!("{id}.RedrivePolicy.maxReceiveCount is missing")))?;
+            Some((dlq, max))
+        }
+    };
+    let queue_name = match get("QueueName") {
+        None => None,
+        Some(value) => match intrinsic(value, &format!("{id}.QueueName"))? {
+            Intrinsic::Literal(name) => Some(name),
+            Intrinsic::Sub(text) if !text.contains("${") => Some(text),
+            _ => None,
+        },
+    };
+    Ok(QueueSpec {
+        logical_id: id.to_owned(),
+        queue_name,
+        fifo: truthy("FifoQueue"),
+        content_based_deduplication: truthy("ContentBasedDeduplication"),
+        visibility_timeout: number(get("VisibilityTimeout")),
+        message_retention_period: number(get("MessageRetentionPeriod")),
+        delay_seconds: number(get("DelaySeconds")),
+        redrive,
     })
+}
+
+impl QueueSpec {
+    /// The name the queue gets locally: `QueueName`, or the logical id (`.fifo` added for FIFO
+    /// queues, as CloudFormation does), with an optional prefix that keeps test runs apart.
+    pub fn local_name(&self, prefix: &str) -> String {
+        let base = self
+            .queue_name
+            .clone()
+            .unwrap_or_else(|| self.logical_id.clone());
+        let base = base.trim_end_matches(".fifo");
+        if self.fifo {
+            format!("{prefix}{base}.fifo")
+        } else {
+            format!("{prefix}{base}")
+        }
+    }
 }
 
 fn parse_keys(value: Option<&Value>, what: &str) -> Result<Vec<KeyDef>, LocalError> {
@@ -453,6 +1028,10 @@ mod tests {
 
     const REAL_TEMPLATE: &str =
         include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml"));
+    const FIXTURE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/probe-template.yaml"
+    ));
 
     fn route(method: &str, path: &str) -> HttpRoute {
         HttpRoute {
@@ -460,6 +1039,7 @@ mod tests {
             binary: "members".to_owned(),
             method: method.to_owned(),
             path: path.to_owned(),
+            auth: RouteAuth::Open,
         }
     }
 
@@ -574,6 +1154,7 @@ mod tests {
     fn http_api_event_without_path_is_the_default_route() {
         let yaml = r#"
 Resources:
+  Api: { Type: AWS::Serverless::HttpApi }
   Fn:
     Type: AWS::Serverless::Function
     Metadata: { BuildProperties: { Binary: members } }
@@ -611,6 +1192,123 @@ Resources:
             Err(LocalError::Template(_))
         ));
         assert!(matches!(Template::parse("a: [b"), Err(LocalError::Yaml(_))));
+    }
+
+    #[test]
+    fn real_template_functions_have_env_and_are_all_reachable() {
+        let template = Template::parse(REAL_TEMPLATE).expect("parses");
+        assert!(!template.functions.is_empty());
+        assert_eq!(template.unreachable_functions(), Vec::<&str>::new());
+        for f in &template.functions {
+            assert!(f
+                .environment
+                .iter()
+                .any(|(k, v)| k == "TABLE_NAME" && matches!(v, Intrinsic::Ref(_))));
+        }
+    }
+
+    #[test]
+    fn real_template_routes_all_have_an_authorizer_with_scopes_or_are_public_by_design() {
+        let template = Template::parse(REAL_TEMPLATE).expect("parses");
+        for route in template.http_routes() {
+            match &route.auth {
+                RouteAuth::Open => assert!(
+                    matches!(
+                        route.route_key().as_str(),
+                        "GET /v1/program" | "GET /v1/rewards"
+                    ),
+                    "{} is open",
+                    route.route_key()
+                ),
+                RouteAuth::Iam => panic!("{} still uses AWS_IAM", route.route_key()),
+                RouteAuth::Jwt { authorizer, scopes } => {
+                    assert_eq!(authorizer.identity_header, "authorization");
+                    assert!(!scopes.is_empty(), "{} has no scopes", route.route_key());
+                }
+            }
+        }
+        // With no Default and no override, the authorizer trusts the runner's issuer.
+        if std::env::var_os("LOYALTY_PARAM_JwtIssuer").is_none() {
+            assert_eq!(template.parameters["JwtIssuer"], LOCAL_ISSUER);
+        }
+        assert_eq!(template.jwt_authorizers().len(), 1);
+    }
+
+    #[test]
+    fn route_auth_follows_the_api_default_the_route_override_and_none() {
+        let yaml = r#"
+Globals:
+  HttpApi:
+    Auth:
+      DefaultAuthorizer: Implicit
+      Authorizers:
+        Implicit:
+          IdentitySource: $request.header.X-Token
+          JwtConfiguration: { issuer: https://implicit, audience: [a] }
+Resources:
+  Api:
+    Type: AWS::Serverless::HttpApi
+    Properties:
+      Auth:
+        DefaultAuthorizer: Jwt
+        Authorizers:
+          Jwt:
+            IdentitySource: $request.header.Authorization
+            JwtConfiguration: { issuer: !Ref Issuer, audience: [!Ref Audience, other] }
+          Lambda:
+            FunctionArn: arn:aws:lambda:us-east-1:123456789012:function:auth
+  Fn:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: members } }
+    Properties:
+      Events:
+        Scoped: { Type: HttpApi, Properties: { ApiId: !Ref Api, Path: /a, Method: GET, Auth: { AuthorizationScopes: [s/one, s/two] } } }
+        Any: { Type: HttpApi, Properties: { ApiId: !Ref Api, Path: /b, Method: GET } }
+        Public: { Type: HttpApi, Properties: { ApiId: !Ref Api, Path: /c, Method: GET, Auth: { Authorizer: NONE } } }
+        Iam: { Type: HttpApi, Properties: { ApiId: !Ref Api, Path: /d, Method: GET, Auth: { Authorizer: AWS_IAM } } }
+        Implicit: { Type: HttpApi, Properties: { Path: /e, Method: GET } }
+"#;
+        let template = Template::parse(yaml).expect("parses");
+        let routes = template.http_routes();
+        let RouteAuth::Jwt { authorizer, scopes } = &routes[0].auth else {
+            panic!("{:?}", routes[0].auth)
+        };
+        assert_eq!(scopes, &["s/one", "s/two"]);
+        assert_eq!(authorizer.issuer, Intrinsic::Ref("Issuer".into()));
+        assert_eq!(
+            authorizer.audience,
+            [
+                Intrinsic::Ref("Audience".into()),
+                Intrinsic::Literal("other".into())
+            ]
+        );
+        assert!(matches!(&routes[1].auth, RouteAuth::Jwt { scopes, .. } if scopes.is_empty()));
+        assert_eq!(routes[2].auth, RouteAuth::Open);
+        assert_eq!(routes[3].auth, RouteAuth::Iam);
+        assert!(matches!(&routes[4].auth, RouteAuth::Jwt { authorizer, .. }
+            if authorizer.name == "Implicit" && authorizer.identity_header == "x-token"));
+
+        let lambda = yaml.replace("Authorizer: NONE", "Authorizer: Lambda");
+        assert!(
+            matches!(Template::parse(&lambda), Err(LocalError::Template(m)) if m.contains("Lambda"))
+        );
+        let unknown_api = yaml.replace("ApiId: !Ref Api, Path: /b", "ApiId: !Ref Nope, Path: /b");
+        assert!(
+            matches!(Template::parse(&unknown_api), Err(LocalError::Template(m)) if m.contains("Nope"))
+        );
+    }
+
+    #[test]
+    fn fixture_queues_and_events() {
+        let template = Template::parse(FIXTURE).expect("parses");
+        let work = template.queue("WorkQueue").expect("WorkQueue");
+        assert_eq!(work.redrive, Some(("WorkDlq".to_owned(), 2)));
+        assert_eq!(work.visibility_timeout, Some(1));
+        let probe = template.function("ProbeFunction").expect("probe");
+        assert_eq!(probe.sqs_events.len(), 1);
+        assert!(probe.sqs_events[0].report_batch_item_failures);
+        assert_eq!(probe.schedules.len(), 2);
+        assert_eq!(template.parameters["Region"], "us-east-1");
     }
 
     #[test]

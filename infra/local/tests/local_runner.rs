@@ -1,16 +1,21 @@
 //! The process runner against moto (SQS) and DynamoDB Local, with the `local-probe` function
 //! and `tests/fixtures/probe-template.yaml`: batch semantics of the SQS event source mapping,
-//! crash recovery, and schedules fired on demand.
+//! crash recovery, schedules fired on demand, and HTTP routes behind the JWT authorizer with
+//! tokens minted by the runner's issuer.
 //!
 //! Needs `LOYALTY_TEST_DYNAMODB` and `LOYALTY_TEST_SQS` (set by `make test`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use loyalty_local::demo::Demo;
+use loyalty_local::jwt::SigningKey;
 use loyalty_local::runner::{dynamodb_client, FireError, Runner, RunnerConfig};
-use loyalty_local::wiring::Stack;
+use loyalty_local::template::Template;
+use serde_json::json;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -28,6 +33,12 @@ fn endpoints() -> (String, String) {
     }
 }
 
+/// Generating an RSA key takes a while; the tests share one.
+fn signing_key() -> Arc<SigningKey> {
+    static KEY: OnceLock<Arc<SigningKey>> = OnceLock::new();
+    Arc::clone(KEY.get_or_init(|| Arc::new(SigningKey::generate().expect("key"))))
+}
+
 struct Probe {
     runner: Runner,
     dynamodb: aws_sdk_dynamodb::Client,
@@ -39,9 +50,10 @@ async fn start(schedules: bool) -> Probe {
     let (dynamodb, sqs) = endpoints();
     let run = ulid::Ulid::new().to_string().to_lowercase();
     let table = format!("probe-{run}");
-    let stack = Stack::load(&PathBuf::from(FIXTURE)).expect("fixture parses");
+    let template = Template::load(&PathBuf::from(FIXTURE)).expect("fixture parses");
     let runner = Runner::start(RunnerConfig {
-        stack,
+        template,
+        signing_key: signing_key(),
         dynamodb: dynamodb.clone(),
         sqs: Some(sqs.clone()),
         binaries: HashMap::from([(
@@ -233,5 +245,116 @@ async fn a_schedule_fired_twice_in_one_period_has_one_effect() {
         probe.count(&format!("PERIOD#{rule}#2030-01-15")).await,
         Some(1)
     );
+    probe.runner.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_routes_pass_the_jwt_authorizer_with_tokens_minted_by_the_runner() {
+    let probe = start(false).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let api = format!("http://{}", listener.local_addr().expect("address"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client = async {
+        let demo = Demo::new(&api).expect("loopback");
+        let minted = demo
+            .send(
+                None,
+                "POST",
+                "/_local/tokens",
+                None,
+                Some(
+                    json!({"sub": "tester", "scopes": ["probe/read"], "claims": {"tenant": "t1"}}),
+                ),
+            )
+            .await
+            .expect("minted");
+        assert_eq!(minted.status, 200, "{}", minted.body);
+        assert_eq!(minted.body["token_type"], "Bearer");
+        let token = minted.body["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+
+        let whoami = demo
+            .send(Some(&token), "GET", "/probe/whoami", None, None)
+            .await
+            .expect("whoami");
+        assert_eq!(whoami.status, 200, "{}", whoami.body);
+        let jwt = &whoami.body["authorizer"]["jwt"];
+        assert_eq!(jwt["claims"]["sub"], "tester");
+        assert_eq!(jwt["claims"]["tenant"], "t1");
+        // No Default and no override: the runner's own issuer and audience.
+        assert_eq!(jwt["claims"]["iss"], "loyalty-local");
+        assert_eq!(jwt["claims"]["aud"], "loyalty-local");
+        assert!(jwt["claims"]["exp"].is_string(), "claims arrive as strings");
+        assert_eq!(jwt["scopes"], json!(["probe/read"]));
+
+        let anonymous = demo
+            .send(None, "GET", "/probe/whoami", None, None)
+            .await
+            .expect("anonymous");
+        assert_eq!(
+            (anonymous.status, anonymous.body.clone()),
+            (401, json!({"message": "Unauthorized"}))
+        );
+        let other_scope = demo
+            .send(
+                None,
+                "POST",
+                "/_local/tokens",
+                None,
+                Some(json!({"sub": "tester", "scopes": ["probe/write"]})),
+            )
+            .await
+            .expect("minted");
+        let other_token = other_scope.body["access_token"].as_str().expect("token");
+        let forbidden = demo
+            .send(Some(other_token), "GET", "/probe/whoami", None, None)
+            .await
+            .expect("forbidden");
+        assert_eq!(
+            (forbidden.status, forbidden.body.clone()),
+            (403, json!({"message": "Forbidden"}))
+        );
+        let open = demo
+            .send(None, "GET", "/probe/open", None, None)
+            .await
+            .expect("open");
+        assert_eq!(open.status, 200);
+        assert_eq!(
+            open.body["authorizer"],
+            json!(null),
+            "public routes have no authorizer"
+        );
+
+        let jwks = demo
+            .send(None, "GET", "/_local/jwks.json", None, None)
+            .await
+            .expect("jwks");
+        assert_eq!(jwks.status, 200);
+        assert_eq!(jwks.body["keys"][0]["kid"], signing_key().public_jwk().kid);
+        let refused = demo
+            .send(
+                None,
+                "POST",
+                "/_local/tokens",
+                None,
+                Some(json!({"scopes": []})),
+            )
+            .await
+            .expect("refused");
+        assert_eq!(refused.status, 400);
+        assert_eq!(refused.body["error"]["code"], "invalid_token_request");
+        let _ = stop.send(());
+    };
+    let (served, ()) = tokio::join!(
+        probe.runner.serve(listener, async {
+            let _ = stopped.await;
+        }),
+        client
+    );
+    served.expect("served");
     probe.runner.stop().await;
 }

@@ -111,6 +111,10 @@ pub enum CapPeriod {
 pub struct ActiveProgram {
     pub version: u64,
     pub published_at: DateTime<Utc>,
+    /// The `sub` of the admin who published this version; none for the default program a
+    /// fresh deployment publishes itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
     #[serde(flatten)]
     pub document: ProgramDocument,
 }
@@ -287,6 +291,7 @@ pub(crate) mod tests {
             published_at: DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
                 .expect("date")
                 .with_timezone(&Utc),
+            created_by: None,
             document: ProgramDocument::parse(DEFAULT_PROGRAM.as_bytes())
                 .expect("default program is valid"),
         }

@@ -63,6 +63,11 @@ pub struct Promotion {
     pub status: PromotionStatus,
     pub source: PromotionSource,
     pub created_at: DateTime<Utc>,
+    /// The admin who created it (a token's `sub`); none for a season's promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canceled_by: Option<String>,
 }
 
 /// `POST /v1/admin/promotions`.
@@ -163,6 +168,8 @@ impl PromotionRequest {
             status: PromotionStatus::Active,
             source: PromotionSource::Manual,
             created_at: now,
+            created_by: None,
+            canceled_by: None,
         })
     }
 }
@@ -308,6 +315,8 @@ mod tests {
             status: PromotionStatus::Active,
             source: PromotionSource::Manual,
             created_at: from,
+            created_by: None,
+            canceled_by: None,
         }
     }
 

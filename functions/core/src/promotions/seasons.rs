@@ -33,7 +33,7 @@ pub struct Season {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SeasonAction {
-    Open(Promotion),
+    Open(Box<Promotion>),
     Close { promotion_id: String },
 }
 
@@ -134,6 +134,8 @@ impl Season {
                 year,
             },
             created_at: now,
+            created_by: None,
+            canceled_by: None,
         }
     }
 }
@@ -147,9 +149,9 @@ pub fn season_boundaries(season: &Season, now: DateTime<Utc>) -> Vec<SeasonActio
             continue;
         };
         if starts_at <= now && now < ends_at {
-            actions.push(SeasonAction::Open(
+            actions.push(SeasonAction::Open(Box::new(
                 season.promotion(year, starts_at, ends_at, now),
-            ));
+            )));
         } else if ends_at <= now && now < ends_at + Duration::days(CLOSE_WITHIN_DAYS) {
             actions.push(SeasonAction::Close {
                 promotion_id: season.promotion_id(year),

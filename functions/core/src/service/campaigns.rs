@@ -98,11 +98,15 @@ impl<S: Store> App<S> {
         }
     }
 
-    /// `POST /v1/admin/campaigns`: records the campaign and queues its first dispatch step.
-    pub async fn create_campaign(&self, body: &Value) -> Result<Campaign, ApiError> {
+    /// `POST /v1/admin/campaigns` by `actor` (the admin token's `sub`): records the campaign
+    /// and queues its first dispatch step.
+    pub async fn create_campaign(&self, actor: &str, body: &Value) -> Result<Campaign, ApiError> {
         let request: CampaignRequest = parse_body(body)?;
         let id = format!("cmp_{}", ulid::Ulid::new().to_string().to_lowercase());
-        let campaign = request.into_campaign(id.clone(), self.now())?;
+        let campaign = Campaign {
+            created_by: Some(actor.to_owned()),
+            ..request.into_campaign(id.clone(), self.now())?
+        };
         if let Audience::Tier(tier) = &campaign.audience {
             let program = self.program().await?;
             if program.document.tiers.rank(tier).is_none() {
@@ -137,10 +141,14 @@ impl<S: Store> App<S> {
         Ok(self.campaign(id).await?.0)
     }
 
-    /// Stops further grants; members not yet granted are counted as skipped.
-    pub async fn cancel_campaign(&self, id: &str) -> Result<Campaign, ApiError> {
+    /// Stops further grants, recording `actor` as who canceled; members not yet granted are
+    /// counted as skipped.
+    pub async fn cancel_campaign(&self, actor: &str, id: &str) -> Result<Campaign, ApiError> {
         self.update_campaign(id, |c| {
-            (c.status != CampaignStatus::Canceled).then(|| c.status = CampaignStatus::Canceled)
+            (c.status != CampaignStatus::Canceled).then(|| {
+                c.status = CampaignStatus::Canceled;
+                c.canceled_by = Some(actor.to_owned());
+            })
         })
         .await?;
         self.get_campaign(id).await

@@ -22,7 +22,7 @@ pub struct RewardView {
 impl<S: Store> App<S> {
     pub(crate) async fn publish_default_program(&self) -> Result<ActiveProgram, ApiError> {
         let document = ProgramDocument::parse(DEFAULT_PROGRAM_JSON.as_bytes())?;
-        match self.publish(document, None).await {
+        match self.publish(document, None, None).await {
             Ok(program) => Ok(program),
             // Another environment published first; theirs is the one to use.
             Err(error) if error.code == ErrorCode::ConcurrentModification => self
@@ -34,17 +34,19 @@ impl<S: Store> App<S> {
         }
     }
 
-    /// Publishes `document` as the next version. A document that fails validation never
-    /// reaches the store, so the active version stays in force.
+    /// Publishes `document` as the next version, recording who published it. A document that
+    /// fails validation never reaches the store, so the active version stays in force.
     async fn publish(
         &self,
         document: ProgramDocument,
         current: Option<&ActiveProgram>,
+        actor: Option<&str>,
     ) -> Result<ActiveProgram, ApiError> {
         document.validate()?;
         let program = ActiveProgram {
             version: current.map_or(1, |p| p.version + 1),
             published_at: self.now(),
+            created_by: actor.map(str::to_owned),
             document,
         };
         match self.store().publish_program(&program).await {
@@ -62,16 +64,20 @@ impl<S: Store> App<S> {
         }
     }
 
-    /// `PUT /v1/admin/program`.
-    pub async fn replace_program(&self, body: &[u8]) -> Result<ActiveProgram, ApiError> {
+    /// `PUT /v1/admin/program`, by `actor` (the admin token's `sub`).
+    pub async fn replace_program(
+        &self,
+        actor: &str,
+        body: &[u8],
+    ) -> Result<ActiveProgram, ApiError> {
         let document = ProgramDocument::parse(body)?;
         let current = self.store().active_program().await?;
-        self.publish(document, current.as_ref()).await
+        self.publish(document, current.as_ref(), Some(actor)).await
     }
 
-    /// `POST /v1/admin/rewards`: the catalog is part of the program, so a new reward is a new
-    /// program version.
-    pub async fn create_reward(&self, body: &Value) -> Result<Reward, ApiError> {
+    /// `POST /v1/admin/rewards`, by `actor`: the catalog is part of the program, so a new
+    /// reward is a new program version, and that version records who created it.
+    pub async fn create_reward(&self, actor: &str, body: &Value) -> Result<Reward, ApiError> {
         let reward: Reward = parse_body(body)?;
         let current = match self.store().active_program().await? {
             Some(program) => program,
@@ -89,7 +95,7 @@ impl<S: Store> App<S> {
         document.validate().map_err(|e| {
             ApiError::new(ErrorCode::ValidationError, e.message).with_details(e.details)
         })?;
-        self.publish(document, Some(&current)).await?;
+        self.publish(document, Some(&current), Some(actor)).await?;
         Ok(reward)
     }
 

@@ -70,10 +70,14 @@ impl<S: Store> App<S> {
         *self.promotions.write().await = None;
     }
 
-    pub async fn create_promotion(&self, body: &Value) -> Result<Promotion, ApiError> {
+    /// `POST /v1/admin/promotions` by `actor` (the admin token's `sub`).
+    pub async fn create_promotion(&self, actor: &str, body: &Value) -> Result<Promotion, ApiError> {
         let request: PromotionRequest = parse_body(body)?;
         let id = format!("promo_{}", ulid::Ulid::new().to_string().to_lowercase());
-        let promotion = request.into_promotion(id, self.now())?;
+        let promotion = Promotion {
+            created_by: Some(actor.to_owned()),
+            ..request.into_promotion(id, self.now())?
+        };
         let write = RecordWrite {
             record: record(&promotion, 1)?,
             expect: Expect::Absent,
@@ -104,8 +108,9 @@ impl<S: Store> App<S> {
         Ok(json!({ "promotions": views }))
     }
 
-    /// Cancels a promotion; canceling one already canceled answers with it unchanged.
-    pub async fn cancel_promotion(&self, id: &str) -> Result<Promotion, ApiError> {
+    /// Cancels a promotion, recording `actor` as who canceled; canceling one already canceled
+    /// answers with it unchanged.
+    pub async fn cancel_promotion(&self, actor: &str, id: &str) -> Result<Promotion, ApiError> {
         let mut attempt = 0;
         loop {
             let record = self.store().record(RECORD_KIND, id).await?.ok_or_else(|| {
@@ -117,6 +122,7 @@ impl<S: Store> App<S> {
                 return Ok(promotion);
             }
             promotion.status = PromotionStatus::Canceled;
+            promotion.canceled_by = Some(actor.to_owned());
             let write = RecordWrite {
                 record: self::record(&promotion, record.version + 1)?,
                 expect: Expect::Version(record.version),

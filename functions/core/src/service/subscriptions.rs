@@ -309,6 +309,7 @@ fn with_paid_period(
         tier: tier.clone(),
         until,
         reason: format!("plan: {}", plan.name),
+        granted_by: None,
     });
     let tiers = &program.document.tiers;
     let decision = evaluate(

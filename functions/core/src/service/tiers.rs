@@ -28,6 +28,9 @@ pub struct TierEvaluation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change: Option<TierChange>,
     pub tier_progress: TierProgress,
+    /// Who granted a tier (a token's `sub`); none for an evaluation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -126,6 +129,7 @@ impl<S: Store> App<S> {
             tier: member.tier,
             changed: change.is_some(),
             change,
+            actor: None,
         })
     }
 
@@ -155,9 +159,11 @@ impl<S: Store> App<S> {
         self.evaluation(member, change, now).await
     }
 
-    /// Grants `grant.tier` as a floor until `grant.until`; an upgrade takes effect at once.
+    /// Grants `grant.tier` as a floor until `grant.until`, by `actor` (the token's `sub`, kept
+    /// on the floor and on the change it causes); an upgrade takes effect at once.
     pub async fn grant_tier(
         &self,
+        actor: &str,
         id: &MemberId,
         grant: TierGrant,
     ) -> Result<TierEvaluation, ApiError> {
@@ -181,13 +187,18 @@ impl<S: Store> App<S> {
                         .with_details(json!({ "field": "tier", "tiers": tiers.levels.iter().map(|l| &l.tier_id).collect::<Vec<_>>() })));
                 }
                 let mut state = member.tier_state.clone();
-                state.manual_floor = Some(TierFloor { tier: grant.tier.clone(), until: grant.until, reason: format!("manual: {reason}") });
+                state.manual_floor = Some(TierFloor { tier: grant.tier.clone(), until: grant.until, reason: format!("manual: {reason}"), granted_by: Some(actor.to_owned()) });
                 let decision = evaluate(tiers, &member.tier, &state, &member.qualifying, member.enrolled_at.date_naive(), now, false);
                 let next = Member { tier: decision.tier, tier_state: decision.state, ..member.clone() };
-                Ok((next, decision.change))
+                let change = decision.change.map(|change| TierChange { actor: Some(actor.to_owned()), ..change });
+                Ok((next, change))
             })
             .await?;
-        self.evaluation(member, change, now).await
+        let evaluation = self.evaluation(member, change, now).await?;
+        Ok(TierEvaluation {
+            actor: Some(actor.to_owned()),
+            ..evaluation
+        })
     }
 
     pub async fn tier_history(

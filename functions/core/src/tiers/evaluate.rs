@@ -124,6 +124,7 @@ pub fn evaluate(
         to_tier: tier.clone(),
         reason,
         evaluated_at: now,
+        actor: None,
     });
     Decision {
         tier,
@@ -311,6 +312,7 @@ mod tests {
                 tier: "gold".into(),
                 until: at(2026, 12, 31),
                 reason: "service recovery".into(),
+                granted_by: None,
             }),
             ..TierState::default()
         };

@@ -135,6 +135,9 @@ pub struct TierFloor {
     pub tier: String,
     pub until: DateTime<Utc>,
     pub reason: String,
+    /// Who granted a manual floor (a token's `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_by: Option<String>,
 }
 
 /// A member's tier bookkeeping, kept on the member item.
@@ -161,6 +164,9 @@ pub struct TierChange {
     pub to_tier: String,
     pub reason: String,
     pub evaluated_at: DateTime<Utc>,
+    /// Who caused a manual change (a tier grant); none for the program's own evaluations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// Points a tier multiplier adds on top of `points`, rounded down.

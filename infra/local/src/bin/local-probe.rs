@@ -7,6 +7,8 @@
 //!   and `crash` exits the process in the middle of the batch.
 //! - Schedules: every invocation adds 1 to `FIRES#<resource>`; its effect is one
 //!   `PERIOD#<resource>#<day of the event time>` item, put only if absent.
+//! - HTTP API (payload 2.0): answers 200 with the `requestContext.authorizer` it was given, so
+//!   tests see what the gateway passes a function.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -110,7 +112,14 @@ async fn main() -> Result<(), Error> {
         table,
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        if event.payload.get("Records").is_some() {
+        if let Some(context) = event.payload.get("requestContext") {
+            let body = serde_json::json!({ "authorizer": context.get("authorizer") });
+            Ok(serde_json::json!({
+                "statusCode": 200,
+                "headers": { "content-type": "application/json" },
+                "body": body.to_string(),
+            }))
+        } else if event.payload.get("Records").is_some() {
             probe.sqs(serde_json::from_value(event.payload)?).await
         } else {
             probe.schedule(serde_json::from_value(event.payload)?).await
