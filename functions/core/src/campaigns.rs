@@ -57,6 +57,71 @@ pub struct Counters {
     pub points_granted: Points,
 }
 
+fn overflow(counter: &str) -> ApiError {
+    ApiError::new(
+        crate::error::ErrorCode::CounterOverflow,
+        format!("the campaign's {counter} counter would overflow"),
+    )
+}
+
+impl Counters {
+    /// Counts `members` more grants worth `points` in all.
+    pub fn add_grants(&mut self, members: u64, points: Points) -> Result<(), ApiError> {
+        self.granted = self
+            .granted
+            .checked_add(members)
+            .ok_or_else(|| overflow("granted"))?;
+        self.points_granted = self
+            .points_granted
+            .checked_add(points)
+            .ok_or_else(|| overflow("points_granted"))?;
+        Ok(())
+    }
+
+    pub fn add_targeted(&mut self, members: u64) -> Result<(), ApiError> {
+        self.targeted = self
+            .targeted
+            .checked_add(members)
+            .ok_or_else(|| overflow("targeted"))?;
+        Ok(())
+    }
+
+    pub fn add_skipped(&mut self) -> Result<(), ApiError> {
+        self.skipped = self
+            .skipped
+            .checked_add(1)
+            .ok_or_else(|| overflow("skipped"))?;
+        Ok(())
+    }
+
+    pub fn add_failed(&mut self) -> Result<(), ApiError> {
+        self.failed = self
+            .failed
+            .checked_add(1)
+            .ok_or_else(|| overflow("failed"))?;
+        Ok(())
+    }
+}
+
+impl Campaign {
+    /// Points `members` grants cost, and whether they fit what is left of the budget.
+    pub fn cost_of(&self, members: usize) -> Result<(Points, bool), ApiError> {
+        let cost = Points::try_from(members)
+            .ok()
+            .and_then(|n| self.points.checked_mul(n))
+            .ok_or_else(|| overflow("points_granted"))?;
+        let fits = match self.budget_points {
+            None => true,
+            Some(budget) => self
+                .counters
+                .points_granted
+                .checked_add(cost)
+                .is_some_and(|total| total <= budget),
+        };
+        Ok((cost, fits))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Campaign {
     pub campaign_id: String,

@@ -492,8 +492,9 @@ impl Demo {
     /// A bonus campaign flows API → dispatcher queue → grant queue → worker.
     pub async fn campaign(&self) -> Result<(), String> {
         let members = [self.member("alice"), self.member("bob")];
+        let key = format!("demo-campaign-{}", self.run_id);
         let created = self
-            .expect(202, "POST", "/v1/admin/campaigns", None, Some(json!({
+            .expect(202, "POST", "/v1/admin/campaigns", Some(&key), Some(json!({
                 "name": "Demo thank-you", "points": 75, "audience": { "member_ids": members }, "reason": "Thanks for trying the demo",
             })))
             .await?;
