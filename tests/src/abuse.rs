@@ -363,7 +363,12 @@ impl<S: Store> World<S> {
                     }
                     let result = self
                         .edge
-                        .accrue(&self.member(member), Some(idempotency_key(key)), &body, false)
+                        .accrue(
+                            &self.member(member),
+                            Some(idempotency_key(key)),
+                            &body,
+                            false,
+                        )
                         .await;
                     Self::check(*expect, &result)
                 }
@@ -382,7 +387,12 @@ impl<S: Store> World<S> {
                     }
                     let result = self
                         .edge
-                        .accrue(&self.member(member), Some(idempotency_key(key)), &body, false)
+                        .accrue(
+                            &self.member(member),
+                            Some(idempotency_key(key)),
+                            &body,
+                            false,
+                        )
                         .await;
                     Self::check(*expect, &result)
                 }
@@ -410,7 +420,10 @@ impl<S: Store> World<S> {
                     Self::check(*expect, &result)
                 }
                 Step::CreateReward { key, body, expect } => {
-                    let result = self.admin.create_reward(key.map(idempotency_key), body).await;
+                    let result = self
+                        .admin
+                        .create_reward(key.map(idempotency_key), body)
+                        .await;
                     Self::check(*expect, &result)
                 }
                 Step::CreateCampaign {
@@ -652,7 +665,13 @@ fn events_before_enrolment_do_not_earn() -> Row {
             action("a", "r-1", "review", "2026-11-18T10:00:00Z", LATE),
             purchase("a", "o-1", 5_000, Some("2026-11-20T11:50:00Z"), LATE),
             // Inside the checkout grace: the order the member enrolled on.
-            purchase("a", "o-2", 5_000, Some("2026-11-20T11:58:00Z"), Expect::Created),
+            purchase(
+                "a",
+                "o-2",
+                5_000,
+                Some("2026-11-20T11:58:00Z"),
+                Expect::Created,
+            ),
         ],
         moved: vec![("a", WELCOME + 50)],
     }
@@ -891,8 +910,20 @@ fn a_retried_enrolment_creates_one_member() -> Row {
     Row {
         name: "a retried enrolment creates one member",
         steps: vec![
-            keyed("anon", None, Some("anon@example.com"), "enrol-1", Expect::Created),
-            keyed("anon", None, Some("anon@example.com"), "enrol-1", Expect::Replayed),
+            keyed(
+                "anon",
+                None,
+                Some("anon@example.com"),
+                "enrol-1",
+                Expect::Created,
+            ),
+            keyed(
+                "anon",
+                None,
+                Some("anon@example.com"),
+                "enrol-1",
+                Expect::Replayed,
+            ),
             keyed(
                 "anon",
                 None,
@@ -917,8 +948,10 @@ fn a_retried_enrolment_creates_one_member() -> Row {
 
 /// Issue 12, problem 6: reward and promotion creates retried.
 fn retried_reward_and_promotion_creates_create_one_each() -> Row {
-    let mug = json!({ "reward_id": "mug", "name": "Mug", "kind": "merchandise", "points_cost": 100 });
-    let cup = json!({ "reward_id": "cup", "name": "Cup", "kind": "merchandise", "points_cost": 100 });
+    let mug =
+        json!({ "reward_id": "mug", "name": "Mug", "kind": "merchandise", "points_cost": 100 });
+    let cup =
+        json!({ "reward_id": "cup", "name": "Cup", "kind": "merchandise", "points_cost": 100 });
     let promotion = json!({
         "name": "Weekend bonus", "bonus_points": 40,
         "starts_at": "2026-11-20T00:00:00Z", "ends_at": "2026-11-23T00:00:00Z",
@@ -982,7 +1015,11 @@ fn retried_reward_and_promotion_creates_create_one_each() -> Row {
 
 /// A daily cap (social_share, 3 a day): a late day's counter survives newer days.
 fn a_daily_cap_holds_for_late_events() -> Row {
-    let mut steps = vec![Step::At("2026-10-01T10:00:00Z"), enrol("a"), Step::At(START)];
+    let mut steps = vec![
+        Step::At("2026-10-01T10:00:00Z"),
+        enrol("a"),
+        Step::At(START),
+    ];
     for i in 0..3 {
         steps.push(action(
             "a",
@@ -1024,7 +1061,11 @@ fn a_daily_cap_holds_for_late_events() -> Row {
 
 /// A weekly cap (event_attended, 2 a week).
 fn a_weekly_cap_holds_for_late_events() -> Row {
-    let mut steps = vec![Step::At("2026-10-01T10:00:00Z"), enrol("a"), Step::At(START)];
+    let mut steps = vec![
+        Step::At("2026-10-01T10:00:00Z"),
+        enrol("a"),
+        Step::At(START),
+    ];
     for i in 0..2 {
         steps.push(action(
             "a",
@@ -1074,7 +1115,11 @@ fn a_weekly_cap_holds_for_late_events() -> Row {
 
 /// A monthly cap (review, 5 a month).
 fn a_monthly_cap_holds_for_late_events() -> Row {
-    let mut steps = vec![Step::At("2026-09-01T10:00:00Z"), enrol("a"), Step::At(START)];
+    let mut steps = vec![
+        Step::At("2026-09-01T10:00:00Z"),
+        enrol("a"),
+        Step::At(START),
+    ];
     for i in 0..5 {
         steps.push(action(
             "a",
@@ -1221,15 +1266,7 @@ fn a_future_occurred_at_is_refused() -> Row {
 /// `per_member_limit` 2 raced by 20 parallel orders of one member.
 fn a_promotion_limit_holds_against_20_parallel_orders() -> Row {
     let orders = (0..20)
-        .map(|i| {
-            purchase(
-                "a",
-                name(format!("race-{i}")),
-                1_000,
-                None,
-                Expect::Created,
-            )
-        })
+        .map(|i| purchase("a", name(format!("race-{i}")), 1_000, None, Expect::Created))
         .collect();
     Row {
         name: "a promotion limit holds against 20 parallel orders",

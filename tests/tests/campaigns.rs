@@ -334,7 +334,11 @@ async fn a_campaign_create_needs_a_key_and_its_retry_answers_the_first_response(
             .and_then(|v| v.to_str().ok()),
         Some("true")
     );
-    assert_eq!(json_of(&again), json_of(&first), "the first response, again");
+    assert_eq!(
+        json_of(&again),
+        json_of(&first),
+        "the first response, again"
+    );
     let mut other = body.clone();
     other["points"] = json!(6);
     let reused = send(Some("create-once"), other).await;

@@ -115,6 +115,12 @@ async fn a_25_member_grant_message_costs_three_round_trips() {
     println!("25-member grant message: {cost:?}");
     assert_eq!(cost.round_trips, 3, "{cost:?}");
     for member in &members {
-        assert_eq!(member_state(&app, &member_id(member)).await.balance.available, 105);
+        assert_eq!(
+            member_state(&app, &member_id(member))
+                .await
+                .balance
+                .available,
+            105
+        );
     }
 }

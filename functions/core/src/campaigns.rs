@@ -246,6 +246,36 @@ mod tests {
     }
 
     #[test]
+    fn counters_and_costs_refuse_to_overflow_instead_of_wrapping() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 22, 0, 0, 0)
+            .single()
+            .expect("date");
+        let request: CampaignRequest = serde_json::from_str(
+            r#"{"name":"x","points":10000000,"audience":{"tier":"gold"},"budget_points":5,"reason":"r"}"#,
+        )
+        .expect("shape");
+        let mut campaign = request.into_campaign("c".into(), now).expect("valid");
+        assert_eq!(campaign.cost_of(1).expect("fits i64"), (10_000_000, false));
+        assert_eq!(
+            campaign.cost_of(usize::MAX).expect_err("overflow").code,
+            crate::error::ErrorCode::CounterOverflow
+        );
+        campaign.counters.points_granted = Points::MAX;
+        campaign.budget_points = None;
+        assert!(campaign.cost_of(1).expect("no budget").1);
+        assert!(campaign.counters.add_grants(1, 1).is_err());
+        campaign.counters.granted = u64::MAX;
+        campaign.counters.points_granted = 0;
+        assert!(campaign.counters.add_grants(1, 1).is_err());
+        assert_eq!(
+            campaign.counters.granted,
+            u64::MAX,
+            "unchanged by a refusal"
+        );
+    }
+
+    #[test]
     fn campaign_requests_are_validated() {
         let now = Utc
             .with_ymd_and_hms(2026, 11, 22, 0, 0, 0)

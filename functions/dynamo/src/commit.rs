@@ -274,6 +274,22 @@ mod tests {
     }
 
     #[test]
+    fn an_order_held_by_another_member_is_a_duplicate_that_names_no_one() {
+        let roles = [
+            Role::UpdateMember,
+            Role::LedgerEntry,
+            Role::EntryGuard,
+            Role::ProgramKey,
+            Role::Idempotency,
+        ];
+        let error = classify_cancellation(
+            &reasons(&["None", "None", "None", "ConditionalCheckFailed", "None"]),
+            &roles,
+        );
+        assert!(matches!(error, CommitError::DuplicateEntry));
+    }
+
+    #[test]
     fn conflicts_and_stale_members_are_retried() {
         let conflict = classify_cancellation(
             &reasons(&["TransactionConflict", "None", "None", "None"]),

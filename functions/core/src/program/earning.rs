@@ -306,6 +306,38 @@ mod tests {
     }
 
     #[test]
+    fn counters_are_forgotten_only_once_no_accepted_event_can_reach_them() {
+        let at = |raw: &str| {
+            DateTime::parse_from_rfc3339(raw)
+                .expect("d")
+                .with_timezone(&Utc)
+        };
+        let mut counts: ActionCounts = [
+            ("2026-10-20".to_owned(), 3),
+            ("2026-10-21".to_owned(), 3),
+            ("2026-11-19".to_owned(), 1),
+        ]
+        .into();
+        forget_periods_before(&mut counts, CapPeriod::Day, at("2026-10-21T12:00:00Z"));
+        assert_eq!(
+            counts.keys().collect::<Vec<_>>(),
+            ["2026-10-21", "2026-11-19"],
+            "the oldest accepted day keeps its counter"
+        );
+        let mut weeks: ActionCounts =
+            [("2026-W43".to_owned(), 2), ("2026-W44".to_owned(), 2)].into();
+        forget_periods_before(&mut weeks, CapPeriod::Week, at("2026-10-26T00:00:00Z"));
+        assert_eq!(weeks.keys().collect::<Vec<_>>(), ["2026-W44"]);
+        let mut lifetime: ActionCounts = [("lifetime".to_owned(), 1)].into();
+        forget_periods_before(
+            &mut lifetime,
+            CapPeriod::Lifetime,
+            at("2030-01-01T00:00:00Z"),
+        );
+        assert_eq!(lifetime.len(), 1, "a lifetime counter is never forgotten");
+    }
+
+    #[test]
     fn period_keys_are_utc_calendar_periods() {
         let at = DateTime::parse_from_rfc3339("2027-01-01T01:00:00+02:00")
             .expect("d")

@@ -478,6 +478,24 @@ mod tests {
     }
 
     #[test]
+    fn a_promotion_that_has_already_ended_is_refused_at_creation() {
+        let request = |ends: &str| -> PromotionRequest {
+            serde_json::from_value(serde_json::json!({
+                "name": "p", "bonus_points": 5,
+                "starts_at": "2026-10-01T00:00:00Z", "ends_at": ends,
+            }))
+            .expect("shape")
+        };
+        let error = request("2026-11-01T00:00:00Z")
+            .into_promotion("p".into(), at(5, 0))
+            .expect_err("ended");
+        assert_eq!(error.code, crate::error::ErrorCode::PromotionAlreadyEnded);
+        assert!(request("2026-11-06T00:00:00Z")
+            .into_promotion("p".into(), at(5, 0))
+            .is_ok());
+    }
+
+    #[test]
     fn multipliers_parse_to_whole_percentages() {
         let n = |v: &str| serde_json::from_str::<Number>(v).expect("number");
         assert_eq!(multiplier_percent(&n("2")).ok(), Some(200));
