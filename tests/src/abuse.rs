@@ -263,10 +263,7 @@ impl<S: Store> World<S> {
         }
     }
 
-    fn step<'a>(
-        &'a self,
-        step: &'a Step,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>
+    fn step<'a>(&'a self, step: &'a Step) -> StepFuture<'a>
     where
         S: Send + Sync,
     {
@@ -509,16 +506,13 @@ impl<S: Store> World<S> {
     }
 }
 
+/// A step running: boxed, because `Parallel` steps run steps.
+type StepFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
 /// Polls every future to completion, concurrently, on the current task.
-async fn futures_join<'a>(
-    futures: Vec<
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>,
-    >,
-) -> Vec<Result<(), String>> {
-    let mut set = Vec::with_capacity(futures.len());
-    for future in futures {
-        set.push(future);
-    }
+async fn futures_join(futures: Vec<StepFuture<'_>>) -> Vec<Result<(), String>> {
+    let mut set = futures;
     let mut results: Vec<Option<Result<(), String>>> = (0..set.len()).map(|_| None).collect();
     std::future::poll_fn(|cx| {
         let mut pending = false;
