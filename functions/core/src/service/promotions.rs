@@ -11,7 +11,7 @@ use super::admin_keys::{self, KeyedResponse};
 use super::{parse_body, App, Outcome};
 use crate::error::{ApiError, ErrorCode};
 use crate::events::DomainEvent;
-use crate::idempotency::{derived_id, fingerprint, Operation};
+use crate::idempotency::{fingerprint, Operation};
 use crate::ids::IdempotencyKey;
 use crate::ports::{CommitError, Expect, Record, RecordWrite, Store};
 use crate::promotions::{
@@ -79,9 +79,9 @@ impl<S: Store> App<S> {
         *self.promotions.write().await = None;
     }
 
-    /// `POST /v1/admin/promotions`. With an `Idempotency-Key` the promotion's id is derived from
-    /// the key and the first response is recorded with it, so a retry answers that response and
-    /// creates nothing. The new promotion applies to the next accrual anywhere: see
+    /// `POST /v1/admin/promotions`. With an `Idempotency-Key` the first response is recorded in
+    /// the same transaction as the promotion, so a retry (or a racing duplicate) answers that
+    /// response and creates nothing. The new promotion applies to the next accrual anywhere: see
     /// [`App::announce_catalog_change`].
     pub async fn create_promotion(
         &self,
@@ -95,10 +95,9 @@ impl<S: Store> App<S> {
             }
         }
         let request: PromotionRequest = parse_body(body)?;
-        let id = match &key {
-            Some(key) => derived_id("promo_", Operation::Promotion, key),
-            None => format!("promo_{}", ulid::Ulid::new().to_string().to_lowercase()),
-        };
+        // Time-ordered, as the accrual path lists the newest promotions; a retry cannot create
+        // a second one because the key's record is written in the same transaction (Absent).
+        let id = format!("promo_{}", ulid::Ulid::new().to_string().to_lowercase());
         let now = self.now();
         let promotion = request.into_promotion(id, now)?;
         let response = serde_json::to_value(&promotion).map_err(|_| ApiError::internal())?;
