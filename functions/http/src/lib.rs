@@ -64,11 +64,17 @@ fn respond(status: u16, body: &Value) -> Response<Body> {
 }
 
 fn outcome(outcome: Outcome) -> Response<Body> {
+    outcome_with(outcome, 201)
+}
+
+/// A keyed write's response; `created` is the status of a write that happened (201, or 202
+/// for work accepted to run later), and a replay answers with the same status.
+fn outcome_with(outcome: Outcome, created: u16) -> Response<Body> {
     match outcome {
-        Outcome::Created(body) => respond(201, &body),
+        Outcome::Created(body) => respond(created, &body),
         Outcome::Simulated(body) => respond(200, &body),
         Outcome::Replayed(body) => {
-            let mut response = respond(201, &body);
+            let mut response = respond(created, &body);
             response
                 .headers_mut()
                 .insert(REPLAYED_HEADER, http::HeaderValue::from_static("true"));
@@ -110,14 +116,6 @@ fn actor(principal: &Principal) -> Result<&str, ApiError> {
         tracing::error!("a protected route reached dispatch without a caller");
         ApiError::internal()
     })
-}
-
-/// `value` (a JSON object) with `created_by` added.
-fn created_by(mut value: Value, actor: &str) -> Value {
-    if let Some(object) = value.as_object_mut() {
-        object.insert("created_by".to_owned(), Value::from(actor));
-    }
-    value
 }
 
 /// Handles one request for `function`. Every failure becomes a JSON error with a stable code;
@@ -196,10 +194,10 @@ async fn dispatch<S: Store>(
     match route {
         Route::Enrol => {
             query(request, &[])?;
+            let key = idempotency_key(request, principal)?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
             let enrolment = enrolment_for(principal, loyalty_core::service::parse_body(&body)?)?;
-            let member = app.enrol(enrolment).await?;
-            Ok(respond(201, &to_json(&member)?))
+            Ok(outcome(app.enrol_with_key(enrolment, key).await?))
         }
         Route::GetMember(id) => {
             query(request, &[])?;
@@ -307,9 +305,11 @@ async fn dispatch<S: Store>(
         }
         Route::CreatePromotion => {
             query(request, &[])?;
+            let key = idempotency_key(request, principal)?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            let promotion = app.create_promotion(actor(principal)?, &body).await?;
-            Ok(respond(201, &to_json(&promotion)?))
+            Ok(outcome(
+                app.create_promotion(actor(principal)?, key, &body).await?,
+            ))
         }
         Route::ListPromotions => {
             query(request, &[])?;
@@ -322,15 +322,11 @@ async fn dispatch<S: Store>(
         }
         Route::CreateCampaign => {
             query(request, &[])?;
+            let key = idempotency_key(request, principal)?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            let campaign = app.create_campaign(actor(principal)?, &body).await?;
-            Ok(respond(
+            Ok(outcome_with(
+                app.create_campaign(actor(principal)?, key, &body).await?,
                 202,
-                &json!({
-                    "campaign_id": campaign.campaign_id,
-                    "status": campaign.status,
-                    "created_by": campaign.created_by,
-                }),
             ))
         }
         Route::GetCampaign(id) => {
@@ -349,10 +345,11 @@ async fn dispatch<S: Store>(
         }
         Route::CreateReward => {
             query(request, &[])?;
+            let key = idempotency_key(request, principal)?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            let actor = actor(principal)?;
-            let reward = app.create_reward(actor, &body).await?;
-            Ok(respond(201, &created_by(to_json(&reward)?, actor)))
+            Ok(outcome(
+                app.create_reward(actor(principal)?, key, &body).await?,
+            ))
         }
         Route::GetProgram => {
             query(request, &[])?;

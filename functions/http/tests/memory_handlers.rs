@@ -18,17 +18,22 @@ use loyalty_core::App;
 use loyalty_http::{handle, Function, REPLAYED_HEADER};
 use serde_json::{json, Value};
 
-/// A till's token: subject `till-1`, scope `loyalty/pos`, as API Gateway passes it.
-fn till() -> ApiGatewayRequestAuthorizer {
+/// A verified token of `subject` with `scopes`, as API Gateway passes it.
+fn token(subject: &str, scopes: &[&str]) -> ApiGatewayRequestAuthorizer {
     let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
     jwt.claims = HashMap::from([
-        ("sub".to_owned(), "till-1".to_owned()),
-        ("scope".to_owned(), "loyalty/pos".to_owned()),
+        ("sub".to_owned(), subject.to_owned()),
+        ("scope".to_owned(), scopes.join(" ")),
     ]);
-    jwt.scopes = Some(vec!["loyalty/pos".to_owned()]);
+    jwt.scopes = Some(scopes.iter().map(|s| (*s).to_owned()).collect());
     let mut authorizer = ApiGatewayRequestAuthorizer::default();
     authorizer.jwt = Some(jwt);
     authorizer
+}
+
+/// A till's token: subject `till-1`, scope `loyalty/pos`.
+fn till() -> ApiGatewayRequestAuthorizer {
+    token("till-1", &["loyalty/pos"])
 }
 
 fn event(
@@ -163,4 +168,67 @@ async fn a_request_without_a_verified_caller_is_refused_before_the_store() {
     assert_eq!(refused.status(), 401);
     assert_eq!(json_of(&refused)["error"]["code"], "unauthorized");
     assert_eq!(app.store().commits(), 0, "a refused request writes nothing");
+}
+
+#[tokio::test]
+async fn keyed_creates_answer_their_first_response_again_with_the_replay_header() {
+    let app = Arc::new(App::new(
+        MemoryStore::new(),
+        Arc::new(SystemClock),
+        AppConfig::default(),
+    ));
+    let promotion = json!({
+        "name": "Bonus", "bonus_points": 10,
+        "starts_at": "2000-01-01T00:00:00Z", "ends_at": "2100-01-01T00:00:00Z",
+    });
+    let reward =
+        json!({ "reward_id": "mug", "name": "Mug", "kind": "merchandise", "points_cost": 100 });
+    for (function, path, body) in [
+        (
+            Function::Members,
+            "/v1/members",
+            json!({ "email": "ada@example.com" }),
+        ),
+        (Function::Rewards, "/v1/admin/promotions", promotion),
+        (Function::Rewards, "/v1/admin/rewards", reward),
+    ] {
+        let send = |body: Value| {
+            handle(
+                &app,
+                function,
+                event_as(
+                    Method::POST,
+                    path,
+                    Some("create-1"),
+                    Some(body),
+                    Some(token("back-office", &["loyalty/pos", "loyalty/admin"])),
+                ),
+            )
+        };
+        let first = send(body.clone()).await;
+        assert_eq!(first.status(), 201, "{path}: {}", json_of(&first));
+        assert!(!first.headers().contains_key(REPLAYED_HEADER), "{path}");
+        let commits = app.store().commits();
+        let again = send(body.clone()).await;
+        assert_eq!(again.status(), 201, "{path}");
+        assert_eq!(
+            again
+                .headers()
+                .get(REPLAYED_HEADER)
+                .and_then(|v| v.to_str().ok()),
+            Some("true"),
+            "{path}"
+        );
+        assert_eq!(json_of(&again), json_of(&first), "{path}");
+        assert_eq!(
+            app.store().commits(),
+            commits,
+            "{path}: a replay writes nothing"
+        );
+        let mut other = body.clone();
+        other["name"] = json!("Something else");
+        let reused = send(other).await;
+        assert_eq!(reused.status(), 422, "{path}");
+        assert_eq!(json_of(&reused)["error"]["code"], "idempotency_key_reused");
+    }
 }
