@@ -235,8 +235,8 @@ impl<S: Store> SimStore<S> {
         &self.inner
     }
 
-    async fn read(&self) -> Result<(), StoreError> {
-        self.sched.pass().await;
+    async fn read(&self, what: &'static str) -> Result<(), StoreError> {
+        self.sched.pass(what).await;
         if self
             .faults
             .roll(|r| r.throttle_read, |c| c.throttle += 1)
@@ -250,7 +250,7 @@ impl<S: Store> SimStore<S> {
 #[async_trait]
 impl<S: Store> MemberStore for SimStore<S> {
     async fn member(&self, id: &MemberId) -> Result<Option<Member>, StoreError> {
-        self.read().await?;
+        self.read("member").await?;
         self.inner.member(id).await
     }
     async fn snapshot(
@@ -258,7 +258,7 @@ impl<S: Store> MemberStore for SimStore<S> {
         id: &MemberId,
         scope: Option<&IdempotencyScope>,
     ) -> Result<Snapshot, StoreError> {
-        self.read().await?;
+        self.read("snapshot").await?;
         self.inner.snapshot(id, scope).await
     }
     async fn idempotency_record(
@@ -266,14 +266,14 @@ impl<S: Store> MemberStore for SimStore<S> {
         id: &MemberId,
         scope: &IdempotencyScope,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.read().await?;
+        self.read("idempotency_record").await?;
         self.inner.idempotency_record(id, scope).await
     }
     async fn member_by_referral_code(
         &self,
         code: &ReferralCode,
     ) -> Result<Option<MemberId>, StoreError> {
-        self.read().await?;
+        self.read("member_by_referral_code").await?;
         self.inner.member_by_referral_code(code).await
     }
     async fn transact(
@@ -281,7 +281,7 @@ impl<S: Store> MemberStore for SimStore<S> {
         commits: Vec<Commit>,
         records: Vec<RecordWrite>,
     ) -> Result<(), CommitError> {
-        self.sched.pass().await;
+        self.sched.pass("transact").await;
         if self.faults.roll(|r| r.conflict, |c| c.conflict += 1) {
             return Err(CommitError::Conflict);
         }
@@ -317,7 +317,7 @@ impl<S: Store> LedgerStore for SimStore<S> {
         before_seq: u64,
         limit: u32,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.read().await?;
+        self.read("entries_before").await?;
         self.inner.entries_before(id, before_seq, limit).await
     }
 }
@@ -330,11 +330,11 @@ impl<S: Store> ProgramStore for SimStore<S> {
         self.inner.active_program().await
     }
     async fn publish_program(&self, program: &ActiveProgram) -> Result<(), PublishError> {
-        self.sched.pass().await;
+        self.sched.pass("publish_program").await;
         self.inner.publish_program(program).await
     }
     async fn stock_used(&self, rewards: &[RewardId]) -> Result<HashMap<RewardId, u32>, StoreError> {
-        self.read().await?;
+        self.read("stock_used").await?;
         self.inner.stock_used(rewards).await
     }
 }
@@ -347,7 +347,7 @@ impl<S: Store> TierStore for SimStore<S> {
         before: Option<chrono::DateTime<chrono::Utc>>,
         limit: u32,
     ) -> Result<Vec<TierChange>, StoreError> {
-        self.read().await?;
+        self.read("tier_history").await?;
         self.inner.tier_history(id, before, limit).await
     }
     async fn members_due(
@@ -356,7 +356,7 @@ impl<S: Store> TierStore for SimStore<S> {
         shard: u32,
         cursor: Option<String>,
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
-        self.read().await?;
+        self.read("members_due").await?;
         self.inner.members_due(day, shard, cursor).await
     }
 }
@@ -364,7 +364,7 @@ impl<S: Store> TierStore for SimStore<S> {
 #[async_trait]
 impl<S: Store> RecordStore for SimStore<S> {
     async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
-        self.read().await?;
+        self.read("record").await?;
         self.inner.record(kind, id).await
     }
     async fn records_of(
@@ -373,7 +373,7 @@ impl<S: Store> RecordStore for SimStore<S> {
         owner: &str,
         limit: u32,
     ) -> Result<Vec<Record>, StoreError> {
-        self.read().await?;
+        self.read("records_of").await?;
         self.inner.records_of(kind, owner, limit).await
     }
     async fn records_due(
@@ -383,7 +383,7 @@ impl<S: Store> RecordStore for SimStore<S> {
         shard: u32,
         cursor: Option<String>,
     ) -> Result<(Vec<String>, Option<String>), StoreError> {
-        self.read().await?;
+        self.read("records_due").await?;
         self.inner.records_due(kind, day, shard, cursor).await
     }
 }
@@ -396,7 +396,7 @@ impl<S: Store> AudienceStore for SimStore<S> {
         cursor: Option<String>,
         limit: usize,
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
-        self.read().await?;
+        self.read("audience_page").await?;
         self.inner.audience_page(audience, cursor, limit).await
     }
 }
@@ -541,7 +541,7 @@ impl SimQueue {
 #[async_trait]
 impl MessageQueue for SimQueue {
     async fn send(&self, bodies: Vec<String>) -> Result<(), StoreError> {
-        self.sched.pass().await;
+        self.sched.pass("send").await;
         // Only the referral announcement is sent after a commit with nothing to recover it but
         // the expiry sweep; that is the crash the simulator injects.
         if self.name == QueueName::Referral
@@ -593,7 +593,7 @@ impl SimPayments {
 #[async_trait]
 impl PaymentProvider for SimPayments {
     async fn charge(&self, request: &ChargeRequest) -> Result<Payment, PaymentError> {
-        self.sched.pass().await;
+        self.sched.pass("charge").await;
         if self
             .faults
             .roll(|r| r.payment_timeout_before, |c| c.payment_timeout += 1)
@@ -611,7 +611,7 @@ impl PaymentProvider for SimPayments {
     }
 
     async fn find(&self, charge_id: &str, attempt: u32) -> Result<Option<Payment>, PaymentError> {
-        self.sched.pass().await;
+        self.sched.pass("find").await;
         if self
             .faults
             .roll(|r| r.payment_timeout_before, |c| c.payment_timeout += 1)

@@ -6,6 +6,7 @@
 //!   ABUSE=list  abuse patterns of issue 12 to generate: late_events, ended_promotions,
 //!               shared_orders, checkout_referral, fresh_catalog, retried_creates, or all
 //!   FAULTS=off  no injected faults
+//!   KEEP_GOING=1  run every seed and list the failures instead of stopping at the first
 
 use std::time::Instant;
 
@@ -51,6 +52,8 @@ fn main() {
         };
         println!("simulating {} seed(s), {} steps each, abuse {:?}", seeds.len(), config.shape.steps, config.abuse);
         let started = Instant::now();
+        let keep_going = std::env::var_os("KEEP_GOING").is_some();
+        let mut failed = 0usize;
         let mut faults = FaultCounts::default();
         let (mut steps, mut requests, mut priced) = (0usize, 0usize, 0u64);
         for seed in &seeds {
@@ -60,6 +63,10 @@ fn main() {
                     steps += report.steps;
                     requests += report.requests;
                     priced += report.priced;
+                }
+                Err(failure) if keep_going => {
+                    println!("{failure}");
+                    failed += 1;
                 }
                 Err(failure) => {
                     println!("{failure}");
@@ -71,6 +78,10 @@ fn main() {
                     return Ok(false);
                 }
             }
+        }
+        if failed > 0 {
+            println!("{failed} seed(s) failed");
+            return Ok(false);
         }
         let seconds = started.elapsed().as_secs_f64().max(1e-9);
         let n = seeds.len() as f64;

@@ -77,7 +77,7 @@ impl Scheduler {
     }
 
     /// Waits for this task's turn. Outside a scheduled task (set-up, audits) it passes at once.
-    pub async fn pass(&self) {
+    pub async fn pass(&self, what: &'static str) {
         let Ok(task) = TASK.try_with(|t| *t) else {
             return;
         };
@@ -88,10 +88,16 @@ impl Scheduler {
         };
         std::future::poll_fn(|cx| {
             let mut state = self.state();
+            if std::env::var_os("SIM_TRACE_SCHED").is_some() {
+                eprintln!("      poll {ticket:?} granted {:?}", state.granted);
+            }
             if state.granted == Some(ticket) {
                 state.granted = None;
                 state.passes += 1;
                 return Poll::Ready(());
+            }
+            if std::env::var_os("SIM_TRACE_SCHED").is_some() {
+                eprintln!("      wait {ticket:?} {what}");
             }
             state.waiting.insert(ticket, cx.waker().clone());
             decide(&mut state);
@@ -123,7 +129,7 @@ impl Scheduler {
         tasks: Vec<Task<'a, T>>,
         kill: BTreeMap<usize, u32>,
     ) -> Vec<Option<T>> {
-        let mut wrapped = Vec::with_capacity(tasks.len());
+        let mut running: Vec<Option<Task<'a, Option<T>>>> = Vec::with_capacity(tasks.len());
         {
             let mut state = self.state();
             state.kill_after = kill;
@@ -132,14 +138,35 @@ impl Scheduler {
                 state.live.insert(id);
                 state.aborts.insert(id, handle);
                 let scheduler = self.clone();
-                wrapped.push(async move {
+                running.push(Some(Box::pin(async move {
                     let result = Abortable::new(TASK.scope(id, task), registration).await;
                     scheduler.finish(id);
                     result.ok()
-                });
+                })));
             }
         }
-        futures::future::join_all(wrapped).await
+        let mut results: Vec<Option<T>> = Vec::new();
+        results.resize_with(running.len(), || None);
+        // Polls every unfinished task each round; a turn granted during a round gets its poll
+        // in the next round at once, without depending on a wake-up.
+        std::future::poll_fn(|cx| loop {
+            for (slot, result) in running.iter_mut().zip(results.iter_mut()) {
+                if let Some(task) = slot {
+                    if let Poll::Ready(value) = task.as_mut().poll(cx) {
+                        *result = value;
+                        *slot = None;
+                    }
+                }
+            }
+            if running.iter().all(Option::is_none) {
+                return Poll::Ready(());
+            }
+            if self.state().granted.is_none() {
+                return Poll::Pending;
+            }
+        })
+        .await;
+        results
     }
 }
 
@@ -177,6 +204,9 @@ fn decide(state: &mut State) {
             *left -= 1;
         }
         state.granted = Some(ticket);
+        if std::env::var_os("SIM_TRACE_SCHED").is_some() {
+            eprintln!("      grant {ticket:?} (waiting {:?})", state.waiting.keys().collect::<Vec<_>>());
+        }
         waker.wake();
         return;
     }
