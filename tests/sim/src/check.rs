@@ -146,6 +146,7 @@ impl Checker {
                     }
                     if entry.entry_type == EntryType::Earn {
                         let prior = prior.as_ref().ok_or("an accrual for no member")?;
+                        check_lateness(&id, prior, entry)?;
                         self.price(&id, prior, &history, entry)?;
                         self.entries_checked += 1;
                     }
@@ -371,9 +372,10 @@ impl Checker {
                 c if transient(*c) || missing(member, *c) => Ok(()),
                 other => fail(format!("subscription refused with {}", other.as_str())),
             },
-            (Op::CreateCampaign(_), Reply::Done(body)) => {
-                if let Some(id) = body["campaign_id"].as_str() {
-                    self.campaigns.insert(id.to_owned());
+            (Op::CreatePromotion(_), Reply::Done(body)) => {
+                let ends = body["ends_at"].as_str().and_then(|t| t.parse::<DateTime<Utc>>().ok());
+                if ends.is_some_and(|ends| ends <= now) {
+                    return fail("a promotion whose window is already over was accepted");
                 }
                 Ok(())
             }
@@ -508,8 +510,20 @@ impl Checker {
                 ));
             }
         }
+        self.campaigns = world
+            .inner_store()
+            .records_of(loyalty_core::campaigns::RECORD_KIND, loyalty_core::campaigns::RECORD_OWNER, 1_000)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        let mut names = BTreeSet::new();
         for id in &self.campaigns {
             let campaign = ops::campaign(app, id).await.map_err(|e| e.message)?;
+            if !names.insert(campaign["name"].to_string()) {
+                return fail(format!("campaign {} was created twice (a retried create)", campaign["name"]));
+            }
             let (granted, points) = campaign_totals.get(id).copied().unwrap_or_default();
             let counted = (
                 campaign["granted"].as_u64().unwrap_or(u64::MAX),
@@ -563,6 +577,10 @@ impl Checker {
                     ));
                 }
             }
+        }
+        let mut names = BTreeSet::new();
+        if let Some(twice) = self.promotions.iter().find(|p| !names.insert(&p.name)) {
+            return fail(format!("promotion '{}' was created twice (a retried create)", twice.name));
         }
         for promotion in &self.promotions {
             let rule = format!("promotion:{}", promotion.promotion_id);
@@ -810,6 +828,25 @@ impl Checker {
         }
         Ok(())
     }
+}
+
+/// How late an event may be reported (issue 12's `late_events_days`, default 30) and how long
+/// before enrolment the order a member enrols on may be stamped (the checkout grace, 5 minutes).
+const LATE_EVENTS: Duration = Duration::days(30);
+const CHECKOUT_GRACE: Duration = Duration::minutes(5);
+
+/// An accrual outside the lateness window should have been refused with
+/// `occurred_at_out_of_range`.
+fn check_lateness(id: &str, prior: &Member, entry: &LedgerEntry) -> Result<(), Violation> {
+    if entry.occurred_at < entry.recorded_at - LATE_EVENTS
+        || entry.occurred_at < prior.enrolled_at - CHECKOUT_GRACE
+    {
+        return fail(format!(
+            "{id}: {} dated {} was paid on {} (enrolled {}); it is outside the late-events window",
+            entry.entry_id, entry.occurred_at, entry.recorded_at, prior.enrolled_at
+        ));
+    }
+    Ok(())
 }
 
 fn normalise(email: &str) -> String {

@@ -59,6 +59,9 @@ fn main() {
         for seed in &seeds {
             match run_seed(*seed, &config) {
                 Ok(report) => {
+                    if seeds.len() == 1 {
+                        println!("seed {seed}: fingerprint {:016x}, {:?}", report.fingerprint, report.faults);
+                    }
                     faults.add(&report.faults);
                     steps += report.steps;
                     requests += report.requests;

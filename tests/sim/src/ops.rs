@@ -294,7 +294,8 @@ impl Op {
                 keyed(|| async { done(app.evaluate_tier(&id).await) }).await
             }
             Op::Drain { queue, max } => drain(world, app, *queue, *max).await,
-            Op::CreatePromotion(body) => one(done(app.create_promotion(body).await)),
+            // An admin whose create timed out tries again, as the console would.
+            Op::CreatePromotion(body) => keyed(|| async { done(app.create_promotion(body).await) }).await,
             Op::CancelPromotion { nth } => {
                 let listed = app.list_promotions().await.ok();
                 let ids: Vec<String> = listed
@@ -307,8 +308,8 @@ impl Op {
                     None => one(Reply::Done(Value::Null)),
                 }
             }
-            Op::CreateReward(body) => one(done(app.create_reward(body).await)),
-            Op::CreateCampaign(body) => one(done(app.create_campaign(body).await)),
+            Op::CreateReward(body) => keyed(|| async { done(app.create_reward(body).await) }).await,
+            Op::CreateCampaign(body) => keyed(|| async { done(app.create_campaign(body).await) }).await,
             Op::RunSeasons => one(done(app.run_seasons().await)),
             Op::PlanTierReviews => one(done(
                 app.plan_tier_reviews(world.queue(QueueName::TierReview))
