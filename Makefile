@@ -45,7 +45,7 @@ deploy: ## sam build && sam deploy --guided (interactive; needs AWS credentials;
 	sam deploy --guided
 
 simulate: ## seeded simulation with faults (SEEDS=512, SEED=n replays one; soak: make simulate SEEDS=100000)
-	cargo run --quiet --release -p loyalty_sim --bin loyalty-sim
+	cargo run --quiet --profile simulate -p loyalty_sim --bin loyalty-sim
 
 bench: ## full benchmark run (DynamoDB Local) → BENCHMARKS.md + infra/bench/results/latest.json
 	infra/bench/run.sh

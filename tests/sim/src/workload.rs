@@ -199,26 +199,42 @@ impl Gen {
         }
     }
 
+    /// A request sent again later keeps its own time only when late events are on: otherwise a
+    /// retry of a refused, future-dated request would arrive as a late one.
+    fn again<T: Clone>(&mut self, pool: &[T], clear: impl Fn(&mut T)) -> Option<T> {
+        let mut copy = pool.choose(&mut self.rng).cloned()?;
+        if !self.abuse.late_events {
+            clear(&mut copy);
+        }
+        Some(copy)
+    }
+
     fn purchase(&mut self) -> Option<Op> {
         let roll = self.rng.random_range(0..100);
+        let purchases = self.purchases.clone();
+        let clear = |p: &mut Purchase| {
+            if p.occurred_at.is_some() {
+                p.occurred_at = None;
+            }
+        };
         if roll < 8 && !self.purchases.is_empty() {
             // The same request again, same key: a client retry.
-            return self.purchases.choose(&mut self.rng).cloned().map(Op::Purchase);
+            return self.again(&purchases, clear).map(Op::Purchase);
         }
         if roll < 13 && !self.purchases.is_empty() {
             // The same order under a new key.
-            let mut again = self.purchases.choose(&mut self.rng).cloned()?;
+            let mut again = self.again(&purchases, clear)?;
             again.key = self.id("k");
             return Some(Op::Purchase(again));
         }
         if roll < 16 && !self.purchases.is_empty() {
             // The same key with another body.
-            let mut other = self.purchases.choose(&mut self.rng).cloned()?;
+            let mut other = self.again(&purchases, clear)?;
             other.amount_minor += 100;
             return Some(Op::Purchase(other));
         }
         if roll < 21 && self.abuse.shared_orders && !self.purchases.is_empty() {
-            let mut shared = self.purchases.choose(&mut self.rng).cloned()?;
+            let mut shared = self.again(&purchases, clear)?;
             shared.member = self.member()?;
             shared.key = self.id("k");
             return Some(Op::Purchase(shared));
@@ -256,7 +272,8 @@ impl Gen {
 
     fn action(&mut self) -> Option<Op> {
         if self.chance(10) && !self.actions.is_empty() {
-            let mut again = self.actions.choose(&mut self.rng).cloned()?;
+            let actions = self.actions.clone();
+            let mut again = self.again(&actions, |a: &mut Action| a.occurred_at = None)?;
             if self.chance(50) {
                 again.key = self.id("k");
             }
