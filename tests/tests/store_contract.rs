@@ -113,12 +113,18 @@ async fn create<S: Store>(store: &S, member: &str, code: &str) -> Member {
 
 async fn member_writes_are_conditional<S: Store>(store: &S) {
     let first = create(store, "c-alice", "AAAAAAAA").await;
-    let again = store.commit(commit(fresh("c-alice", "BBBBBBBB"), None, None)).await;
+    let again = store
+        .commit(commit(fresh("c-alice", "BBBBBBBB"), None, None))
+        .await;
     assert!(matches!(again, Err(CommitError::MemberExists)), "{again:?}");
 
     let (next, entry) = earn(&first, "order:o-1", 10);
     let stale = store
-        .commit(commit(next.clone(), Some(first.version + 7), Some(entry.clone())))
+        .commit(commit(
+            next.clone(),
+            Some(first.version + 7),
+            Some(entry.clone()),
+        ))
         .await;
     assert!(matches!(stale, Err(CommitError::StaleMember)), "{stale:?}");
     let mut applied = commit(next.clone(), Some(first.version), Some(entry));
@@ -129,19 +135,37 @@ async fn member_writes_are_conditional<S: Store>(store: &S) {
     let duplicate = store
         .commit(commit(twice.clone(), Some(next.version), Some(entry)))
         .await;
-    assert!(matches!(duplicate, Err(CommitError::DuplicateEntry)), "{duplicate:?}");
+    assert!(
+        matches!(duplicate, Err(CommitError::DuplicateEntry)),
+        "{duplicate:?}"
+    );
     let (other, entry) = earn(&next, "order:o-2", 10);
     let mut reused = commit(other, Some(next.version), Some(entry));
     reused.idempotency = Some(keyed("k-1"));
     let reused = store.commit(reused).await;
-    assert!(matches!(reused, Err(CommitError::IdempotencyKeyTaken)), "{reused:?}");
+    assert!(
+        matches!(reused, Err(CommitError::IdempotencyKeyTaken)),
+        "{reused:?}"
+    );
 
-    let code_taken = store.commit(commit(fresh("c-bob", "AAAAAAAA"), None, None)).await;
-    assert!(matches!(code_taken, Err(CommitError::ReferralCodeTaken)), "{code_taken:?}");
-    let stored = store.member(&id("c-alice")).await.expect("read").expect("exists");
+    let code_taken = store
+        .commit(commit(fresh("c-bob", "AAAAAAAA"), None, None))
+        .await;
+    assert!(
+        matches!(code_taken, Err(CommitError::ReferralCodeTaken)),
+        "{code_taken:?}"
+    );
+    let stored = store
+        .member(&id("c-alice"))
+        .await
+        .expect("read")
+        .expect("exists");
     assert_eq!(stored, next, "refused writes changed nothing");
     assert_eq!(
-        store.member_by_referral_code(&first.referral_code).await.expect("read"),
+        store
+            .member_by_referral_code(&first.referral_code)
+            .await
+            .expect("read"),
         Some(id("c-alice"))
     );
 }
@@ -152,7 +176,10 @@ async fn a_failed_condition_writes_nothing<S: Store>(store: &S) {
         expect: Expect::Version(1),
     };
     let result = store
-        .transact(vec![commit(fresh("c-carol", "CCCCCCCC"), None, None)], vec![failing])
+        .transact(
+            vec![commit(fresh("c-carol", "CCCCCCCC"), None, None)],
+            vec![failing],
+        )
         .await;
     assert!(
         matches!(&result, Err(CommitError::RecordConflict { kind, id }) if kind == "referral" && id == "c-r-1"),
@@ -167,13 +194,31 @@ async fn record_versions_are_conditional<S: Store>(store: &S) {
         record: record("campaign", "c-cmp", "program", version, None),
         expect,
     };
-    store.transact(vec![], vec![write(1, Expect::Absent)]).await.expect("created");
+    store
+        .transact(vec![], vec![write(1, Expect::Absent)])
+        .await
+        .expect("created");
     let twice = store.transact(vec![], vec![write(1, Expect::Absent)]).await;
-    assert!(matches!(twice, Err(CommitError::RecordConflict { .. })), "{twice:?}");
-    store.transact(vec![], vec![write(2, Expect::Version(1))]).await.expect("updated");
-    let stale = store.transact(vec![], vec![write(3, Expect::Version(1))]).await;
-    assert!(matches!(stale, Err(CommitError::RecordConflict { .. })), "{stale:?}");
-    let stored = store.record("campaign", "c-cmp").await.expect("read").expect("exists");
+    assert!(
+        matches!(twice, Err(CommitError::RecordConflict { .. })),
+        "{twice:?}"
+    );
+    store
+        .transact(vec![], vec![write(2, Expect::Version(1))])
+        .await
+        .expect("updated");
+    let stale = store
+        .transact(vec![], vec![write(3, Expect::Version(1))])
+        .await;
+    assert!(
+        matches!(stale, Err(CommitError::RecordConflict { .. })),
+        "{stale:?}"
+    );
+    let stored = store
+        .record("campaign", "c-cmp")
+        .await
+        .expect("read")
+        .expect("exists");
     assert_eq!(stored.version, 2);
 }
 
@@ -187,27 +232,43 @@ async fn idempotency_records_are_read_with_the_member<S: Store>(store: &S) {
         operation: Operation::Accrual,
         key: IdempotencyKey::parse("k-9").expect("key"),
     };
-    let snapshot = store.snapshot(&id("c-dave"), Some(&scope)).await.expect("read");
+    let snapshot = store
+        .snapshot(&id("c-dave"), Some(&scope))
+        .await
+        .expect("read");
     assert_eq!(snapshot.replay, Some(keyed("k-9")));
     assert_eq!(snapshot.member.map(|m| m.version), Some(member.version + 1));
     let other = IdempotencyScope {
         operation: Operation::Redemption,
         key: IdempotencyKey::parse("k-9").expect("key"),
     };
-    assert_eq!(store.idempotency_record(&id("c-dave"), &other).await.expect("read"), None,
-        "keys are scoped by operation");
+    assert_eq!(
+        store
+            .idempotency_record(&id("c-dave"), &other)
+            .await
+            .expect("read"),
+        None,
+        "keys are scoped by operation"
+    );
 }
 
 async fn limited_stock_is_never_oversold<S: Store>(store: &S) {
     let reward = RewardId::parse("c-tote").expect("reward");
-    for (i, (name, code)) in [("c-erin", "EEEEEEEE"), ("c-finn", "FFFFFFFF"), ("c-gus", "GGGGGGGG")]
-        .into_iter()
-        .enumerate()
+    for (i, (name, code)) in [
+        ("c-erin", "EEEEEEEE"),
+        ("c-finn", "FFFFFFFF"),
+        ("c-gus", "GGGGGGGG"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let member = create(store, name, code).await;
         let (next, entry) = earn(&member, "redemption:r", -0);
         let mut claim = commit(next, Some(member.version), Some(entry));
-        claim.stock = Some(StockClaim { reward_id: reward.clone(), stock: 2 });
+        claim.stock = Some(StockClaim {
+            reward_id: reward.clone(),
+            stock: 2,
+        });
         let result = store.commit(claim).await;
         if i < 2 {
             result.expect("in stock");
@@ -215,7 +276,10 @@ async fn limited_stock_is_never_oversold<S: Store>(store: &S) {
             assert!(matches!(result, Err(CommitError::OutOfStock)), "{result:?}");
         }
     }
-    let used = store.stock_used(std::slice::from_ref(&reward)).await.expect("read");
+    let used = store
+        .stock_used(std::slice::from_ref(&reward))
+        .await
+        .expect("read");
     assert_eq!(used.get(&reward).copied(), Some(2));
 }
 
@@ -232,7 +296,10 @@ async fn ledgers_page_newest_first<S: Store>(store: &S) {
     let mut seen = Vec::new();
     let mut before = u64::MAX;
     loop {
-        let page = store.entries_before(&id("c-hana"), before, 2).await.expect("page");
+        let page = store
+            .entries_before(&id("c-hana"), before, 2)
+            .await
+            .expect("page");
         if page.is_empty() {
             break;
         }
@@ -277,7 +344,12 @@ async fn records_list_newest_first_and_come_due_by_shard<S: Store>(store: &S) {
         assert!(found, "{wanted} is due on its day in its shard");
     }
     let (other_day, _) = store
-        .records_due("subscription", day.succ_opt().expect("day"), shard_of("c-s-1"), None)
+        .records_due(
+            "subscription",
+            day.succ_opt().expect("day"),
+            shard_of("c-s-1"),
+            None,
+        )
         .await
         .expect("due");
     assert!(!other_day.iter().any(|i| i.starts_with("c-s-")));

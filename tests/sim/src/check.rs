@@ -150,7 +150,10 @@ impl Checker {
                         self.price(&id, prior, &history, entry)?;
                         self.entries_checked += 1;
                     }
-                    self.ledgers.entry(id.clone()).or_default().push(entry.clone());
+                    self.ledgers
+                        .entry(id.clone())
+                        .or_default()
+                        .push(entry.clone());
                 }
                 self.members.insert(id, commit.member);
             }
@@ -238,13 +241,21 @@ impl Checker {
             let Some(answer) = answer else { continue };
             for reply in &answer.replies {
                 self.check_reply(op, reply, members_before, now)
-                    .map_err(|why| format!("{why}\n  request: {op:?}\n  answers: {:?}", answer.replies))?;
+                    .map_err(|why| {
+                        format!("{why}\n  request: {op:?}\n  answers: {:?}", answer.replies)
+                    })?;
             }
         }
         Ok(())
     }
 
-    fn remember(&mut self, kind: &str, member: &str, key: &str, body: &Value) -> Result<(), Violation> {
+    fn remember(
+        &mut self,
+        kind: &str,
+        member: &str,
+        key: &str,
+        body: &Value,
+    ) -> Result<(), Violation> {
         let slot = (kind.to_owned(), member.to_owned(), key.to_owned());
         match self.first_answers.get(&slot) {
             Some(first) if first != body => fail(format!(
@@ -282,15 +293,19 @@ impl Checker {
         let missing = |member: &str, code: ErrorCode| {
             code == ErrorCode::MemberNotFound && !members_before.contains(member)
         };
-        let late_code = |code: ErrorCode| {
-            self.abuse.late_events && code.as_str() == "occurred_at_out_of_range"
-        };
+        let late_code =
+            |code: ErrorCode| self.abuse.late_events && code.as_str() == "occurred_at_out_of_range";
         match (op, reply) {
             (Op::Purchase(p), Reply::Created(body) | Reply::Replayed(body)) => {
                 self.remember("accrual", &p.member, &p.key, body)?;
                 let entry = format!("order:{}", p.order_id);
-                if body["entry_id"] != Value::from(entry.clone()) || !self.has_entry(&p.member, &entry) {
-                    return fail(format!("{}: accepted order {} has no ledger entry", p.member, p.order_id));
+                if body["entry_id"].as_str() != Some(entry.as_str())
+                    || !self.has_entry(&p.member, &entry)
+                {
+                    return fail(format!(
+                        "{}: accepted order {} has no ledger entry",
+                        p.member, p.order_id
+                    ));
                 }
                 Ok(())
             }
@@ -298,7 +313,10 @@ impl Checker {
                 self.remember("accrual", &a.member, &a.key, body)?;
                 let entry = format!("action:{}:{}", a.action, a.reference);
                 if !self.has_entry(&a.member, &entry) {
-                    return fail(format!("{}: accepted {entry} has no ledger entry", a.member));
+                    return fail(format!(
+                        "{}: accepted {entry} has no ledger entry",
+                        a.member
+                    ));
                 }
                 Ok(())
             }
@@ -310,18 +328,22 @@ impl Checker {
                 }
                 Ok(())
             }
-            (Op::StartSubscription { member, key, .. }, Reply::Created(body) | Reply::Replayed(body)) => {
-                self.remember("subscription", member, key, body)
-            }
+            (
+                Op::StartSubscription { member, key, .. },
+                Reply::Created(body) | Reply::Replayed(body),
+            ) => self.remember("subscription", member, key, body),
             (Op::Purchase(p), Reply::Failed(code, _)) => {
                 let duplicate = *code == ErrorCode::DuplicateOrder
                     && (self.has_entry(&p.member, &format!("order:{}", p.order_id))
                         || (self.abuse.shared_orders
-                            && self.ledgers.values().flatten().any(|e| {
-                                amount_of(e).is_some_and(|(o, _)| o == p.order_id)
-                            })));
+                            && self
+                                .ledgers
+                                .values()
+                                .flatten()
+                                .any(|e| amount_of(e).is_some_and(|(o, _)| o == p.order_id))));
                 let future = *code == ErrorCode::ValidationError
-                    && p.occurred_at.is_some_and(|at| at > now + Duration::minutes(5));
+                    && p.occurred_at
+                        .is_some_and(|at| at > now + Duration::minutes(5));
                 if duplicate
                     || future
                     || transient(*code)
@@ -339,7 +361,8 @@ impl Checker {
                     && self.has_entry(&a.member, &format!("action:{}:{}", a.action, a.reference));
                 let capped = *code == ErrorCode::ActionLimitReached && self.cap_full(a, now)?;
                 let future = *code == ErrorCode::ValidationError
-                    && a.occurred_at.is_some_and(|at| at > now + Duration::minutes(5));
+                    && a.occurred_at
+                        .is_some_and(|at| at > now + Duration::minutes(5));
                 if duplicate
                     || capped
                     || future
@@ -365,7 +388,10 @@ impl Checker {
             (Op::Enrol { member, .. }, Reply::Failed(code, _)) => match code {
                 ErrorCode::MemberExists | ErrorCode::ReferralCodeNotFound => Ok(()),
                 c if transient(*c) => Ok(()),
-                other => fail(format!("{member}: enrolment refused with {}", other.as_str())),
+                other => fail(format!(
+                    "{member}: enrolment refused with {}",
+                    other.as_str()
+                )),
             },
             (Op::StartSubscription { member, .. }, Reply::Failed(code, _)) => match code {
                 ErrorCode::PaymentDeclined | ErrorCode::SubscriptionConflict => Ok(()),
@@ -373,17 +399,24 @@ impl Checker {
                 other => fail(format!("subscription refused with {}", other.as_str())),
             },
             (Op::CreatePromotion(_), Reply::Done(body)) => {
-                let ends = body["ends_at"].as_str().and_then(|t| t.parse::<DateTime<Utc>>().ok());
+                let ends = body["ends_at"]
+                    .as_str()
+                    .and_then(|t| t.parse::<DateTime<Utc>>().ok());
                 if ends.is_some_and(|ends| ends <= now) {
                     return fail("a promotion whose window is already over was accepted");
                 }
                 Ok(())
             }
             (op, Reply::Failed(code, message)) if op.is_admin() => {
-                if transient(*code) || (*code == ErrorCode::ValidationError && self.abuse.ended_promotions) {
+                if transient(*code)
+                    || (*code == ErrorCode::ValidationError && self.abuse.ended_promotions)
+                {
                     Ok(())
                 } else {
-                    fail(format!("admin call refused with {}: {message}", code.as_str()))
+                    fail(format!(
+                        "admin call refused with {}: {message}",
+                        code.as_str()
+                    ))
                 }
             }
             _ => Ok(()),
@@ -436,7 +469,9 @@ impl Checker {
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("{id} was written but cannot be read"))?;
             if &member != known {
-                return fail(format!("{id}: the stored member is not the one last written"));
+                return fail(format!(
+                    "{id}: the stored member is not the one last written"
+                ));
             }
             let entries = ops::audited_ledger(app, &member_id(id))
                 .await
@@ -453,12 +488,17 @@ impl Checker {
             for entry in &entries {
                 let business_key = match &entry.source {
                     Source::Order { order_id, .. } => {
-                        if let Some(other) = orders.insert(order_id.as_str().to_owned(), id.clone()) {
-                            return fail(format!("order {order_id} earned for {other} and for {id}"));
+                        if let Some(other) = orders.insert(order_id.as_str().to_owned(), id.clone())
+                        {
+                            return fail(format!(
+                                "order {order_id} earned for {other} and for {id}"
+                            ));
                         }
                         None
                     }
-                    Source::Referral { .. } | Source::Subscription { .. } => Some(entry.entry_id.clone()),
+                    Source::Referral { .. } | Source::Subscription { .. } => {
+                        Some(entry.entry_id.clone())
+                    }
                     Source::Campaign { campaign_id } => {
                         let total = campaign_totals.entry(campaign_id.clone()).or_default();
                         total.0 += 1;
@@ -476,11 +516,17 @@ impl Checker {
                         return fail(format!("{key} was paid to {other} and to {id}"));
                     }
                 }
-                if let Source::Subscription { subscription_id, period } = &entry.source {
+                if let Source::Subscription {
+                    subscription_id,
+                    period,
+                } = &entry.source
+                {
                     let charge = loyalty_core::subscriptions::charge_id(subscription_id, *period);
                     let paid = world.payments().succeeded_for(&charge);
                     if paid != 1 {
-                        return fail(format!("{id}: bonus for {charge} with {paid} successful payments"));
+                        return fail(format!(
+                            "{id}: bonus for {charge} with {paid} successful payments"
+                        ));
                     }
                 }
             }
@@ -490,10 +536,18 @@ impl Checker {
         for (request, payment) in world.payments().payments() {
             let paid = world.payments().succeeded_for(&request.charge_id);
             if paid > 1 {
-                return fail(format!("{} was charged {paid} times (last {})", request.charge_id, payment.id));
+                return fail(format!(
+                    "{} was charged {paid} times (last {})",
+                    request.charge_id, payment.id
+                ));
             }
         }
-        for reward in program.document.rewards.iter().filter(|r| r.stock.is_some()) {
+        for reward in program
+            .document
+            .rewards
+            .iter()
+            .filter(|r| r.stock.is_some())
+        {
             let used = world
                 .inner_store()
                 .stock_used(std::slice::from_ref(&reward.reward_id))
@@ -502,7 +556,10 @@ impl Checker {
                 .get(&reward.reward_id)
                 .copied()
                 .unwrap_or(0);
-            let entries = redeemed.get(reward.reward_id.as_str()).copied().unwrap_or(0);
+            let entries = redeemed
+                .get(reward.reward_id.as_str())
+                .copied()
+                .unwrap_or(0);
             if used != entries || Some(used) > reward.stock {
                 return fail(format!(
                     "reward {}: stock used {used}, redemptions {entries}, stock {:?}",
@@ -512,7 +569,11 @@ impl Checker {
         }
         self.campaigns = world
             .inner_store()
-            .records_of(loyalty_core::campaigns::RECORD_KIND, loyalty_core::campaigns::RECORD_OWNER, 1_000)
+            .records_of(
+                loyalty_core::campaigns::RECORD_KIND,
+                loyalty_core::campaigns::RECORD_OWNER,
+                1_000,
+            )
             .await
             .map_err(|e| e.to_string())?
             .into_iter()
@@ -522,7 +583,10 @@ impl Checker {
         for id in &self.campaigns {
             let campaign = ops::campaign(app, id).await.map_err(|e| e.message)?;
             if !names.insert(campaign["name"].to_string()) {
-                return fail(format!("campaign {} was created twice (a retried create)", campaign["name"]));
+                return fail(format!(
+                    "campaign {} was created twice (a retried create)",
+                    campaign["name"]
+                ));
             }
             let (granted, points) = campaign_totals.get(id).copied().unwrap_or_default();
             let counted = (
@@ -535,7 +599,10 @@ impl Checker {
                     (granted, points)
                 ));
             }
-            if campaign["budget_points"].as_i64().is_some_and(|budget| points > budget) {
+            if campaign["budget_points"]
+                .as_i64()
+                .is_some_and(|budget| points > budget)
+            {
                 return fail(format!("campaign {id} granted {points} over its budget"));
             }
         }
@@ -553,8 +620,11 @@ impl Checker {
             let Some(cap) = rule.cap else { continue };
             let mut per_period: BTreeMap<String, u32> = BTreeMap::new();
             for entry in entries {
-                if matches!(&entry.source, Source::Action { action, .. } if *action == rule.action) {
-                    *per_period.entry(model::period(cap.per, entry.occurred_at)).or_default() += 1;
+                if matches!(&entry.source, Source::Action { action, .. } if *action == rule.action)
+                {
+                    *per_period
+                        .entry(model::period(cap.per, entry.occurred_at))
+                        .or_default() += 1;
                 }
             }
             if let Some((period, count)) = per_period.iter().find(|(_, c)| **c > cap.count) {
@@ -580,7 +650,10 @@ impl Checker {
         }
         let mut names = BTreeSet::new();
         if let Some(twice) = self.promotions.iter().find(|p| !names.insert(&p.name)) {
-            return fail(format!("promotion '{}' was created twice (a retried create)", twice.name));
+            return fail(format!(
+                "promotion '{}' was created twice (a retried create)",
+                twice.name
+            ));
         }
         for promotion in &self.promotions {
             let rule = format!("promotion:{}", promotion.promotion_id);
@@ -610,7 +683,11 @@ impl Checker {
                 .iter()
                 .filter(|e| matches!(&e.source, Source::Redemption { reward_id, .. } if *reward_id == reward.reward_id))
                 .count() as u32;
-            let counted = member.reward_counts.get(reward.reward_id.as_str()).copied().unwrap_or(0);
+            let counted = member
+                .reward_counts
+                .get(reward.reward_id.as_str())
+                .copied()
+                .unwrap_or(0);
             if counted != used || reward.per_member_limit.is_some_and(|limit| used > limit) {
                 return fail(format!(
                     "{id}: reward {} counted {counted}, redeemed {used}, limit {:?}",
@@ -657,13 +734,16 @@ impl Checker {
             .iter()
             .rposition(|l| l.threshold <= qualifying)
             .unwrap_or(0);
-        let floor = [&member.tier_state.manual_floor, &member.tier_state.plan_floor]
-            .into_iter()
-            .flatten()
-            .filter(|f| f.until > now)
-            .filter_map(|f| tiers.rank(&f.tier))
-            .max()
-            .unwrap_or(0);
+        let floor = [
+            &member.tier_state.manual_floor,
+            &member.tier_state.plan_floor,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|f| f.until > now)
+        .filter_map(|f| tiers.rank(&f.tier))
+        .max()
+        .unwrap_or(0);
         if rank < earned.max(floor) {
             return fail(format!(
                 "{id}: tier {} but qualifying {qualifying} earns {} (floor rank {floor})",
@@ -674,7 +754,12 @@ impl Checker {
     }
 
     /// After a tier evaluation of everyone: a member above the tier they earn is in grace.
-    pub fn check_grace<S: Store>(&self, world: &World<S>, id: &str, member: &Member) -> Result<(), Violation> {
+    pub fn check_grace<S: Store>(
+        &self,
+        world: &World<S>,
+        id: &str,
+        member: &Member,
+    ) -> Result<(), Violation> {
         let program = self.program()?;
         let tiers = &program.document.tiers;
         let entries = self.ledgers.get(id).cloned().unwrap_or_default();
@@ -693,14 +778,21 @@ impl Checker {
                     .map(|p| model::qualifying_spend(program, p))
             })
             .sum();
-        let earned = tiers.levels.iter().rposition(|l| l.threshold <= qualifying).unwrap_or(0);
-        let floor = [&member.tier_state.manual_floor, &member.tier_state.plan_floor]
-            .into_iter()
-            .flatten()
-            .filter(|f| f.until > now)
-            .filter_map(|f| tiers.rank(&f.tier))
-            .max()
+        let earned = tiers
+            .levels
+            .iter()
+            .rposition(|l| l.threshold <= qualifying)
             .unwrap_or(0);
+        let floor = [
+            &member.tier_state.manual_floor,
+            &member.tier_state.plan_floor,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|f| f.until > now)
+        .filter_map(|f| tiers.rank(&f.tier))
+        .max()
+        .unwrap_or(0);
         if rank > earned.max(floor) {
             let grace = u64::from(tiers.levels[rank].grace_days);
             let in_grace = member
@@ -733,7 +825,8 @@ impl Checker {
             if member.referred_by.is_none() {
                 continue;
             }
-            let referral_id = loyalty_core::referrals::referral_id(&member.member_id, member.enrolled_at);
+            let referral_id =
+                loyalty_core::referrals::referral_id(&member.member_id, member.enrolled_at);
             let record = world
                 .inner_store()
                 .record(loyalty_core::referrals::KIND, &referral_id)
@@ -742,15 +835,25 @@ impl Checker {
                 .ok_or_else(|| format!("{id} was referred but has no referral record"))?;
             let referral: Referral = record.parse().map_err(|e| e.to_string())?;
             let referrer = referral.referrer_id.as_str().to_owned();
-            let paid = |who: &str, role: &str| self.has_entry(who, &format!("referral:{referral_id}:{role}"));
+            let paid = |who: &str, role: &str| {
+                self.has_entry(who, &format!("referral:{referral_id}:{role}"))
+            };
             let rewarded = referral.status == ReferralStatus::Rewarded;
-            if rewarded != (paid(&referrer, "referrer") || policy.referrer_points == 0)
-                || rewarded != (paid(id, "referee") || policy.referee_points == 0)
+            // Each side's bonus exists exactly when the referral was rewarded (and pays points).
+            let consistent = |paid: bool, points: i64| paid == (rewarded && points > 0);
+            if !consistent(paid(&referrer, "referrer"), policy.referrer_points)
+                || !consistent(paid(id, "referee"), policy.referee_points)
             {
-                return fail(format!("referral {referral_id} is {:?} but its bonuses say otherwise", referral.status));
+                return fail(format!(
+                    "referral {referral_id} is {:?} but its bonuses say otherwise",
+                    referral.status
+                ));
             }
             let grace_start = if self.abuse.checkout_referral {
-                member.enrolled_at - Duration::milliseconds(i64::from(member.enrolled_at.timestamp_subsec_millis()))
+                member.enrolled_at
+                    - Duration::milliseconds(i64::from(
+                        member.enrolled_at.timestamp_subsec_millis(),
+                    ))
             } else {
                 member.enrolled_at
             };
@@ -759,16 +862,20 @@ impl Checker {
                     && e.occurred_at >= grace_start
             });
             let qualified = first.is_some_and(|e| e.recorded_at <= referral.expires_at);
-            let same_email = match (self.emails.get(id).cloned().flatten(), self.emails.get(&referrer).cloned().flatten()) {
+            let same_email = match (
+                self.emails.get(id).cloned().flatten(),
+                self.emails.get(&referrer).cloned().flatten(),
+            ) {
                 (Some(a), Some(b)) => normalise(&a) == normalise(&b),
                 _ => false,
             };
             let justified = match (referral.status, referral.reason) {
                 (ReferralStatus::Rewarded, _) => qualified && !same_email,
                 (ReferralStatus::Rejected, Some(RejectReason::SelfReferral)) => same_email,
-                (ReferralStatus::Rejected, Some(RejectReason::MonthlyCapReached | RejectReason::DailyVelocityExceeded)) => {
-                    qualified && self.referrer_capped(&referrer, &referral)
-                }
+                (
+                    ReferralStatus::Rejected,
+                    Some(RejectReason::MonthlyCapReached | RejectReason::DailyVelocityExceeded),
+                ) => qualified && self.referrer_capped(&referrer, &referral),
                 (ReferralStatus::Expired, _) => !qualified,
                 (ReferralStatus::Pending, _) => false,
                 _ => false,
@@ -786,8 +893,12 @@ impl Checker {
     }
 
     fn referrer_capped(&self, referrer: &str, referral: &Referral) -> bool {
-        let Some(decided) = referral.decided_at else { return false };
-        let Some(program) = self.program.as_ref() else { return false };
+        let Some(decided) = referral.decided_at else {
+            return false;
+        };
+        let Some(program) = self.program.as_ref() else {
+            return false;
+        };
         let policy = &program.document.referrals;
         let rewards: Vec<&LedgerEntry> = self
             .ledgers
@@ -799,7 +910,9 @@ impl Checker {
             .collect();
         let month = rewards
             .iter()
-            .filter(|e| e.occurred_at.format("%Y-%m").to_string() == decided.format("%Y-%m").to_string())
+            .filter(|e| {
+                e.occurred_at.format("%Y-%m").to_string() == decided.format("%Y-%m").to_string()
+            })
             .count() as u32;
         let day = rewards
             .iter()
@@ -812,18 +925,29 @@ impl Checker {
     /// it targeted, and skipped members only when the budget could not pay them.
     pub async fn check_campaigns<S: Store>(&self, world: &World<S>) -> Result<(), Violation> {
         for id in &self.campaigns {
-            let c = ops::campaign(&world.envs[0], id).await.map_err(|e| e.message)?;
+            let c = ops::campaign(&world.envs[0], id)
+                .await
+                .map_err(|e| e.message)?;
             let number = |field: &str| c[field].as_i64().unwrap_or(0);
             if c["status"] != "dispatched" {
-                return fail(format!("campaign {id} is {} after every queue drained", c["status"]));
+                return fail(format!(
+                    "campaign {id} is {} after every queue drained",
+                    c["status"]
+                ));
             }
             if number("granted") + number("skipped") + number("failed") != number("targeted") {
-                return fail(format!("campaign {id}: outcomes do not add up to its audience: {c}"));
+                return fail(format!(
+                    "campaign {id}: outcomes do not add up to its audience: {c}"
+                ));
             }
             if number("skipped") > 0
-                && c["budget_points"].as_i64().is_none_or(|b| number("points_granted") + number("points") <= b)
+                && c["budget_points"]
+                    .as_i64()
+                    .is_none_or(|b| number("points_granted") + number("points") <= b)
             {
-                return fail(format!("campaign {id} skipped members with budget left: {c}"));
+                return fail(format!(
+                    "campaign {id} skipped members with budget left: {c}"
+                ));
             }
         }
         Ok(())
@@ -886,7 +1010,10 @@ fn check_balances(id: &str, member: &Member, entries: &[LedgerEntry]) -> Result<
         ));
     }
     if let Some(negative) = entries.iter().find(|e| e.balance_after < 0) {
-        return fail(format!("{id}: balance went negative at {}", negative.entry_id));
+        return fail(format!(
+            "{id}: balance went negative at {}",
+            negative.entry_id
+        ));
     }
     Ok(())
 }

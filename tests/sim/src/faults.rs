@@ -167,7 +167,11 @@ impl Faults {
 
     /// The writes applied since `from`.
     pub fn log_since(&self, from: usize) -> Vec<Applied> {
-        self.state().log.get(from..).map(<[_]>::to_vec).unwrap_or_default()
+        self.state()
+            .log
+            .get(from..)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
     }
 
     pub fn log_len(&self) -> usize {
@@ -175,7 +179,11 @@ impl Faults {
     }
 
     /// Draws a fault with `per_mille` chance, counting it with `count`; never outside requests.
-    fn roll(&self, per_mille: impl Fn(&FaultRates) -> u32, count: impl Fn(&mut FaultCounts)) -> bool {
+    fn roll(
+        &self,
+        per_mille: impl Fn(&FaultRates) -> u32,
+        count: impl Fn(&mut FaultCounts),
+    ) -> bool {
         if !in_task() {
             return false;
         }
@@ -237,11 +245,10 @@ impl<S: Store> SimStore<S> {
 
     async fn read(&self, what: &'static str) -> Result<(), StoreError> {
         self.sched.pass(what).await;
-        if self
-            .faults
-            .roll(|r| r.throttle_read, |c| c.throttle += 1)
-        {
-            return Err(StoreError("ProvisionedThroughputExceeded (injected)".into()));
+        if self.faults.roll(|r| r.throttle_read, |c| c.throttle += 1) {
+            return Err(StoreError(
+                "ProvisionedThroughputExceeded (injected)".into(),
+            ));
         }
         Ok(())
     }
@@ -300,7 +307,10 @@ impl<S: Store> MemberStore for SimStore<S> {
         {
             return Err(CommitError::Conflict);
         }
-        if self.faults.roll(|r| r.lost_response, |c| c.lost_response += 1) {
+        if self
+            .faults
+            .roll(|r| r.lost_response, |c| c.lost_response += 1)
+        {
             return Err(CommitError::Store(StoreError(
                 "connection reset after the write (injected)".into(),
             )));
@@ -551,8 +561,11 @@ impl MessageQueue for SimQueue {
         {
             return Err(StoreError("process died before the send (injected)".into()));
         }
-        lock(&self.messages)
-            .extend(bodies.into_iter().map(|body| Delivery { body, receives: 1 }));
+        lock(&self.messages).extend(
+            bodies
+                .into_iter()
+                .map(|body| Delivery { body, receives: 1 }),
+        );
         Ok(())
     }
 }
@@ -598,7 +611,9 @@ impl PaymentProvider for SimPayments {
             .faults
             .roll(|r| r.payment_timeout_before, |c| c.payment_timeout += 1)
         {
-            return Err(PaymentError("timed out before the charge (injected)".into()));
+            return Err(PaymentError(
+                "timed out before the charge (injected)".into(),
+            ));
         }
         let payment = self.inner.charge(request).await?;
         if self

@@ -95,7 +95,11 @@ pub fn run_seed(seed: u64, config: &Config) -> Result<SeedReport, Failure> {
 }
 
 /// Runs `steps` for `seed` on a fresh in-memory store, on a paused clock.
-pub fn run_steps_in_memory(seed: u64, config: &Config, steps: &[Step]) -> Result<SeedReport, Failure> {
+pub fn run_steps_in_memory(
+    seed: u64,
+    config: &Config,
+    steps: &[Step],
+) -> Result<SeedReport, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -132,7 +136,13 @@ pub async fn run_steps<S: Store>(
         start,
         paused,
     );
-    let failure = |step: usize| move |message: String| Failure { seed, step, message };
+    let failure = |step: usize| {
+        move |message: String| Failure {
+            seed,
+            step,
+            message,
+        }
+    };
     let mut checker = Checker::new(config.abuse);
     let mut report = SeedReport::default();
     // The program is published by the first environment to need it.
@@ -153,7 +163,9 @@ pub async fn run_steps<S: Store>(
         checker.check_state(&world).await.map_err(failure(index))?;
         report.steps += 1;
     }
-    audit(&world, &mut checker).await.map_err(failure(steps.len()))?;
+    audit(&world, &mut checker)
+        .await
+        .map_err(failure(steps.len()))?;
     report.faults = world.faults.counts();
     report.priced = checker.entries_checked;
     report.fingerprint = fingerprint(&world.faults.log_since(0));
@@ -202,7 +214,12 @@ async fn run_step<S: Store>(
 /// The scheduled jobs of a new day: seasons, the referral sweep, the tier review and billing
 /// fan-outs (their messages are drained by workers in later steps).
 async fn daily_jobs<S: Store>(world: &World<S>, checker: &mut Checker) -> Result<(), String> {
-    for job in [Op::RunSeasons, Op::SweepReferrals, Op::PlanTierReviews, Op::PlanBilling] {
+    for job in [
+        Op::RunSeasons,
+        Op::SweepReferrals,
+        Op::PlanTierReviews,
+        Op::PlanBilling,
+    ] {
         run_batch(world, checker, &[(0, job)], false).await?;
     }
     world.expire_caches().await;
@@ -277,7 +294,13 @@ async fn audit<S: Store>(world: &World<S>, checker: &mut Checker) -> Result<(), 
     checker.check_referrals(world).await?;
     checker.check_campaigns(world).await?;
     for id in checker.member_ids() {
-        run_batch(world, checker, &[(0, Op::EvaluateTier { member: id.clone() })], false).await?;
+        run_batch(
+            world,
+            checker,
+            &[(0, Op::EvaluateTier { member: id.clone() })],
+            false,
+        )
+        .await?;
         let member = world
             .inner_store()
             .member(&member_id(&id))
@@ -294,7 +317,15 @@ async fn drain_all<S: Store>(world: &World<S>, checker: &mut Checker) -> Result<
         let busy: Vec<(usize, Op)> = QueueName::ALL
             .iter()
             .filter(|q| !world.queue(**q).is_empty())
-            .map(|q| (0, Op::Drain { queue: *q, max: 100 }))
+            .map(|q| {
+                (
+                    0,
+                    Op::Drain {
+                        queue: *q,
+                        max: 100,
+                    },
+                )
+            })
             .collect();
         if busy.is_empty() {
             return Ok(());
@@ -330,7 +361,12 @@ fn fingerprint(log: &[faults::Applied]) -> u64 {
 
 /// Cuts a failing run down: drops steps one at a time (from the end) while the run still fails,
 /// within `budget` re-runs. Returns the smaller step list and its failure.
-pub fn shrink(seed: u64, config: &Config, failure: &Failure, budget: usize) -> (Vec<Step>, Failure) {
+pub fn shrink(
+    seed: u64,
+    config: &Config,
+    failure: &Failure,
+    budget: usize,
+) -> (Vec<Step>, Failure) {
     let all = workload::generate(seed, config.shape, config.abuse);
     let mut steps: Vec<Step> = all[..(failure.step + 1).min(all.len())].to_vec();
     let mut best = failure.clone();

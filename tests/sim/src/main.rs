@@ -50,7 +50,12 @@ fn main() {
                 (first..first + count).collect()
             }
         };
-        println!("simulating {} seed(s), {} steps each, abuse {:?}", seeds.len(), config.shape.steps, config.abuse);
+        println!(
+            "simulating {} seed(s), {} steps each, abuse {:?}",
+            seeds.len(),
+            config.shape.steps,
+            config.abuse
+        );
         let started = Instant::now();
         let keep_going = std::env::var_os("KEEP_GOING").is_some();
         let mut failed = 0usize;
@@ -60,7 +65,10 @@ fn main() {
             match run_seed(*seed, &config) {
                 Ok(report) => {
                     if seeds.len() == 1 {
-                        println!("seed {seed}: fingerprint {:016x}, {:?}", report.fingerprint, report.faults);
+                        println!(
+                            "seed {seed}: fingerprint {:016x}, {:?}",
+                            report.fingerprint, report.faults
+                        );
                     }
                     faults.add(&report.faults);
                     steps += report.steps;
@@ -74,7 +82,11 @@ fn main() {
                 Err(failure) => {
                     println!("{failure}");
                     let (shrunk, last) = shrink(*seed, &config, &failure, 200);
-                    println!("shrunk to {} step(s), failing with: {}", shrunk.len(), last.message);
+                    println!(
+                        "shrunk to {} step(s), failing with: {}",
+                        shrunk.len(),
+                        last.message
+                    );
                     for (i, step) in shrunk.iter().enumerate() {
                         println!("  {i:>3}: {step:?}");
                     }

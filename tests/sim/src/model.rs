@@ -55,7 +55,12 @@ fn promotion_extra(
     let in_scope: Vec<i128> = purchase
         .items
         .iter()
-        .filter(|i| promotion.categories.iter().any(|c| c.as_str() == i.category))
+        .filter(|i| {
+            promotion
+                .categories
+                .iter()
+                .any(|c| c.as_str() == i.category)
+        })
         .map(|i| i128::from(i.unit_minor) * i128::from(i.quantity))
         .collect();
     if !promotion.categories.is_empty() && in_scope.is_empty() {

@@ -295,7 +295,9 @@ impl Op {
             }
             Op::Drain { queue, max } => drain(world, app, *queue, *max).await,
             // An admin whose create timed out tries again, as the console would.
-            Op::CreatePromotion(body) => keyed(|| async { done(app.create_promotion(body).await) }).await,
+            Op::CreatePromotion(body) => {
+                keyed(|| async { done(app.create_promotion(body).await) }).await
+            }
             Op::CancelPromotion { nth } => {
                 let listed = app.list_promotions().await.ok();
                 let ids: Vec<String> = listed
@@ -309,7 +311,9 @@ impl Op {
                 }
             }
             Op::CreateReward(body) => keyed(|| async { done(app.create_reward(body).await) }).await,
-            Op::CreateCampaign(body) => keyed(|| async { done(app.create_campaign(body).await) }).await,
+            Op::CreateCampaign(body) => {
+                keyed(|| async { done(app.create_campaign(body).await) }).await
+            }
             Op::RunSeasons => one(done(app.run_seasons().await)),
             Op::PlanTierReviews => one(done(
                 app.plan_tier_reviews(world.queue(QueueName::TierReview))

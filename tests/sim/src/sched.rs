@@ -205,7 +205,10 @@ fn decide(state: &mut State) {
         }
         state.granted = Some(ticket);
         if std::env::var_os("SIM_TRACE_SCHED").is_some() {
-            eprintln!("      grant {ticket:?} (waiting {:?})", state.waiting.keys().collect::<Vec<_>>());
+            eprintln!(
+                "      grant {ticket:?} (waiting {:?})",
+                state.waiting.keys().collect::<Vec<_>>()
+            );
         }
         waker.wake();
         return;

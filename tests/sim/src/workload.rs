@@ -78,9 +78,20 @@ pub struct Shape {
 }
 
 const CATEGORIES: [&str; 7] = [
-    "coffee", "bakery", "merch", "gift_card", "books", "tax", "produce",
+    "coffee",
+    "bakery",
+    "merch",
+    "gift_card",
+    "books",
+    "tax",
+    "produce",
 ];
-const ACTIONS: [&str; 4] = ["review", "social_share", "profile_completed", "event_attended"];
+const ACTIONS: [&str; 4] = [
+    "review",
+    "social_share",
+    "profile_completed",
+    "event_attended",
+];
 const REWARDS: [&str; 6] = [
     "free-coffee",
     "five-off",
@@ -166,7 +177,9 @@ impl Gen {
                 break;
             }
             let quantity = self.rng.random_range(1..4u32);
-            let unit = self.rng.random_range(50..=(left / i64::from(quantity)).max(50));
+            let unit = self
+                .rng
+                .random_range(50..=(left / i64::from(quantity)).max(50));
             if unit * i64::from(quantity) > left {
                 break;
             }
@@ -362,12 +375,16 @@ impl Gen {
         let name = self.id("promo");
         let mut body = json!({ "name": name, "starts_at": starts, "ends_at": ends });
         if self.chance(50) {
-            body["multiplier"] = json!(*[1.5, 2.0, 3.0, 1.25].choose(&mut self.rng).unwrap_or(&2.0));
+            body["multiplier"] =
+                json!(*[1.5, 2.0, 3.0, 1.25].choose(&mut self.rng).unwrap_or(&2.0));
         } else {
             body["bonus_points"] = json!(self.rng.random_range(1..400));
         }
         if self.chance(35) {
-            let category = CATEGORIES.choose(&mut self.rng).copied().unwrap_or("coffee");
+            let category = CATEGORIES
+                .choose(&mut self.rng)
+                .copied()
+                .unwrap_or("coffee");
             body["categories"] = json!([category]);
         }
         if self.chance(20) {
@@ -412,12 +429,14 @@ impl Gen {
                         json!({ "member_ids": ids })
                     }
                     1 => {
-                        let tier = ["bronze", "silver", "gold"].choose(&mut self.rng).copied()?;
+                        let tier = ["bronze", "silver", "gold"]
+                            .choose(&mut self.rng)
+                            .copied()?;
                         json!({ "tier": tier })
                     }
                     _ => {
-                        let from = (self.now - Duration::days(self.rng.random_range(0..10)))
-                            .date_naive();
+                        let from =
+                            (self.now - Duration::days(self.rng.random_range(0..10))).date_naive();
                         json!({ "enrolled_between": [from, self.now.date_naive()] })
                     }
                 };
@@ -523,4 +542,3 @@ pub fn generate(seed: u64, shape: Shape, abuse: Abuse) -> Vec<Step> {
     }
     steps
 }
-

@@ -107,7 +107,10 @@ impl<S: Store> World<S> {
     pub async fn advance(&self, by: chrono::Duration) {
         self.clock.advance(by);
         if self.paused {
-            let age = by.to_std().unwrap_or_default().min(Duration::from_secs(86_400));
+            let age = by
+                .to_std()
+                .unwrap_or_default()
+                .min(Duration::from_secs(86_400));
             tokio::time::advance(age).await;
         }
     }

@@ -82,8 +82,10 @@ async fn seed_61_a_grant_redelivered_after_the_budget_ran_out_counts_each_member
         .with_campaign_dispatch(dispatch.clone());
     enrol(&app, "only").await;
     let campaign = app
-        .create_campaign(&json!({ "name": "Thanks", "points": 32, "budget_points": 32,
-            "audience": { "member_ids": ["only"] }, "reason": "goodwill" }))
+        .create_campaign(
+            &json!({ "name": "Thanks", "points": 32, "budget_points": 32,
+            "audience": { "member_ids": ["only"] }, "reason": "goodwill" }),
+        )
         .await
         .expect("created");
     let grants = MemoryQueue::default();

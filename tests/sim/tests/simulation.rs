@@ -19,11 +19,12 @@ fn run_seeds(seeds: std::ops::Range<u64>) {
             Err(failure) => panic!("{failure}"),
         }
     }
-    assert!(priced > 0, "the model priced no accrual: the workload does not reach the ledger");
-    assert!(faults.total() > 0, "no fault was injected");
-    println!(
-        "seeds {seeds:?}: {steps} steps, {priced} accruals priced, faults {faults:?}"
+    assert!(
+        priced > 0,
+        "the model priced no accrual: the workload does not reach the ledger"
     );
+    assert!(faults.total() > 0, "no fault was injected");
+    println!("seeds {seeds:?}: {steps} steps, {priced} accruals priced, faults {faults:?}");
 }
 
 #[test]
