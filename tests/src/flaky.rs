@@ -52,6 +52,9 @@ impl<S: MemberStore> MemberStore for Flaky<S> {
     async fn member(&self, id: &MemberId) -> Result<Option<Member>, StoreError> {
         self.inner.member(id).await
     }
+    async fn members(&self, ids: &[MemberId]) -> Result<Vec<Member>, StoreError> {
+        self.inner.members(ids).await
+    }
     async fn snapshot(
         &self,
         id: &MemberId,

@@ -2,6 +2,7 @@
 //! uniquely, so tests run in parallel), the app wired to it, and API Gateway v2 events built from
 //! the fixtures that ship with `aws_lambda_events`.
 
+pub mod abuse;
 pub mod events;
 pub mod flaky;
 

@@ -10,7 +10,7 @@ use loyalty_core::service::AppConfig;
 use loyalty_core::App;
 use loyalty_dynamo::DynamoStore;
 use loyalty_http::{handle, Function};
-use loyalty_tests::events::{json_of, ApiRequest};
+use loyalty_tests::events::{error_code, json_of, ApiRequest};
 use loyalty_tests::*;
 use serde_json::{json, Value};
 
@@ -55,7 +55,9 @@ async fn create(app: &App<DynamoStore>, body: Value) -> String {
     let response = handle(
         app,
         Function::Rewards,
-        ApiRequest::post("/v1/admin/campaigns", body).request(),
+        ApiRequest::post("/v1/admin/campaigns", body)
+            .key(&unique("campaign"))
+            .request(),
     )
     .await;
     assert_eq!(response.status(), 202, "{}", json_of(&response));
@@ -302,4 +304,54 @@ async fn a_poison_message_is_retried_then_counted_as_failed_and_cancel_stops_gra
     )
     .await;
     assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn a_campaign_create_needs_a_key_and_its_retry_answers_the_first_response() {
+    let c = campaign_app().await;
+    let members = enrol_many(&c.app, "keyed", 2).await;
+    let body = json!({ "name": "Keyed", "points": 5, "audience": { "member_ids": members }, "reason": "retry" });
+    let send = |key: Option<&str>, body: Value| {
+        let mut request = ApiRequest::post("/v1/admin/campaigns", body);
+        if let Some(key) = key {
+            request = request.key(key);
+        }
+        handle(&c.app, Function::Rewards, request.request())
+    };
+    let missing = send(None, body.clone()).await;
+    assert_eq!(missing.status(), 400);
+    assert_eq!(error_code(&missing), "missing_idempotency_key");
+
+    let first = send(Some("create-once"), body.clone()).await;
+    assert_eq!(first.status(), 202, "{}", json_of(&first));
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let again = send(Some("create-once"), body.clone()).await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(
+        again
+            .headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    assert_eq!(
+        json_of(&again),
+        json_of(&first),
+        "the first response, again"
+    );
+    let mut other = body.clone();
+    other["points"] = json!(6);
+    let reused = send(Some("create-once"), other).await;
+    assert_eq!(reused.status(), 422);
+    assert_eq!(error_code(&reused), "idempotency_key_reused");
+    // One campaign: the first dispatch step was sent once per attempt that found it undispatched.
+    let id = json_of(&first)["campaign_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(c
+        .dispatch
+        .sent()
+        .iter()
+        .all(|m| m.contains(&format!("\"campaign_id\":\"{id}\""))));
 }

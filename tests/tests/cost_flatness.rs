@@ -76,3 +76,51 @@ async fn accrue_and_redeem_cost_the_same_at_entry_10_and_entry_400() {
     assert_eq!(redemption.round_trips, 2);
     println!("accrual: {accrual:?}; redemption: {redemption:?}");
 }
+
+/// The campaign worker reads a message's members with one `BatchGetItem`: a 25-member message is
+/// the campaign read, the member read and the transaction (it was 27 with one `GetItem` each).
+#[tokio::test]
+async fn a_25_member_grant_message_costs_three_round_trips() {
+    let config = AppConfig {
+        program_cache_ttl: Duration::from_secs(3600),
+        ..AppConfig::default()
+    };
+    let store = dynamo_store().await;
+    let app = loyalty_core::App::new(store.clone(), Arc::new(SystemClock), config)
+        .with_campaign_dispatch(Arc::new(loyalty_core::events::MemoryQueue::default()));
+    let mut members = Vec::new();
+    for i in 0..25 {
+        members.push(enrol(&app, &format!("grant-{i}")).await.to_string());
+    }
+    let created = app
+        .create_campaign(
+            key("round-trips"),
+            &json!({ "name": "Round trips", "points": 5, "audience": { "member_ids": members }, "reason": "cost" }),
+        )
+        .await
+        .expect("campaign created");
+    let campaign_id = body(&created)["campaign_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let _ = app.program().await;
+    let message = loyalty_core::campaigns::GrantMessage {
+        campaign_id,
+        member_ids: members.clone(),
+    };
+    let cost = measured(&store, async {
+        app.grant_campaign(&message, false).await.expect("granted");
+    })
+    .await;
+    println!("25-member grant message: {cost:?}");
+    assert_eq!(cost.round_trips, 3, "{cost:?}");
+    for member in &members {
+        assert_eq!(
+            member_state(&app, &member_id(member))
+                .await
+                .balance
+                .available,
+            105
+        );
+    }
+}

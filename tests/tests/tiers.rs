@@ -271,7 +271,8 @@ async fn the_nightly_run_touches_only_the_members_that_are_due() {
                     let member = enrol(&app, id).await;
                     // Every tenth member reaches silver today.
                     if i % 10 == 0 {
-                        accrue(&app, &member, "k", purchase("o", 60_000))
+                        // An order earns once per program: each member's has its own id.
+                        accrue(&app, &member, "k", purchase(&format!("o-{id}"), 60_000))
                             .await
                             .expect("accrued");
                     }

@@ -58,6 +58,71 @@ pub struct Counters {
     pub points_granted: Points,
 }
 
+fn overflow(counter: &str) -> ApiError {
+    ApiError::new(
+        crate::error::ErrorCode::CounterOverflow,
+        format!("the campaign's {counter} counter would overflow"),
+    )
+}
+
+impl Counters {
+    /// Counts `members` more grants worth `points` in all.
+    pub fn add_grants(&mut self, members: u64, points: Points) -> Result<(), ApiError> {
+        self.granted = self
+            .granted
+            .checked_add(members)
+            .ok_or_else(|| overflow("granted"))?;
+        self.points_granted = self
+            .points_granted
+            .checked_add(points)
+            .ok_or_else(|| overflow("points_granted"))?;
+        Ok(())
+    }
+
+    pub fn add_targeted(&mut self, members: u64) -> Result<(), ApiError> {
+        self.targeted = self
+            .targeted
+            .checked_add(members)
+            .ok_or_else(|| overflow("targeted"))?;
+        Ok(())
+    }
+
+    pub fn add_skipped(&mut self) -> Result<(), ApiError> {
+        self.skipped = self
+            .skipped
+            .checked_add(1)
+            .ok_or_else(|| overflow("skipped"))?;
+        Ok(())
+    }
+
+    pub fn add_failed(&mut self) -> Result<(), ApiError> {
+        self.failed = self
+            .failed
+            .checked_add(1)
+            .ok_or_else(|| overflow("failed"))?;
+        Ok(())
+    }
+}
+
+impl Campaign {
+    /// Points `members` grants cost, and whether they fit what is left of the budget.
+    pub fn cost_of(&self, members: usize) -> Result<(Points, bool), ApiError> {
+        let cost = Points::try_from(members)
+            .ok()
+            .and_then(|n| self.points.checked_mul(n))
+            .ok_or_else(|| overflow("points_granted"))?;
+        let fits = match self.budget_points {
+            None => true,
+            Some(budget) => self
+                .counters
+                .points_granted
+                .checked_add(cost)
+                .is_some_and(|total| total <= budget),
+        };
+        Ok((cost, fits))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Campaign {
     pub campaign_id: String,
@@ -179,6 +244,36 @@ mod tests {
         ] {
             assert_eq!(serde_json::from_str::<Audience>(raw).is_ok(), ok, "{raw}");
         }
+    }
+
+    #[test]
+    fn counters_and_costs_refuse_to_overflow_instead_of_wrapping() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 22, 0, 0, 0)
+            .single()
+            .expect("date");
+        let request: CampaignRequest = serde_json::from_str(
+            r#"{"name":"x","points":10000000,"audience":{"tier":"gold"},"budget_points":5,"reason":"r"}"#,
+        )
+        .expect("shape");
+        let mut campaign = request.into_campaign("c".into(), now).expect("valid");
+        assert_eq!(campaign.cost_of(1).expect("fits i64"), (10_000_000, false));
+        assert_eq!(
+            campaign.cost_of(usize::MAX).expect_err("overflow").code,
+            crate::error::ErrorCode::CounterOverflow
+        );
+        campaign.counters.points_granted = Points::MAX;
+        campaign.budget_points = None;
+        assert!(campaign.cost_of(1).expect("no budget").1);
+        assert!(campaign.counters.add_grants(1, 1).is_err());
+        campaign.counters.granted = u64::MAX;
+        campaign.counters.points_granted = 0;
+        assert!(campaign.counters.add_grants(1, 1).is_err());
+        assert_eq!(
+            campaign.counters.granted,
+            u64::MAX,
+            "unchanged by a refusal"
+        );
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub enum ErrorCode {
     DuplicateAction,
     UnknownAction,
     ActionLimitReached,
+    /// `occurred_at` is older than the program's lateness window, or before the member enrolled.
+    OccurredAtOutOfRange,
+    /// A promotion whose window is already over cannot be created.
+    PromotionAlreadyEnded,
+    /// A counter (stock, uses, campaign totals, qualifying days) would pass its largest value.
+    CounterOverflow,
     CurrencyMismatch,
     InvalidProgram,
     ProgramNotConfigured,
@@ -63,6 +69,9 @@ impl ErrorCode {
             Self::DuplicateAction => "duplicate_action",
             Self::UnknownAction => "unknown_action",
             Self::ActionLimitReached => "action_limit_reached",
+            Self::OccurredAtOutOfRange => "occurred_at_out_of_range",
+            Self::PromotionAlreadyEnded => "promotion_already_ended",
+            Self::CounterOverflow => "counter_overflow",
             Self::CurrencyMismatch => "currency_mismatch",
             Self::InvalidProgram => "invalid_program",
             Self::ProgramNotConfigured => "program_not_configured",
@@ -102,6 +111,9 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::IdempotencyKeyReused
+            | Self::OccurredAtOutOfRange
+            | Self::PromotionAlreadyEnded
+            | Self::CounterOverflow
             | Self::UnknownAction
             | Self::CurrencyMismatch
             | Self::InvalidProgram => 422,

@@ -17,6 +17,10 @@ pub enum Operation {
     Accrual,
     Redemption,
     Subscription,
+    Enrolment,
+    Campaign,
+    Promotion,
+    Reward,
 }
 
 impl Operation {
@@ -25,8 +29,25 @@ impl Operation {
             Self::Accrual => "accrual",
             Self::Redemption => "redemption",
             Self::Subscription => "subscription",
+            Self::Enrolment => "enrolment",
+            Self::Campaign => "campaign",
+            Self::Promotion => "promotion",
+            Self::Reward => "reward",
         }
     }
+}
+
+/// An id derived from an operation's Idempotency-Key: `prefix` then 24 hex digits of a hash,
+/// so a retried create can only ever name the thing the first attempt created.
+pub fn derived_id(prefix: &str, operation: Operation, key: &IdempotencyKey) -> String {
+    let digest = Sha256::digest(format!("{}\n{}", operation.as_str(), key.as_str()).as_bytes());
+    digest
+        .iter()
+        .take(12)
+        .fold(String::from(prefix), |mut id, byte| {
+            let _ = write!(id, "{byte:02x}");
+            id
+        })
 }
 
 /// Where a key lives: keys are scoped to a member and an operation, as a client retries one

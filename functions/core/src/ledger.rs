@@ -81,6 +81,18 @@ impl Source {
     }
 }
 
+impl Source {
+    /// The key that must be unique across the whole program, not just within one member's
+    /// ledger: an order earns once, whichever member it is sent for. Stores hold a program-wide
+    /// guard on it, written under `attribute_not_exists` in the same transaction as the entry.
+    pub fn program_key(&self) -> Option<String> {
+        match self {
+            Self::Order { order_id, .. } => Some(format!("order:{order_id}")),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     pub entry_id: String,

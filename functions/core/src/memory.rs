@@ -23,6 +23,8 @@ struct State {
     /// Per member, entries by sequence number.
     ledgers: HashMap<MemberId, BTreeMap<u64, LedgerEntry>>,
     entry_ids: HashMap<(MemberId, String), u64>,
+    /// Program-wide business keys (an order earns once per program), and who holds each.
+    program_keys: HashMap<String, MemberId>,
     idempotency: HashMap<(MemberId, String), IdempotencyRecord>,
     referral_codes: HashMap<String, MemberId>,
     stock_used: HashMap<RewardId, u32>,
@@ -64,6 +66,14 @@ impl MemberStore for MemoryStore {
         Ok(self.state().members.get(id).cloned())
     }
 
+    async fn members(&self, ids: &[MemberId]) -> Result<Vec<Member>, StoreError> {
+        let state = self.state();
+        Ok(ids
+            .iter()
+            .filter_map(|id| state.members.get(id).cloned())
+            .collect())
+    }
+
     async fn snapshot(
         &self,
         id: &MemberId,
@@ -73,6 +83,7 @@ impl MemberStore for MemoryStore {
         Ok(Snapshot {
             member: state.members.get(id).cloned(),
             replay: scope.and_then(|s| state.idempotency.get(&(id.clone(), scope_key(s))).cloned()),
+            program_version: state.programs.last().map(|p| p.version),
         })
     }
 
@@ -158,6 +169,12 @@ impl State {
             {
                 return Err(CommitError::DuplicateEntry);
             }
+            // Held by any member: the same answer as the member's own guard, naming no one.
+            if let Some(key) = entry.source.program_key() {
+                if self.program_keys.contains_key(&key) {
+                    return Err(CommitError::DuplicateEntry);
+                }
+            }
         }
         if commit.claim_referral_code
             && self
@@ -167,6 +184,7 @@ impl State {
             return Err(CommitError::ReferralCodeTaken);
         }
         if let Some(claim) = &commit.stock {
+            // `used < stock <= u32::MAX`, so the increment in `apply` cannot wrap.
             if self.stock_used.get(&claim.reward_id).copied().unwrap_or(0) >= claim.stock {
                 return Err(CommitError::OutOfStock);
             }
@@ -177,7 +195,8 @@ impl State {
     fn apply(&mut self, commit: Commit) {
         let id = commit.member.member_id.clone();
         if let Some(claim) = commit.stock {
-            *self.stock_used.entry(claim.reward_id).or_default() += 1;
+            let used = self.stock_used.entry(claim.reward_id).or_default();
+            *used = used.saturating_add(1);
         }
         if commit.claim_referral_code {
             self.referral_codes
@@ -194,6 +213,9 @@ impl State {
                 .push(change);
         }
         if let Some(entry) = commit.entry {
+            if let Some(key) = entry.source.program_key() {
+                self.program_keys.insert(key, id.clone());
+            }
             self.entry_ids
                 .insert((id.clone(), entry.entry_id.clone()), entry.seq);
             self.ledgers

@@ -26,6 +26,10 @@ pub struct StoreError(pub String);
 pub struct Snapshot {
     pub member: Option<Member>,
     pub replay: Option<IdempotencyRecord>,
+    /// The active program's version as the store stamps it, read in the same round trip (see
+    /// `App::program_at_least`): a function whose cached program is older refreshes it, so an
+    /// admin change is seen by the next request. `None` when the store keeps no stamp.
+    pub program_version: Option<u64>,
 }
 
 /// One reward unit taken from a limited stock.
@@ -79,6 +83,15 @@ pub enum CommitError {
 pub trait MemberStore: Send + Sync {
     /// The member, read strongly consistently.
     async fn member(&self, id: &MemberId) -> Result<Option<Member>, StoreError>;
+    /// The members of `ids` that exist, strongly consistent. Adapters read them in as few round
+    /// trips as they can (DynamoDB: one `BatchGetItem` per 100); this default reads one by one.
+    async fn members(&self, ids: &[MemberId]) -> Result<Vec<Member>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.extend(self.member(id).await?);
+        }
+        Ok(found)
+    }
     /// The member and the idempotency record for `scope`, strongly consistent, one round trip.
     async fn snapshot(
         &self,

@@ -20,6 +20,9 @@ pub enum Role {
     UpdateMember,
     LedgerEntry,
     EntryGuard,
+    /// The program-wide guard of a business key (an order): held by another member, or by this
+    /// one; either way the entry is a duplicate.
+    ProgramKey,
     Idempotency,
     ReferralCode,
     Stock,
@@ -64,6 +67,14 @@ impl DynamoStore {
             let mut guard = key(member_pk.clone(), keys::entry_guard_sk(&entry.entry_id));
             guard.insert("seq".to_owned(), n(entry.seq));
             writes.push((Role::EntryGuard, put(table, guard, NEW_ITEM)?));
+            if let Some(unique) = entry.source.program_key() {
+                let mut item = key(keys::unique_pk(&unique), keys::UNIQUE_SK);
+                item.insert(
+                    "member_id".to_owned(),
+                    items::s(commit.member.member_id.as_str()),
+                );
+                writes.push((Role::ProgramKey, put(table, item, NEW_ITEM)?));
+            }
         }
         if let Some(record) = &commit.idempotency {
             writes.push((
@@ -186,7 +197,7 @@ pub fn classify_cancellation(reasons: &[CancellationReason], roles: &[Role]) -> 
         CommitError::IdempotencyKeyTaken
     } else if failed(Role::CreateMember) {
         CommitError::MemberExists
-    } else if failed(Role::EntryGuard) {
+    } else if failed(Role::EntryGuard) || failed(Role::ProgramKey) {
         CommitError::DuplicateEntry
     } else if failed(Role::ReferralCode) {
         CommitError::ReferralCodeTaken
@@ -258,6 +269,22 @@ mod tests {
                 "None",
             ]),
             &ACCRUAL,
+        );
+        assert!(matches!(error, CommitError::DuplicateEntry));
+    }
+
+    #[test]
+    fn an_order_held_by_another_member_is_a_duplicate_that_names_no_one() {
+        let roles = [
+            Role::UpdateMember,
+            Role::LedgerEntry,
+            Role::EntryGuard,
+            Role::ProgramKey,
+            Role::Idempotency,
+        ];
+        let error = classify_cancellation(
+            &reasons(&["None", "None", "None", "ConditionalCheckFailed", "None"]),
+            &roles,
         );
         assert!(matches!(error, CommitError::DuplicateEntry));
     }

@@ -11,6 +11,8 @@
 //! | program (active)    | `PROGRAM`         | `ACTIVE`                    |
 //! | program (history)   | `PROGRAM`         | `VERSION#<version, 10 d.>`  |
 //! | reward stock        | `REWARD#<id>`     | `STOCK`                     |
+//! | program-wide key    | `UNIQUE#<key>`    | `UNIQUE`                    |
+//! | program version stamp | `PROGRAM#STAMP#<shard>` | `STAMP`               |
 //!
 //! | tier change         | `MEMBER#<id>`     | `TIER#<evaluated at, ms>`   |
 //!
@@ -72,6 +74,24 @@ pub fn stock_pk(reward: &RewardId) -> String {
 }
 
 pub const STOCK_SK: &str = "STOCK";
+
+/// A business key unique across the program (an order earns once, whichever member).
+pub fn unique_pk(key: &str) -> String {
+    format!("UNIQUE#{key}")
+}
+
+pub const UNIQUE_SK: &str = "UNIQUE";
+
+/// Copies of the active program version, one per shard: every keyed member read fetches its
+/// shard's copy in the same `BatchGetItem`, so a function learns of a newer program (or a new
+/// promotion) on the next request without a global hot item.
+pub const STAMP_SHARDS: u32 = 16;
+
+pub fn stamp_pk(shard: u32) -> String {
+    format!("PROGRAM#STAMP#{shard:02}")
+}
+
+pub const STAMP_SK: &str = "STAMP";
 
 /// GSI3 (keys only): members by tier, spread over shards, for campaign audiences.
 pub fn tier_gsi3pk(tier: &str, shard: u32) -> String {

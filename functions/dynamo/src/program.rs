@@ -51,11 +51,24 @@ impl ProgramStore for DynamoStore {
             1 => self.program_put(active, "attribute_not_exists(pk)", None)?,
             version => self.program_put(active, "version = :previous", Some(version - 1))?,
         };
-        let result = self
+        let mut request = self
             .client
             .transact_write_items()
             .transact_items(self.program_put(history, "attribute_not_exists(pk)", None)?)
-            .transact_items(pointer)
+            .transact_items(pointer);
+        // The version stamps move with the pointer (see `keys::stamp_pk`); the pointer's
+        // condition already makes publishes sequential, so they need none of their own.
+        for shard in 0..keys::STAMP_SHARDS {
+            let mut stamp = key(keys::stamp_pk(shard), keys::STAMP_SK);
+            stamp.insert("version".to_owned(), n(program.version));
+            let put = Put::builder()
+                .table_name(&*self.table)
+                .set_item(Some(stamp))
+                .build()
+                .map_err(|e| StoreError(format!("build put: {e}")))?;
+            request = request.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        let result = request
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;

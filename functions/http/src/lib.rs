@@ -56,11 +56,17 @@ fn respond(status: u16, body: &Value) -> Response<Body> {
 }
 
 fn outcome(outcome: Outcome) -> Response<Body> {
+    outcome_with(outcome, 201)
+}
+
+/// A keyed write's response; `created` is the status of a write that happened (201, or 202
+/// for work accepted to run later), and a replay answers with the same status.
+fn outcome_with(outcome: Outcome, created: u16) -> Response<Body> {
     match outcome {
-        Outcome::Created(body) => respond(201, &body),
+        Outcome::Created(body) => respond(created, &body),
         Outcome::Simulated(body) => respond(200, &body),
         Outcome::Replayed(body) => {
-            let mut response = respond(201, &body);
+            let mut response = respond(created, &body);
             response
                 .headers_mut()
                 .insert(REPLAYED_HEADER, http::HeaderValue::from_static("true"));
@@ -127,9 +133,10 @@ async fn dispatch<S: Store>(
     match route {
         Route::Enrol => {
             query(request, &[])?;
+            let key = idempotency_key(request)?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            let member = app.enrol(loyalty_core::service::parse_body(&body)?).await?;
-            Ok(respond(201, &to_json(&member)?))
+            let enrolment = loyalty_core::service::parse_body(&body)?;
+            Ok(outcome(app.enrol_with_key(enrolment, key).await?))
         }
         Route::GetMember(id) => {
             query(request, &[])?;
@@ -237,8 +244,9 @@ async fn dispatch<S: Store>(
         }
         Route::CreatePromotion => {
             query(request, &[])?;
+            let key = idempotency_key(request)?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(respond(201, &to_json(&app.create_promotion(&body).await?)?))
+            Ok(outcome(app.create_promotion(key, &body).await?))
         }
         Route::ListPromotions => {
             query(request, &[])?;
@@ -250,12 +258,9 @@ async fn dispatch<S: Store>(
         }
         Route::CreateCampaign => {
             query(request, &[])?;
+            let key = idempotency_key(request)?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            let campaign = app.create_campaign(&body).await?;
-            Ok(respond(
-                202,
-                &json!({ "campaign_id": campaign.campaign_id, "status": campaign.status }),
-            ))
+            Ok(outcome_with(app.create_campaign(key, &body).await?, 202))
         }
         Route::GetCampaign(id) => {
             query(request, &[])?;
@@ -272,8 +277,9 @@ async fn dispatch<S: Store>(
         }
         Route::CreateReward => {
             query(request, &[])?;
+            let key = idempotency_key(request)?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(respond(201, &to_json(&app.create_reward(&body).await?)?))
+            Ok(outcome(app.create_reward(key, &body).await?))
         }
         Route::GetProgram => {
             query(request, &[])?;

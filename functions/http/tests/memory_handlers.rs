@@ -112,3 +112,60 @@ async fn enrol_accrue_and_replay_without_aws() {
     .await;
     assert_eq!(json_of(&read)["balance"]["available"], 119);
 }
+
+#[tokio::test]
+async fn keyed_creates_answer_their_first_response_again_with_the_replay_header() {
+    let app = Arc::new(App::new(
+        MemoryStore::new(),
+        Arc::new(SystemClock),
+        AppConfig::default(),
+    ));
+    let promotion = json!({
+        "name": "Bonus", "bonus_points": 10,
+        "starts_at": "2000-01-01T00:00:00Z", "ends_at": "2100-01-01T00:00:00Z",
+    });
+    let reward =
+        json!({ "reward_id": "mug", "name": "Mug", "kind": "merchandise", "points_cost": 100 });
+    for (function, path, body) in [
+        (
+            Function::Members,
+            "/v1/members",
+            json!({ "email": "ada@example.com" }),
+        ),
+        (Function::Rewards, "/v1/admin/promotions", promotion),
+        (Function::Rewards, "/v1/admin/rewards", reward),
+    ] {
+        let send = |body: Value| {
+            handle(
+                &app,
+                function,
+                event(Method::POST, path, Some("create-1"), Some(body)),
+            )
+        };
+        let first = send(body.clone()).await;
+        assert_eq!(first.status(), 201, "{path}: {}", json_of(&first));
+        assert!(!first.headers().contains_key(REPLAYED_HEADER), "{path}");
+        let commits = app.store().commits();
+        let again = send(body.clone()).await;
+        assert_eq!(again.status(), 201, "{path}");
+        assert_eq!(
+            again
+                .headers()
+                .get(REPLAYED_HEADER)
+                .and_then(|v| v.to_str().ok()),
+            Some("true"),
+            "{path}"
+        );
+        assert_eq!(json_of(&again), json_of(&first), "{path}");
+        assert_eq!(
+            app.store().commits(),
+            commits,
+            "{path}: a replay writes nothing"
+        );
+        let mut other = body.clone();
+        other["name"] = json!("Something else");
+        let reused = send(other).await;
+        assert_eq!(reused.status(), 422, "{path}");
+        assert_eq!(json_of(&reused)["error"]["code"], "idempotency_key_reused");
+    }
+}

@@ -987,7 +987,8 @@ is a real evaluation, not the same-day no-op); distinct members.
 - *campaign grant*: campaigns created with `App::create_campaign` (dispatch queue in memory), then \
 `grant_campaign` with a `GrantMessage` of 25 members — one `TransactWriteItems` for the 25 members and the \
 campaign's counters (76 items: member, ledger entry and entry guard per member + the campaign record), after \
-one read of the campaign and 25 member reads (one `GetItem` each, sequential: 27 round trips per message). Units \
+one read of the campaign and one `BatchGetItem` of the 25 members: 3 round trips per message (it was 27 \
+with one `GetItem` per member before issue 12). Units \
 are divided by 25; the latency columns are of the whole 25-member message. A tenth as many messages as the \
 other operations have calls (20 messages, 500 members, in a full run). Every member's balance is checked \
 afterwards. **DynamoDB Local reports far fewer WRU for this 76-item transaction than its items** (the Local \
@@ -1005,7 +1006,7 @@ a payment-provider round trip and its fee).
 const EXPLANATION: &str = "\
 ### Why an accrual costs what it costs
 
-An accrual is one `TransactWriteItems` of four puts, each item ≤ 1 KB:
+An accrual of a purchase is one `TransactWriteItems` of five puts (an action's, four), each item ≤ 1 KB:
 
 | write | condition |
 |---|---|
@@ -1013,9 +1014,12 @@ An accrual is one `TransactWriteItems` of four puts, each item ≤ 1 KB:
 | ledger entry `LEDGER#<seq>` | `attribute_not_exists` |
 | entry guard `ENTRY#order:<order_id>` (an order earns once) | `attribute_not_exists` |
 | idempotency record `IDEM#accrual#<key>` (a retry gets the first response) | `attribute_not_exists` |
+| program-wide guard `UNIQUE#order:<order_id>` (an order earns once per program, whichever member) | `attribute_not_exists` |
 
-A standard write of an item up to 1 KB is 1 WRU; a transactional write costs double, so 4 items × 2 = **8 WRU**. \
-The read before it is one strongly consistent `BatchGetItem` of two keys under 4 KB: 1 RRU each, **2 RRU** \
+A standard write of an item up to 1 KB is 1 WRU; a transactional write costs double, so 5 items × 2 = **10 WRU** \
+(8 for an action, which has no program-wide guard). \
+The read before it is one strongly consistent `BatchGetItem` of three keys under 4 KB (member, idempotency \
+record, the member's shard of the program version stamp): 1 RRU each, **3 RRU** \
 (a key that is not there, as the idempotency record usually is not, is still charged the minimum 1 RRU). A redemption is the same shape (plus a stock counter update, another 2 WRU, for limited rewards). None of \
 the items grows with history: the member item holds balances and counters, never the list of orders; each ledger \
 entry is its own item keyed by sequence number. That is why the units are identical at 10 and at 10,000 entries, \

@@ -152,17 +152,27 @@ async fn campaign_grant(bench: &Bench, messages: usize) -> Sequential {
         for member in &members {
             enrol(&app, member, None, None).await;
         }
-        let campaign = app
-            .create_campaign(&json!({
-                "name": format!("bench campaign {m}"),
-                "points": 50,
-                "audience": { "member_ids": members },
-                "reason": "benchmark",
-            }))
+        let key = IdempotencyKey::parse(&format!("bench-campaign-{m}")).expect("key");
+        let created = app
+            .create_campaign(
+                Some(key),
+                &json!({
+                    "name": format!("bench campaign {m}"),
+                    "points": 50,
+                    "audience": { "member_ids": members },
+                    "reason": "benchmark",
+                }),
+            )
             .await
             .expect("campaign created");
+        let (loyalty_core::service::Outcome::Created(response)
+        | loyalty_core::service::Outcome::Replayed(response)
+        | loyalty_core::service::Outcome::Simulated(response)) = created;
         plan.push(GrantMessage {
-            campaign_id: campaign.campaign_id.clone(),
+            campaign_id: response["campaign_id"]
+                .as_str()
+                .expect("campaign id")
+                .to_owned(),
             member_ids: members,
         });
     }

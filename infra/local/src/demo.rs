@@ -144,11 +144,16 @@ impl Demo {
             json!({"kind": "purchase", "order_id": order, "amount": {"minor": minor, "currency": "USD"},
                    "items": [{"sku": "LATTE", "category": "coffee", "amount": {"minor": 450, "currency": "USD"}, "quantity": 2}]})
         };
+        // Order ids are unique per program (an order earns once, whichever member), so each run
+        // of the demo uses its own.
+        let order_id = |n: u32| format!("order-{n}-{}", self.run_id);
+        let first_order = order_id(1);
         for (member, order, minor) in [
-            (&alice, "order-1", 5250),
-            (&alice, "order-2", 12000),
-            (&bob, "order-3", 2599),
+            (&alice, order_id(1), 5250),
+            (&alice, order_id(2), 12000),
+            (&bob, order_id(3), 2599),
         ] {
+            let order = order.as_str();
             let path = format!("/v1/members/{member}/accruals");
             let body = self
                 .expect(
@@ -172,8 +177,8 @@ impl Demo {
             .request(
                 "POST",
                 &path,
-                Some("order-1"),
-                Some(purchase("order-1", 5250)),
+                Some(first_order.as_str()),
+                Some(purchase(&first_order, 5250)),
             )
             .await?;
         println!(
@@ -492,8 +497,9 @@ impl Demo {
     /// A bonus campaign flows API → dispatcher queue → grant queue → worker.
     pub async fn campaign(&self) -> Result<(), String> {
         let members = [self.member("alice"), self.member("bob")];
+        let key = format!("demo-campaign-{}", self.run_id);
         let created = self
-            .expect(202, "POST", "/v1/admin/campaigns", None, Some(json!({
+            .expect(202, "POST", "/v1/admin/campaigns", Some(&key), Some(json!({
                 "name": "Demo thank-you", "points": 75, "audience": { "member_ids": members }, "reason": "Thanks for trying the demo",
             })))
             .await?;

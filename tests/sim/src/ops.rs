@@ -296,7 +296,8 @@ impl Op {
             Op::Drain { queue, max } => drain(world, app, *queue, *max).await,
             // An admin whose create timed out tries again, as the console would.
             Op::CreatePromotion(body) => {
-                keyed(|| async { done(app.create_promotion(body).await) }).await
+                let k = create_key(body, "name");
+                keyed(|| async { reply(app.create_promotion(key(&k), body).await) }).await
             }
             Op::CancelPromotion { nth } => {
                 let listed = app.list_promotions().await.ok();
@@ -310,9 +311,13 @@ impl Op {
                     None => one(Reply::Done(Value::Null)),
                 }
             }
-            Op::CreateReward(body) => keyed(|| async { done(app.create_reward(body).await) }).await,
+            Op::CreateReward(body) => {
+                let k = create_key(body, "reward_id");
+                keyed(|| async { reply(app.create_reward(key(&k), body).await) }).await
+            }
             Op::CreateCampaign(body) => {
-                keyed(|| async { done(app.create_campaign(body).await) }).await
+                let k = create_key(body, "name");
+                keyed(|| async { reply(app.create_campaign(key(&k), body).await) }).await
             }
             Op::RunSeasons => one(done(app.run_seasons().await)),
             Op::PlanTierReviews => one(done(
@@ -328,6 +333,12 @@ impl Op {
             Op::SweepReferrals => one(done(app.sweep_referrals().await)),
         }
     }
+}
+
+/// The `Idempotency-Key` of an admin create: one per thing the admin means to create, reused by
+/// the admin's retries.
+fn create_key(body: &Value, field: &str) -> String {
+    format!("create-{}", body[field].as_str().unwrap_or("unnamed"))
 }
 
 fn one(reply: Reply) -> Answered {

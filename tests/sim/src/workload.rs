@@ -261,7 +261,8 @@ impl Gen {
         ]
         .choose(&mut self.rng)?;
         let items = self.items(amount);
-        let occurred_at = if self.abuse.checkout_referral && self.chance(30) {
+        let just_enrolled = self.now - self.enrolled_at[index] < Duration::minutes(2);
+        let occurred_at = if self.abuse.checkout_referral && just_enrolled && self.chance(60) {
             // Enrolled at the till: the order carries the enrolment's second.
             Some(
                 self.enrolled_at[index]

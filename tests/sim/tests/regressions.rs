@@ -11,7 +11,7 @@ use loyalty_core::commands::EnrolRequest;
 use loyalty_core::events::MemoryQueue;
 use loyalty_core::ids::{IdempotencyKey, MemberId};
 use loyalty_core::memory::MemoryStore;
-use loyalty_core::service::AppConfig;
+use loyalty_core::service::{AppConfig, Outcome};
 use loyalty_core::App;
 use loyalty_sim::{run_seed, Config};
 use serde_json::json;
@@ -81,13 +81,19 @@ async fn seed_61_a_grant_redelivered_after_the_budget_ran_out_counts_each_member
     let app = App::new(MemoryStore::new(), clock, AppConfig::default())
         .with_campaign_dispatch(dispatch.clone());
     enrol(&app, "only").await;
-    let campaign = app
+    let created = app
         .create_campaign(
+            IdempotencyKey::parse("c-61").ok(),
             &json!({ "name": "Thanks", "points": 32, "budget_points": 32,
-            "audience": { "member_ids": ["only"] }, "reason": "goodwill" }),
+                "audience": { "member_ids": ["only"] }, "reason": "goodwill" }),
         )
         .await
         .expect("created");
+    let (Outcome::Created(body) | Outcome::Replayed(body) | Outcome::Simulated(body)) = created;
+    let campaign_id = body["campaign_id"]
+        .as_str()
+        .expect("campaign id")
+        .to_owned();
     let grants = MemoryQueue::default();
     for body in dispatch.take() {
         let step: DispatchMessage = serde_json::from_str(&body).expect("dispatch message");
@@ -102,10 +108,7 @@ async fn seed_61_a_grant_redelivered_after_the_budget_ran_out_counts_each_member
     app.grant_campaign(&message, false)
         .await
         .expect("the redelivery is a no-op");
-    let counted = app
-        .get_campaign(&campaign.campaign_id)
-        .await
-        .expect("campaign");
+    let counted = app.get_campaign(&campaign_id).await.expect("campaign");
     assert_eq!(
         (
             counted.counters.targeted,

@@ -13,10 +13,6 @@ use crate::ledger::BreakdownLine;
 use crate::money::Currency;
 use crate::Points;
 
-/// How many past periods of an action's counter a member keeps. A late event for an older
-/// period still counts against its own period, and the member item stays small.
-const KEPT_PERIODS: usize = 4;
-
 /// One validated item line of an order: `line_minor` is unit price × quantity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PurchaseLine {
@@ -144,6 +140,19 @@ pub fn period_key(per: CapPeriod, at: DateTime<Utc>) -> String {
     }
 }
 
+/// Forgets the counters of periods that ended before `oldest_accepted`, the earliest
+/// `occurred_at` the program still accepts. A counter is dropped only once no accepted event can
+/// fall in its period, so a late event always meets its own period's count, and the member item
+/// stays bounded (one counter per period of the lateness window).
+pub fn forget_periods_before(
+    counts: &mut ActionCounts,
+    per: CapPeriod,
+    oldest_accepted: DateTime<Utc>,
+) {
+    let oldest = period_key(per, oldest_accepted);
+    counts.retain(|key, _| key.as_str() >= oldest.as_str());
+}
+
 /// Points for an action and the member's counters after it, or `action_limit_reached`.
 pub fn evaluate_action(
     rule: &ActionRule,
@@ -166,10 +175,10 @@ pub fn evaluate_action(
                 serde_json::json!({ "action": rule.action, "period": key, "cap": cap.count }),
             ));
         }
-        updated.insert(key, used + 1);
-        while updated.len() > KEPT_PERIODS {
-            updated.pop_first();
-        }
+        let counted = used.checked_add(1).ok_or_else(|| {
+            ApiError::new(ErrorCode::ActionLimitReached, "the action counter is full")
+        })?;
+        updated.insert(key, counted);
     }
     let line = BreakdownLine {
         rule: format!("action:{}", rule.action),
@@ -294,6 +303,38 @@ mod tests {
             evaluate_action(&rule, &counts, nov(2)).is_err(),
             "November stays full"
         );
+    }
+
+    #[test]
+    fn counters_are_forgotten_only_once_no_accepted_event_can_reach_them() {
+        let at = |raw: &str| {
+            DateTime::parse_from_rfc3339(raw)
+                .expect("d")
+                .with_timezone(&Utc)
+        };
+        let mut counts: ActionCounts = [
+            ("2026-10-20".to_owned(), 3),
+            ("2026-10-21".to_owned(), 3),
+            ("2026-11-19".to_owned(), 1),
+        ]
+        .into();
+        forget_periods_before(&mut counts, CapPeriod::Day, at("2026-10-21T12:00:00Z"));
+        assert_eq!(
+            counts.keys().collect::<Vec<_>>(),
+            ["2026-10-21", "2026-11-19"],
+            "the oldest accepted day keeps its counter"
+        );
+        let mut weeks: ActionCounts =
+            [("2026-W43".to_owned(), 2), ("2026-W44".to_owned(), 2)].into();
+        forget_periods_before(&mut weeks, CapPeriod::Week, at("2026-10-26T00:00:00Z"));
+        assert_eq!(weeks.keys().collect::<Vec<_>>(), ["2026-W44"]);
+        let mut lifetime: ActionCounts = [("lifetime".to_owned(), 1)].into();
+        forget_periods_before(
+            &mut lifetime,
+            CapPeriod::Lifetime,
+            at("2030-01-01T00:00:00Z"),
+        );
+        assert_eq!(lifetime.len(), 1, "a lifetime counter is never forgotten");
     }
 
     #[test]

@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use earning::{evaluate_action, evaluate_purchase, period_key, ActionCounts, PurchaseLine};
+pub use earning::{
+    evaluate_action, evaluate_purchase, forget_periods_before, period_key, ActionCounts,
+    PurchaseLine,
+};
 pub use rewards::{Reward, RewardKind};
 
 use crate::error::{ApiError, ErrorCode};
@@ -47,6 +50,33 @@ pub struct ProgramDocument {
     /// Yearly promotions the season schedule opens and closes.
     #[serde(default)]
     pub seasons: Vec<Season>,
+    /// How late an event may be reported: an accrual whose `occurred_at` is older than this many
+    /// days is refused (`occurred_at_out_of_range`). Cap counters and promotion uses are kept at
+    /// least this long, so no accepted late event can find its period's counter forgotten.
+    #[serde(default = "default_late_events_days")]
+    pub late_events_days: u32,
+    /// How long before `enrolled_at` an event may have happened and still count: the order on
+    /// which a member enrols at the till is stamped a moment before the enrolment is recorded.
+    #[serde(default = "default_checkout_grace_seconds")]
+    pub checkout_grace_seconds: u32,
+}
+
+/// Default of [`ProgramDocument::late_events_days`].
+pub const DEFAULT_LATE_EVENTS_DAYS: u32 = 30;
+/// Largest accepted [`ProgramDocument::late_events_days`]: it bounds how many period counters a
+/// member item keeps (a daily cap keeps one per day of the window).
+pub const MAX_LATE_EVENTS_DAYS: u32 = 90;
+/// Default of [`ProgramDocument::checkout_grace_seconds`]: five minutes.
+pub const DEFAULT_CHECKOUT_GRACE_SECONDS: u32 = 300;
+/// Largest accepted [`ProgramDocument::checkout_grace_seconds`]: one hour.
+pub const MAX_CHECKOUT_GRACE_SECONDS: u32 = 3_600;
+
+fn default_late_events_days() -> u32 {
+    DEFAULT_LATE_EVENTS_DAYS
+}
+
+fn default_checkout_grace_seconds() -> u32 {
+    DEFAULT_CHECKOUT_GRACE_SECONDS
 }
 
 /// Points for spend: `points_per_unit` for every `unit_minor` minor units, e.g. 1 point per 100
@@ -113,6 +143,18 @@ pub struct ActiveProgram {
     pub published_at: DateTime<Utc>,
     #[serde(flatten)]
     pub document: ProgramDocument,
+}
+
+impl ProgramDocument {
+    /// How far back an event may be reported.
+    pub fn late_window(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.late_events_days))
+    }
+
+    /// How long before enrolment an event may have happened and still count.
+    pub fn checkout_grace(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::from(self.checkout_grace_seconds))
+    }
 }
 
 impl ActiveProgram {
@@ -191,6 +233,18 @@ impl ProgramDocument {
             }
         }
         check_points("welcome_bonus", self.welcome_bonus, 0)?;
+        if !(1..=MAX_LATE_EVENTS_DAYS).contains(&self.late_events_days) {
+            return Err(invalid(
+                "late_events_days",
+                format!("late_events_days must be 1 to {MAX_LATE_EVENTS_DAYS}"),
+            ));
+        }
+        if self.checkout_grace_seconds > MAX_CHECKOUT_GRACE_SECONDS {
+            return Err(invalid(
+                "checkout_grace_seconds",
+                format!("checkout_grace_seconds must be 0 to {MAX_CHECKOUT_GRACE_SECONDS}"),
+            ));
+        }
         self.referrals
             .validate(self.currency)
             .map_err(|message| invalid("referrals", message))?;

@@ -139,6 +139,13 @@ impl PromotionRequest {
                 ))
             }
         };
+        if self.ends_at <= now {
+            return Err(ApiError::new(
+                crate::error::ErrorCode::PromotionAlreadyEnded,
+                "the promotion's window is already over",
+            )
+            .with_details(serde_json::json!({ "field": "ends_at", "ends_at": self.ends_at })));
+        }
         if self.ends_at <= self.starts_at {
             return Err(ApiError::invalid(
                 "ends_at",
@@ -203,8 +210,10 @@ impl Promotion {
     }
 }
 
-/// How often a member has used a promotion that has a per-member limit. Kept only until the
-/// promotion ends, so the member item does not grow with the years.
+/// How often a member has used a promotion that has a per-member limit. Kept until the promotion
+/// ends plus the program's lateness window — the last moment a purchase from its window can still
+/// be reported — so the limit holds for every accepted purchase, and the member item does not
+/// grow with the years.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromotionUse {
     pub count: u32,
@@ -213,8 +222,14 @@ pub struct PromotionUse {
 
 pub type PromotionUses = std::collections::BTreeMap<String, PromotionUse>;
 
-/// Records one use of `promotion` (if it has a limit) and forgets promotions that have ended.
-pub fn record_use(uses: &mut PromotionUses, promotion: &Promotion, now: DateTime<Utc>) {
+/// Records one use of `promotion` (if it has a limit) and forgets the uses of promotions that
+/// ended more than `late_window` ago, when no purchase from their window is accepted any more.
+pub fn record_use(
+    uses: &mut PromotionUses,
+    promotion: &Promotion,
+    now: DateTime<Utc>,
+    late_window: chrono::Duration,
+) -> Result<(), ApiError> {
     if promotion.per_member_limit.is_some() {
         let entry = uses
             .entry(promotion.promotion_id.clone())
@@ -222,9 +237,15 @@ pub fn record_use(uses: &mut PromotionUses, promotion: &Promotion, now: DateTime
                 count: 0,
                 ends_at: promotion.ends_at,
             });
-        entry.count += 1;
+        entry.count = entry.count.checked_add(1).ok_or_else(|| {
+            ApiError::new(
+                crate::error::ErrorCode::CounterOverflow,
+                "the promotion's use counter is full",
+            )
+        })?;
     }
-    uses.retain(|_, u| u.ends_at > now);
+    uses.retain(|_, u| u.ends_at + late_window > now);
+    Ok(())
 }
 
 /// The best promotion for a purchase made at `at` by a member of `tier`, as a breakdown line,
@@ -430,7 +451,8 @@ mod tests {
         .expect("gold");
         assert_eq!(l.points, 15, "1.5 × the 10 base points of the coffee line");
         let mut used = PromotionUses::new();
-        record_use(&mut used, &coffee, at(5, 0));
+        let window = chrono::Duration::days(30);
+        record_use(&mut used, &coffee, at(5, 0), window).expect("counted");
         assert!(best_promotion(
             &[coffee.clone()],
             &rule(),
@@ -441,8 +463,36 @@ mod tests {
             at(5, 0)
         )
         .is_none());
-        record_use(&mut used, &coffee, at(30, 0));
-        assert!(used.is_empty(), "forgotten once the promotion has ended");
+        record_use(&mut used, &coffee, at(30, 0), window).expect("counted");
+        assert_eq!(
+            used.get("coffee").map(|u| u.count),
+            Some(2),
+            "kept while a late purchase from its window can still arrive"
+        );
+        let later = at(30, 0) + window;
+        record_use(&mut used, &coffee, later, window).expect("counted");
+        assert!(
+            used.is_empty(),
+            "forgotten once the lateness window has passed"
+        );
+    }
+
+    #[test]
+    fn a_promotion_that_has_already_ended_is_refused_at_creation() {
+        let request = |ends: &str| -> PromotionRequest {
+            serde_json::from_value(serde_json::json!({
+                "name": "p", "bonus_points": 5,
+                "starts_at": "2026-10-01T00:00:00Z", "ends_at": ends,
+            }))
+            .expect("shape")
+        };
+        let error = request("2026-11-01T00:00:00Z")
+            .into_promotion("p".into(), at(5, 0))
+            .expect_err("ended");
+        assert_eq!(error.code, crate::error::ErrorCode::PromotionAlreadyEnded);
+        assert!(request("2026-11-06T00:00:00Z")
+            .into_promotion("p".into(), at(5, 0))
+            .is_ok());
     }
 
     #[test]

@@ -244,9 +244,11 @@ impl ReferralCounts {
     pub fn after_reward(&self, now: DateTime<Utc>) -> Self {
         Self {
             month: Some(Self::month_key(now)),
-            month_rewarded: self.this_month(now) + 1,
+            // Capped far below the limit by the policy (monthly_cap <= 10000); saturating so a
+            // corrupt counter still cannot wrap back under the cap.
+            month_rewarded: self.this_month(now).saturating_add(1),
             day: Some(now.date_naive()),
-            day_rewarded: self.today(now) + 1,
+            day_rewarded: self.today(now).saturating_add(1),
         }
     }
 }
@@ -254,20 +256,23 @@ impl ReferralCounts {
 /// Marks the referee's first qualifying purchase on `next` (the member as the accrual writes it)
 /// and returns the referral id to announce, when `source` is that purchase: the member came
 /// through a referral, has no qualifying purchase yet, the order is at least the minimum and it
-/// happened after enrolment. Reads nothing: everything it needs is on the member item.
+/// happened after enrolment — or within `checkout_grace` before it, because the order a referee
+/// enrols on at the till is their first purchase. Reads nothing: everything it needs is on the
+/// member item.
 pub fn mark_first_purchase(
     next: &mut Member,
     policy: &ReferralPolicy,
     source: &Source,
     occurred_at: DateTime<Utc>,
     now: DateTime<Utc>,
+    checkout_grace: Duration,
 ) -> Option<String> {
     let Source::Order { order_id, amount } = source else {
         return None;
     };
     if next.referred_by.is_none()
         || next.referral_purchase.is_some()
-        || occurred_at < next.enrolled_at
+        || occurred_at < next.enrolled_at - checkout_grace
         || !policy.qualifies(amount)
     {
         return None;

@@ -11,8 +11,10 @@ use crate::ids::{IdempotencyKey, MemberId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::member::{Balance, Member};
 use crate::money::MAX_MINOR;
-use crate::ports::{Commit, Snapshot, Store};
-use crate::program::{evaluate_action, evaluate_purchase, ActiveProgram, PurchaseLine};
+use crate::ports::{Commit, Store};
+use crate::program::{
+    evaluate_action, evaluate_purchase, forget_periods_before, ActiveProgram, PurchaseLine,
+};
 use crate::promotions::{best_promotion, record_use};
 use crate::tiers::{evaluate, multiplier_bonus, record, Measure};
 use crate::Points;
@@ -82,11 +84,43 @@ fn purchase_lines(
         .collect()
 }
 
+/// Refuses an `occurred_at` the program does not accept: older than its lateness window (the
+/// counters that would judge it may be gone), or before the member enrolled, less the checkout
+/// grace (a member earns for what they did as a member, including the order they enrolled on).
+fn check_lateness(
+    program: &ActiveProgram,
+    member: &Member,
+    occurred_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let document = &program.document;
+    let oldest = now - document.late_window();
+    let before_enrolment = member.enrolled_at - document.checkout_grace();
+    if occurred_at >= oldest && occurred_at >= before_enrolment {
+        return Ok(());
+    }
+    let message = if occurred_at < before_enrolment {
+        "occurred_at is before the member enrolled".to_owned()
+    } else {
+        format!(
+            "occurred_at is more than {} days ago",
+            document.late_events_days
+        )
+    };
+    Err(
+        ApiError::new(ErrorCode::OccurredAtOutOfRange, message).with_details(serde_json::json!({
+            "field": "occurred_at",
+            "earliest_accepted": oldest.max(before_enrolment),
+        })),
+    )
+}
+
 fn price(
     program: &ActiveProgram,
     member: &Member,
     request: &AccrualRequest,
     at: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Result<Priced, ApiError> {
     match request {
         AccrualRequest::Purchase {
@@ -143,7 +177,10 @@ fn price(
                 .get(action.as_str())
                 .cloned()
                 .unwrap_or_default();
-            let (line, counts) = evaluate_action(rule, &counts, at)?;
+            let (line, mut counts) = evaluate_action(rule, &counts, at)?;
+            if let Some(cap) = rule.cap {
+                forget_periods_before(&mut counts, cap.per, now - program.document.late_window());
+            }
             Ok(Priced {
                 qualifying_spend: 0,
                 lines: Vec::new(),
@@ -197,17 +234,15 @@ impl<S: Store> App<S> {
         loop {
             let snapshot = match (&scope, dry_run) {
                 (Some(scope), false) => self.store().snapshot(member_id, Some(scope)).await?,
-                _ => Snapshot {
-                    member: self.store().member(member_id).await?,
-                    replay: None,
-                },
+                _ => self.store().snapshot(member_id, None).await?,
             };
             if let Some(record) = snapshot.replay {
                 return Ok(Outcome::Replayed(record.replay(&fingerprint)?));
             }
             let member = snapshot.member.ok_or_else(|| member_not_found(member_id))?;
-            let program = self.program().await?;
-            let priced = price(&program, &member, &request, occurred_at)?;
+            let program = self.program_at_least(snapshot.program_version).await?;
+            check_lateness(&program, &member, occurred_at, now)?;
+            let priced = price(&program, &member, &request, occurred_at, now)?;
             let tiers = &program.document.tiers;
             let mut breakdown = priced.breakdown;
             let activity: Points = breakdown.iter().map(|line| line.points).sum();
@@ -215,7 +250,8 @@ impl<S: Store> App<S> {
             // of the promotion list (no read per request); the single best one wins.
             let mut promotion_used = None;
             if let Source::Order { .. } = &priced.source {
-                let promotions = self.promotions().await?;
+                let known = snapshot.program_version.unwrap_or(0).max(program.version);
+                let promotions = self.promotions(known).await?;
                 if let Some((promotion, line)) = best_promotion(
                     &promotions,
                     &program.document.earning,
@@ -260,7 +296,12 @@ impl<S: Store> App<S> {
                 next.action_counts.insert(action, counts);
             }
             if let Some(promotion) = &promotion_used {
-                record_use(&mut next.promotion_uses, promotion, now);
+                record_use(
+                    &mut next.promotion_uses,
+                    promotion,
+                    now,
+                    program.document.late_window(),
+                )?;
             }
             let qualifying = match tiers.measure {
                 Measure::Spend => priced.qualifying_spend,
@@ -274,7 +315,7 @@ impl<S: Store> App<S> {
                 occurred_at.min(now).date_naive(),
                 qualifying,
                 now.date_naive(),
-            );
+            )?;
             // A referee's first qualifying purchase is marked in this same write, so it is
             // announced to the referral worker once.
             let referral = crate::referrals::mark_first_purchase(
@@ -283,6 +324,7 @@ impl<S: Store> App<S> {
                 &priced.source,
                 occurred_at,
                 now,
+                program.document.checkout_grace(),
             );
             // Crossing a threshold upgrades in this same write; the next accrual earns at the
             // new multiplier. Downgrades are left to the evaluation job.

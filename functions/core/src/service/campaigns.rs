@@ -3,14 +3,16 @@
 
 use serde_json::{json, Value};
 
-use super::{member_not_found, parse_body, App};
+use super::admin_keys::{self, KeyedResponse};
+use super::{member_not_found, parse_body, App, Outcome};
 use crate::campaigns::{
     Audience, AudienceQuery, Campaign, CampaignRequest, CampaignStatus, DispatchMessage,
     GrantMessage, GRANTS_PER_WRITE, MEMBERS_PER_GRANT, MEMBERS_PER_PAGE, OUTCOME_KIND, RECORD_KIND,
     RECORD_OWNER,
 };
 use crate::error::{ApiError, ErrorCode};
-use crate::ids::MemberId;
+use crate::idempotency::{derived_id, fingerprint, Operation};
+use crate::ids::{IdempotencyKey, MemberId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::ports::{Commit, CommitError, Expect, MessageQueue, Record, RecordWrite, Store};
 
@@ -99,10 +101,31 @@ impl<S: Store> App<S> {
     }
 
     /// `POST /v1/admin/campaigns`: records the campaign and queues its first dispatch step.
-    pub async fn create_campaign(&self, body: &Value) -> Result<Campaign, ApiError> {
+    ///
+    /// The `Idempotency-Key` is required, and the campaign's id is derived from it: a retry can
+    /// only ever name the campaign the first attempt created, and answers that attempt's response.
+    /// The first dispatch step is sent after the campaign is stored; if that send fails the call
+    /// fails, and its retry (same key) finds the campaign not yet dispatched and sends the step
+    /// again — a step sent twice is harmless, as dispatching a page already counted does nothing.
+    pub async fn create_campaign(
+        &self,
+        key: Option<IdempotencyKey>,
+        body: &Value,
+    ) -> Result<Outcome, ApiError> {
+        let key = key.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::MissingIdempotencyKey,
+                "creating a campaign needs an Idempotency-Key header",
+            )
+        })?;
+        let fingerprint = fingerprint(Operation::Campaign, body);
+        if let Some(done) = self.keyed_response(Operation::Campaign, &key).await? {
+            return self.replay_campaign(&done, &fingerprint).await;
+        }
         let request: CampaignRequest = parse_body(body)?;
-        let id = format!("cmp_{}", ulid::Ulid::new().to_string().to_lowercase());
-        let campaign = request.into_campaign(id.clone(), self.now())?;
+        let id = derived_id("cmp_", Operation::Campaign, &key);
+        let now = self.now();
+        let campaign = request.into_campaign(id.clone(), now)?;
         if let Audience::Tier(tier) = &campaign.audience {
             let program = self.program().await?;
             if program.document.tiers.rank(tier).is_none() {
@@ -112,16 +135,64 @@ impl<S: Store> App<S> {
                 ));
             }
         }
-        let write = RecordWrite {
-            record: to_record(&campaign, 1)?,
-            expect: Expect::Absent,
+        let response = json!({ "campaign_id": campaign.campaign_id, "status": campaign.status });
+        let first = KeyedResponse {
+            operation: Operation::Campaign,
+            fingerprint: fingerprint.clone(),
+            status: 202,
+            response: response.clone(),
+            created_at: now,
         };
-        self.store()
-            .transact(Vec::new(), vec![write])
-            .await
-            .map_err(store_error)?;
+        let writes = vec![
+            RecordWrite {
+                record: to_record(&campaign, 1)?,
+                expect: Expect::Absent,
+            },
+            admin_keys::claim(Operation::Campaign, &key, first)?,
+        ];
+        match self.store().transact(Vec::new(), writes).await {
+            Ok(()) => {}
+            // The same key won a race with this request: answer what it created.
+            Err(CommitError::RecordConflict { .. }) => {
+                let done = self
+                    .keyed_response(Operation::Campaign, &key)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::ConcurrentModification,
+                            "the campaign is being created by another request; retry",
+                        )
+                    })?;
+                return self.replay_campaign(&done, &fingerprint).await;
+            }
+            Err(other) => return Err(store_error(other)),
+        }
+        self.send_first_dispatch(&id).await?;
+        Ok(Outcome::Created(response))
+    }
+
+    /// Answers a retried create with its first response, first re-sending the dispatch step
+    /// of a campaign that has not started dispatching (its first send may have been lost).
+    async fn replay_campaign(
+        &self,
+        done: &KeyedResponse,
+        fingerprint: &str,
+    ) -> Result<Outcome, ApiError> {
+        let response = done.replay(fingerprint)?;
+        let id = response
+            .get("campaign_id")
+            .and_then(Value::as_str)
+            .ok_or_else(ApiError::internal)?;
+        let (campaign, _) = self.campaign(id).await?;
+        if campaign.status == CampaignStatus::Dispatching && campaign.pages_dispatched == 0 {
+            self.send_first_dispatch(id).await?;
+        }
+        Ok(Outcome::Replayed(response))
+    }
+
+    async fn send_first_dispatch(&self, campaign_id: &str) -> Result<(), ApiError> {
         let first = DispatchMessage {
-            campaign_id: id,
+            campaign_id: campaign_id.to_owned(),
             page: 0,
             cursor: None,
         };
@@ -130,7 +201,7 @@ impl<S: Store> App<S> {
                 serde_json::to_string(&first).map_err(|_| ApiError::internal())?
             ])
             .await?;
-        Ok(campaign)
+        Ok(())
     }
 
     pub async fn get_campaign(&self, id: &str) -> Result<Campaign, ApiError> {
@@ -200,7 +271,7 @@ impl<S: Store> App<S> {
         if let Some(cursor) = &next {
             let step = DispatchMessage {
                 campaign_id: campaign.campaign_id.clone(),
-                page: message.page + 1,
+                page: message.page.saturating_add(1),
                 cursor: Some(cursor.clone()).filter(|c| !c.is_empty()),
             };
             dispatch
@@ -211,16 +282,25 @@ impl<S: Store> App<S> {
         }
         let page = message.page;
         let count = members.len() as u64;
+        let mut overflowed = None;
         self.update_campaign(&campaign.campaign_id, |c| {
-            (c.pages_dispatched == page).then(|| {
-                c.pages_dispatched = page + 1;
-                c.counters.targeted += count;
-                if next.is_none() && c.status == CampaignStatus::Dispatching {
-                    c.status = CampaignStatus::Dispatched;
-                }
-            })
+            if c.pages_dispatched != page {
+                return None;
+            }
+            if let Err(error) = c.counters.add_targeted(count) {
+                overflowed = Some(error);
+                return None;
+            }
+            c.pages_dispatched = page.saturating_add(1);
+            if next.is_none() && c.status == CampaignStatus::Dispatching {
+                c.status = CampaignStatus::Dispatched;
+            }
+            Some(())
         })
         .await?;
+        if let Some(error) = overflowed {
+            return Err(error);
+        }
         Ok(members.len())
     }
 
@@ -287,28 +367,31 @@ impl<S: Store> App<S> {
     /// counters. Returns false, writing nothing, when the chunk needs member-by-member handling:
     /// a member already granted (a redelivery), missing, or the budget running out inside it.
     async fn grant_chunk(&self, campaign_id: &str, members: &[MemberId]) -> Result<bool, ApiError> {
+        // A member listed twice cannot be written twice in one transaction (nor batch-read).
+        let distinct: std::collections::HashSet<&MemberId> = members.iter().collect();
+        if distinct.len() != members.len() {
+            return Ok(false);
+        }
         let mut attempt = 0;
         loop {
             let (campaign, version) = self.campaign(campaign_id).await?;
-            let cost = campaign.points * members.len() as i64;
-            let fits = campaign
-                .budget_points
-                .is_none_or(|budget| campaign.counters.points_granted + cost <= budget);
+            let (cost, fits) = campaign.cost_of(members.len())?;
             if campaign.status == CampaignStatus::Canceled || !fits {
                 return Ok(false);
             }
             let program_version = self.program().await?.version;
             let now = self.now();
+            // One read for the whole chunk (a `BatchGetItem` on DynamoDB), not one per member.
+            let found = self.store().members(members).await?;
+            if found.len() != members.len() {
+                return Ok(false);
+            }
             let mut commits = Vec::with_capacity(members.len());
-            for member_id in members {
-                let Some(member) = self.store().member(member_id).await? else {
-                    return Ok(false);
-                };
+            for member in found {
                 commits.push(self.campaign_commit(&campaign, member, program_version, now)?);
             }
             let mut counted = campaign.clone();
-            counted.counters.granted += members.len() as u64;
-            counted.counters.points_granted += cost;
+            counted.counters.add_grants(members.len() as u64, cost)?;
             let mut writes = vec![RecordWrite {
                 record: to_record(&counted, version + 1)?,
                 expect: Expect::Version(version),
@@ -379,10 +462,8 @@ impl<S: Store> App<S> {
         let mut attempt = 0;
         loop {
             let (campaign, version) = self.campaign(campaign_id).await?;
-            let over_budget = campaign
-                .budget_points
-                .is_some_and(|budget| campaign.counters.points_granted + campaign.points > budget);
-            if campaign.status == CampaignStatus::Canceled || over_budget {
+            let (cost, fits) = campaign.cost_of(1)?;
+            if campaign.status == CampaignStatus::Canceled || !fits {
                 return self
                     .count_outcome(campaign_id, member_id.as_str(), "skipped")
                     .await;
@@ -393,8 +474,7 @@ impl<S: Store> App<S> {
             let commit =
                 self.campaign_commit(&campaign, member, self.program().await?.version, self.now())?;
             let mut counted = campaign.clone();
-            counted.counters.granted += 1;
-            counted.counters.points_granted += campaign.points;
+            counted.counters.add_grants(1, cost)?;
             let writes = vec![
                 RecordWrite {
                     record: to_record(&counted, version + 1)?,
@@ -431,8 +511,8 @@ impl<S: Store> App<S> {
         loop {
             let (mut campaign, version) = self.campaign(campaign_id).await?;
             match outcome {
-                "failed" => campaign.counters.failed += 1,
-                _ => campaign.counters.skipped += 1,
+                "failed" => campaign.counters.add_failed()?,
+                _ => campaign.counters.add_skipped()?,
             }
             let writes = vec![
                 outcome_marker(campaign_id, member, outcome),

@@ -1,10 +1,18 @@
-use super::{member_not_found, App};
+use super::{member_not_found, to_json, App, Outcome};
 use crate::commands::EnrolRequest;
 use crate::error::{ApiError, ErrorCode};
+use crate::idempotency::{derived_id, fingerprint, IdempotencyRecord, IdempotencyScope, Operation};
+use crate::ids::IdempotencyKey;
 use crate::ids::{MemberId, ReferralCode};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::member::{Balance, Member, MemberStatus, MemberView};
 use crate::ports::{Commit, CommitError, Store};
+
+/// What an enrolment answered: a new member, or the first response to its key.
+enum Enrolled {
+    New(Box<MemberView>),
+    Replayed(serde_json::Value),
+}
 
 /// Fresh referral codes collide with odds of about n / 32^8; a few draws settle any collision.
 const REFERRAL_CODE_DRAWS: u32 = 5;
@@ -14,7 +22,51 @@ impl<S: Store> App<S> {
     /// same write that creates the member: there is no member without their bonus, and no
     /// second bonus, because the member can only be created once.
     pub async fn enrol(&self, request: EnrolRequest) -> Result<MemberView, ApiError> {
+        match self.enrol_keyed(request, None).await? {
+            Enrolled::New(view) => Ok(*view),
+            // Only a keyed enrolment can replay.
+            Enrolled::Replayed(_) => Err(ApiError::internal()),
+        }
+    }
+
+    /// `POST /v1/members` with an optional `Idempotency-Key`. The member id is the business key:
+    /// a member is created once. A key makes a retried enrolment replay its first response
+    /// instead of answering `member_exists` — and, for an enrolment without a `member_id`, it
+    /// names the member (the id is derived from the key), so a retry cannot create a second one.
+    pub async fn enrol_with_key(
+        &self,
+        request: EnrolRequest,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Outcome, ApiError> {
+        match self.enrol_keyed(request, key).await? {
+            Enrolled::New(view) => Ok(Outcome::Created(to_json(&*view)?)),
+            Enrolled::Replayed(response) => Ok(Outcome::Replayed(response)),
+        }
+    }
+
+    async fn enrol_keyed(
+        &self,
+        request: EnrolRequest,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Enrolled, ApiError> {
         request.validate()?;
+        let fingerprint = fingerprint(Operation::Enrolment, &to_json(&request)?);
+        let scope = key.map(|key| IdempotencyScope {
+            operation: Operation::Enrolment,
+            key,
+        });
+        let member_id = match (&request.member_id, &scope) {
+            (Some(id), _) => id.clone(),
+            (None, Some(scope)) => {
+                MemberId::parse(&derived_id("mem_", Operation::Enrolment, &scope.key))?
+            }
+            (None, None) => MemberId::generate(),
+        };
+        if let Some(scope) = &scope {
+            if let Some(record) = self.store().idempotency_record(&member_id, scope).await? {
+                return Ok(Enrolled::Replayed(record.replay(&fingerprint)?));
+            }
+        }
         let program = self.program().await?;
         let referred_by = match &request.referral_code {
             Some(code) => Some(
@@ -30,7 +82,6 @@ impl<S: Store> App<S> {
             ),
             None => None,
         };
-        let member_id = request.member_id.clone().unwrap_or_else(MemberId::generate);
         let now = self.now();
 
         let mut attempt = 0;
@@ -88,11 +139,24 @@ impl<S: Store> App<S> {
                     None,
                 )
             };
+            let view = member.view(&program.document.tiers, now);
+            let idempotency = match &scope {
+                Some(scope) => Some(IdempotencyRecord {
+                    operation: Operation::Enrolment,
+                    key: scope.key.as_str().to_owned(),
+                    fingerprint: fingerprint.clone(),
+                    status: 201,
+                    response: to_json(&view)?,
+                    entry_id: Source::Enrolment.entry_id(),
+                    created_at: now,
+                }),
+                None => None,
+            };
             let commit = Commit {
                 member: member.clone(),
                 expected_version: None,
                 entry,
-                idempotency: None,
+                idempotency,
                 claim_referral_code: true,
                 stock: None,
                 tier_change: None,
@@ -108,13 +172,25 @@ impl<S: Store> App<S> {
                 None => Vec::new(),
             };
             match self.store().transact(vec![commit], records).await {
-                Ok(()) => return Ok(member.view(&program.document.tiers, now)),
-                Err(CommitError::MemberExists | CommitError::RecordConflict { .. }) => {
+                Ok(()) => return Ok(Enrolled::New(Box::new(view))),
+                Err(
+                    CommitError::IdempotencyKeyTaken
+                    | CommitError::MemberExists
+                    | CommitError::RecordConflict { .. },
+                ) => {
+                    // The key's first request may have created this member: answer it.
+                    if let Some(scope) = &scope {
+                        if let Some(record) =
+                            self.store().idempotency_record(&member_id, scope).await?
+                        {
+                            return Ok(Enrolled::Replayed(record.replay(&fingerprint)?));
+                        }
+                    }
                     return Err(ApiError::new(
                         ErrorCode::MemberExists,
                         format!("member '{member_id}' already exists"),
                     )
-                    .with_details(serde_json::json!({ "member_id": member_id })))
+                    .with_details(serde_json::json!({ "member_id": member_id })));
                 }
                 Err(CommitError::ReferralCodeTaken) if attempt + 1 < REFERRAL_CODE_DRAWS => {
                     attempt += 1

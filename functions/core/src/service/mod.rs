@@ -2,6 +2,7 @@
 //! the same against DynamoDB, the in-memory store, or a fault-injecting wrapper.
 
 mod accrue;
+mod admin_keys;
 mod campaigns;
 mod due;
 mod enrol;
@@ -41,6 +42,9 @@ use crate::ports::{CommitError, MessageQueue, Store, StoreError};
 use crate::program::ActiveProgram;
 use crate::promotions::Promotion;
 
+/// A program copy this young is trusted even for a "not found" answer.
+const FRESH_ENOUGH: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct AppConfig {
     /// How long a function trusts its copy of the program before reading it again.
@@ -69,6 +73,9 @@ pub enum Outcome {
     Simulated(Value),
 }
 
+/// When the promotion list was read, the program version known then, and the list.
+type CachedPromotions = (Instant, u64, Arc<Vec<Promotion>>);
+
 pub(crate) enum Attempt<T> {
     Done(T),
     Retry,
@@ -79,7 +86,9 @@ pub struct App<S> {
     clock: Arc<dyn Clock>,
     config: AppConfig,
     program: RwLock<Option<(Instant, Arc<ActiveProgram>)>>,
-    promotions: RwLock<Option<(Instant, Arc<Vec<Promotion>>)>>,
+    /// The promotion list, when it was read, and the program version known when it was read:
+    /// a newer version stamp (promotions bump it) means the list may be missing one.
+    promotions: RwLock<Option<CachedPromotions>>,
     /// Where a new campaign's first dispatch step goes.
     campaign_dispatch: Arc<dyn MessageQueue>,
     events: Arc<dyn MessageQueue>,
@@ -170,11 +179,41 @@ impl<S: Store> App<S> {
     /// never had a program, the shipped default is published as version 1, so a fresh deployment
     /// works before anyone configures it.
     pub async fn program(&self) -> Result<Arc<ActiveProgram>, ApiError> {
+        self.program_at_least(None).await
+    }
+
+    /// The active program, from this environment's copy while it is fresh and at least version
+    /// `stamp` — the version the store stamped on the read this request already made. An admin
+    /// change (a program, a reward, a promotion) bumps the stamp, so the request after it reads
+    /// the program again instead of answering from a copy that predates the change.
+    pub(crate) async fn program_at_least(
+        &self,
+        stamp: Option<u64>,
+    ) -> Result<Arc<ActiveProgram>, ApiError> {
         if let Some((fetched, program)) = self.program.read().await.as_ref() {
-            if fetched.elapsed() < self.config.program_cache_ttl {
+            if fetched.elapsed() < self.config.program_cache_ttl
+                && stamp.is_none_or(|stamp| program.version >= stamp)
+            {
                 return Ok(Arc::clone(program));
             }
         }
+        self.fresh_program().await
+    }
+
+    /// The active program read again unless this environment's copy is younger than
+    /// `FRESH_ENOUGH`: before answering "not found" for something the copy lacks. The floor keeps
+    /// a flood of requests for unknown ids from turning into a read of the program item each.
+    pub(crate) async fn recheck_program(&self) -> Result<Arc<ActiveProgram>, ApiError> {
+        if let Some((fetched, program)) = self.program.read().await.as_ref() {
+            if fetched.elapsed() < FRESH_ENOUGH {
+                return Ok(Arc::clone(program));
+            }
+        }
+        self.fresh_program().await
+    }
+
+    /// The active program read from the store now, replacing this environment's copy.
+    pub(crate) async fn fresh_program(&self) -> Result<Arc<ActiveProgram>, ApiError> {
         let program = match self.store.active_program().await? {
             Some(program) => program,
             None => self.publish_default_program().await?,

@@ -1,10 +1,12 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{parse_body, App};
+use super::admin_keys::{self, KeyedResponse};
+use super::{parse_body, App, Outcome};
 use crate::error::{ApiError, ErrorCode};
-use crate::ids::RewardId;
-use crate::ports::{PublishError, Store};
+use crate::idempotency::{fingerprint, Operation};
+use crate::ids::{IdempotencyKey, RewardId};
+use crate::ports::{CommitError, PublishError, Store};
 use crate::program::{ActiveProgram, ProgramDocument, Reward};
 
 /// The program a fresh deployment starts with; merchants replace it with `PUT /v1/admin/program`.
@@ -17,6 +19,22 @@ pub struct RewardView {
     /// Units left for a limited-stock reward.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stock_remaining: Option<u32>,
+}
+
+/// Refuses a reward whose id the program already uses, or that would make it invalid.
+fn check_new_reward(current: &ActiveProgram, reward: &Reward) -> Result<(), ApiError> {
+    if current.reward(reward.reward_id.as_str()).is_some() {
+        return Err(ApiError::new(
+            ErrorCode::RewardExists,
+            format!("reward '{}' already exists", reward.reward_id),
+        )
+        .with_details(json!({ "reward_id": reward.reward_id })));
+    }
+    let mut document = current.document.clone();
+    document.rewards.push(reward.clone());
+    document
+        .validate()
+        .map_err(|e| ApiError::new(ErrorCode::ValidationError, e.message).with_details(e.details))
 }
 
 impl<S: Store> App<S> {
@@ -69,28 +87,117 @@ impl<S: Store> App<S> {
         self.publish(document, current.as_ref()).await
     }
 
+    /// Publishes the active program again as the next version, unchanged, so every function
+    /// sees a newer version stamp on its next member read and re-reads what it caches (the
+    /// program and the promotion list): the way a change outside the program document — a
+    /// promotion created, cancelled, opened or closed — reaches the hot path at once. A publish
+    /// lost to someone else's is just as good: theirs bumped the version too.
+    pub(crate) async fn announce_catalog_change(&self) -> Result<(), ApiError> {
+        let current = match self.store().active_program().await? {
+            Some(program) => program,
+            None => self.publish_default_program().await?,
+        };
+        match self.publish(current.document.clone(), Some(&current)).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.code == ErrorCode::ConcurrentModification => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     /// `POST /v1/admin/rewards`: the catalog is part of the program, so a new reward is a new
     /// program version.
-    pub async fn create_reward(&self, body: &Value) -> Result<Reward, ApiError> {
+    ///
+    /// With an `Idempotency-Key`, the key is claimed (with the response it will answer) before
+    /// the program is published: the publish is a separate write, so a retry that finds the
+    /// claim but not the reward completes the publish, and a retry that finds both replays.
+    pub async fn create_reward(
+        &self,
+        key: Option<IdempotencyKey>,
+        body: &Value,
+    ) -> Result<Outcome, ApiError> {
+        let fingerprint = fingerprint(Operation::Reward, body);
+        if let Some(key) = &key {
+            if let Some(done) = self.keyed_response(Operation::Reward, key).await? {
+                return self.complete_reward(&done, &fingerprint).await;
+            }
+        }
         let reward: Reward = parse_body(body)?;
         let current = match self.store().active_program().await? {
             Some(program) => program,
             None => self.publish_default_program().await?,
         };
-        if current.reward(reward.reward_id.as_str()).is_some() {
-            return Err(ApiError::new(
-                ErrorCode::RewardExists,
-                format!("reward '{}' already exists", reward.reward_id),
-            )
-            .with_details(json!({ "reward_id": reward.reward_id })));
+        check_new_reward(&current, &reward)?;
+        let response = serde_json::to_value(&reward).map_err(|_| ApiError::internal())?;
+        let Some(key) = key else {
+            self.publish_reward(&reward).await?;
+            return Ok(Outcome::Created(response));
+        };
+        let first = KeyedResponse {
+            operation: Operation::Reward,
+            fingerprint: fingerprint.clone(),
+            status: 201,
+            response: response.clone(),
+            created_at: self.now(),
+        };
+        let claim = admin_keys::claim(Operation::Reward, &key, first)?;
+        match self.store().transact(Vec::new(), vec![claim]).await {
+            Ok(()) => {}
+            Err(CommitError::RecordConflict { .. }) => {
+                let done = self
+                    .keyed_response(Operation::Reward, &key)
+                    .await?
+                    .ok_or_else(ApiError::internal)?;
+                return self.complete_reward(&done, &fingerprint).await;
+            }
+            Err(CommitError::Store(error)) => return Err(error.into()),
+            Err(other) => {
+                tracing::error!(error = %other, "reward key claim failed");
+                return Err(ApiError::internal());
+            }
         }
-        let mut document = current.document.clone();
-        document.rewards.push(reward.clone());
-        document.validate().map_err(|e| {
-            ApiError::new(ErrorCode::ValidationError, e.message).with_details(e.details)
+        self.publish_reward(&reward).await?;
+        Ok(Outcome::Created(response))
+    }
+
+    /// A retried keyed reward create: the first response, after making sure its reward was
+    /// published (the first attempt may have stopped between claiming the key and publishing).
+    async fn complete_reward(
+        &self,
+        done: &KeyedResponse,
+        fingerprint: &str,
+    ) -> Result<Outcome, ApiError> {
+        let response = done.replay(fingerprint)?;
+        let reward: Reward = serde_json::from_value(response.clone()).map_err(|error| {
+            tracing::error!(%error, "stored reward response does not parse");
+            ApiError::internal()
         })?;
-        self.publish(document, Some(&current)).await?;
-        Ok(reward)
+        self.publish_reward(&reward).await?;
+        Ok(Outcome::Replayed(response))
+    }
+
+    /// Adds `reward` to the active program as a new version, retrying lost races; a program
+    /// that already has exactly this reward needs nothing.
+    async fn publish_reward(&self, reward: &Reward) -> Result<(), ApiError> {
+        let mut attempt = 0;
+        loop {
+            let current = match self.store().active_program().await? {
+                Some(program) => program,
+                None => self.publish_default_program().await?,
+            };
+            if current.reward(reward.reward_id.as_str()) == Some(reward) {
+                return Ok(());
+            }
+            check_new_reward(&current, reward)?;
+            let mut document = current.document.clone();
+            document.rewards.push(reward.clone());
+            match self.publish(document, Some(&current)).await {
+                Ok(_) => return Ok(()),
+                Err(error) if error.code == ErrorCode::ConcurrentModification => {
+                    self.back_off(&mut attempt).await?
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// `GET /v1/rewards`, with what is left of each limited stock.

@@ -7,9 +7,12 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{parse_body, App};
+use super::admin_keys::{self, KeyedResponse};
+use super::{parse_body, App, Outcome};
 use crate::error::{ApiError, ErrorCode};
 use crate::events::DomainEvent;
+use crate::idempotency::{fingerprint, Operation};
+use crate::ids::IdempotencyKey;
 use crate::ports::{CommitError, Expect, Record, RecordWrite, Store};
 use crate::promotions::{
     season_boundaries, Promotion, PromotionRequest, PromotionStatus, SeasonAction, RECORD_KIND,
@@ -19,6 +22,8 @@ use crate::promotions::{
 /// Promotions kept in the accrual path's list: all live ones and those ended recently enough
 /// that a late-reported purchase from their window still earns under them.
 const MAX_LISTED: u32 = 100;
+/// Index reads a new promotion waits for before it is announced (100 ms apart).
+const LISTING_CHECKS: u32 = 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PromotionView {
@@ -47,9 +52,13 @@ fn record(promotion: &Promotion, version: u64) -> Result<Record, ApiError> {
 impl<S: Store> App<S> {
     /// The promotions the accrual path considers, from this environment's copy while it is
     /// fresh: one index read per cache period, not per request.
-    pub(crate) async fn promotions(&self) -> Result<Arc<Vec<Promotion>>, ApiError> {
-        if let Some((fetched, list)) = self.promotions.read().await.as_ref() {
-            if fetched.elapsed() < self.config.program_cache_ttl {
+    ///
+    /// `known` is the program version this request has seen (its stamp, or its program's
+    /// version): creating or cancelling a promotion publishes a new program version, so a list
+    /// read before that version may lack the promotion and is read again.
+    pub(crate) async fn promotions(&self, known: u64) -> Result<Arc<Vec<Promotion>>, ApiError> {
+        if let Some((fetched, seen, list)) = self.promotions.read().await.as_ref() {
+            if fetched.elapsed() < self.config.program_cache_ttl && *seen >= known {
                 return Ok(Arc::clone(list));
             }
         }
@@ -62,7 +71,7 @@ impl<S: Store> App<S> {
             .map(|r| r.parse())
             .collect::<Result<_, _>>()?;
         let list = Arc::new(list);
-        *self.promotions.write().await = Some((Instant::now(), Arc::clone(&list)));
+        *self.promotions.write().await = Some((Instant::now(), known, Arc::clone(&list)));
         Ok(list)
     }
 
@@ -70,20 +79,81 @@ impl<S: Store> App<S> {
         *self.promotions.write().await = None;
     }
 
-    pub async fn create_promotion(&self, body: &Value) -> Result<Promotion, ApiError> {
+    /// `POST /v1/admin/promotions`. With an `Idempotency-Key` the first response is recorded in
+    /// the same transaction as the promotion, so a retry (or a racing duplicate) answers that
+    /// response and creates nothing. The new promotion applies to the next accrual anywhere: see
+    /// [`App::announce_catalog_change`].
+    pub async fn create_promotion(
+        &self,
+        key: Option<IdempotencyKey>,
+        body: &Value,
+    ) -> Result<Outcome, ApiError> {
+        let fingerprint = fingerprint(Operation::Promotion, body);
+        if let Some(key) = &key {
+            if let Some(done) = self.keyed_response(Operation::Promotion, key).await? {
+                return Ok(Outcome::Replayed(done.replay(&fingerprint)?));
+            }
+        }
         let request: PromotionRequest = parse_body(body)?;
+        // Time-ordered, as the accrual path lists the newest promotions; a retry cannot create
+        // a second one because the key's record is written in the same transaction (Absent).
         let id = format!("promo_{}", ulid::Ulid::new().to_string().to_lowercase());
-        let promotion = request.into_promotion(id, self.now())?;
-        let write = RecordWrite {
+        let now = self.now();
+        let promotion = request.into_promotion(id, now)?;
+        let response = serde_json::to_value(&promotion).map_err(|_| ApiError::internal())?;
+        let mut writes = vec![RecordWrite {
             record: record(&promotion, 1)?,
             expect: Expect::Absent,
-        };
-        self.store()
-            .transact(Vec::new(), vec![write])
-            .await
-            .map_err(commit_error)?;
+        }];
+        if let Some(key) = &key {
+            let first = KeyedResponse {
+                operation: Operation::Promotion,
+                fingerprint: fingerprint.clone(),
+                status: 201,
+                response: response.clone(),
+                created_at: now,
+            };
+            writes.push(admin_keys::claim(Operation::Promotion, key, first)?);
+        }
+        match self.store().transact(Vec::new(), writes).await {
+            Ok(()) => {}
+            Err(CommitError::RecordConflict { .. }) if key.is_some() => {
+                let key = key.as_ref().ok_or_else(ApiError::internal)?;
+                let done = self
+                    .keyed_response(Operation::Promotion, key)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::ConcurrentModification,
+                            "the promotion is being created by another request; retry",
+                        )
+                    })?;
+                return Ok(Outcome::Replayed(done.replay(&fingerprint)?));
+            }
+            Err(other) => return Err(commit_error(other)),
+        }
         self.forget_promotions().await;
-        Ok(promotion)
+        self.await_listed(&promotion.promotion_id).await?;
+        self.announce_catalog_change().await?;
+        Ok(Outcome::Created(response))
+    }
+
+    /// Waits (briefly, bounded) until the promotion index lists `id`: the index is eventually
+    /// consistent, and the version bump that follows tells accruals to read the list again —
+    /// it must not send them to a list that does not show the promotion yet.
+    async fn await_listed(&self, id: &str) -> Result<(), ApiError> {
+        for _ in 0..LISTING_CHECKS {
+            let listed = self
+                .store()
+                .records_of(RECORD_KIND, RECORD_OWNER, MAX_LISTED)
+                .await?;
+            if listed.iter().any(|r| r.id == id) {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tracing::warn!(promotion_id = id, "promotion not yet listed by the index");
+        Ok(())
     }
 
     pub async fn list_promotions(&self) -> Result<Value, ApiError> {
@@ -124,6 +194,7 @@ impl<S: Store> App<S> {
             match self.store().transact(Vec::new(), vec![write]).await {
                 Ok(()) => {
                     self.forget_promotions().await;
+                    self.announce_catalog_change().await?;
                     return Ok(promotion);
                 }
                 Err(CommitError::RecordConflict { .. } | CommitError::Conflict) => {
@@ -196,6 +267,7 @@ impl<S: Store> App<S> {
         }
         if run.opened + run.closed > 0 {
             self.forget_promotions().await;
+            self.announce_catalog_change().await?;
         }
         Ok(run)
     }

@@ -74,8 +74,13 @@ impl<S: Store> App<S> {
                 return Ok(Outcome::Replayed(record.replay(&fingerprint)?));
             }
             let member = snapshot.member.ok_or_else(|| member_not_found(member_id))?;
-            let program = self.program().await?;
+            let mut program = self.program_at_least(snapshot.program_version).await?;
             let reward_id = &request.reward_id;
+            // A reward this environment does not know may have been created a moment ago:
+            // "not found" is only said after the active program, read now, agrees.
+            if program.reward(reward_id.as_str()).is_none() {
+                program = self.recheck_program().await?;
+            }
             let reward = program.reward(reward_id.as_str()).ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::RewardNotFound,
@@ -116,8 +121,11 @@ impl<S: Store> App<S> {
             }
 
             let mut next = member.with_entry(EntryType::Redeem, -cost)?;
+            let redeemed = redeemed_before.checked_add(1).ok_or_else(|| {
+                ApiError::new(ErrorCode::CounterOverflow, "the redemption counter is full")
+            })?;
             next.reward_counts
-                .insert(reward_id.as_str().to_owned(), redeemed_before + 1);
+                .insert(reward_id.as_str().to_owned(), redeemed);
             let code = reward_code();
             let source = Source::Redemption {
                 redemption_id: redemption_id.clone(),

@@ -57,19 +57,39 @@ impl Window {
     }
 
     pub fn sum(&self, days: &QualifyingDays) -> i64 {
+        // Each day is bounded by `record`; a saturating sum keeps even a corrupt item from
+        // wrapping a member into another tier.
         days.range(self.start..=self.end)
-            .map(|(_, amount)| amount)
-            .sum()
+            .fold(0i64, |total, (_, amount)| total.saturating_add(*amount))
     }
 }
 
-/// Adds `amount` on `day` and forgets days no window can reach any more.
-pub fn record(days: &mut QualifyingDays, day: NaiveDate, amount: i64, today: NaiveDate) {
+/// Adds `amount` on `day` and forgets days no window can reach any more; refuses, changing
+/// nothing, an amount that would overflow the day's total or the window's sum.
+pub fn record(
+    days: &mut QualifyingDays,
+    day: NaiveDate,
+    amount: i64,
+    today: NaiveDate,
+) -> Result<(), crate::error::ApiError> {
     if amount > 0 {
-        *days.entry(day).or_default() += amount;
+        let total: i64 = days
+            .values()
+            .try_fold(amount, |total, day| total.checked_add(*day))
+            .ok_or_else(|| {
+                crate::error::ApiError::new(
+                    crate::error::ErrorCode::CounterOverflow,
+                    "the qualifying total would overflow",
+                )
+            })?;
+        debug_assert!(total >= amount);
+        let entry = days.entry(day).or_default();
+        // Cannot fail: the sum of all days including this one was just checked.
+        *entry = entry.saturating_add(amount);
     }
     let oldest = today - Days::new(KEEP_DAYS);
     days.retain(|d, _| *d >= oldest);
+    Ok(())
 }
 
 /// The first day after `today` on which, with no further activity, the qualifying amount
@@ -188,8 +208,8 @@ mod tests {
     #[test]
     fn old_days_are_forgotten() {
         let mut days = QualifyingDays::new();
-        record(&mut days, d("2024-01-01"), 5, d("2026-11-22"));
-        record(&mut days, d("2026-11-22"), 5, d("2026-11-22"));
+        record(&mut days, d("2024-01-01"), 5, d("2026-11-22")).expect("fits");
+        record(&mut days, d("2026-11-22"), 5, d("2026-11-22")).expect("fits");
         assert_eq!(days.len(), 1);
     }
 }
