@@ -8,7 +8,7 @@ TEMPLATE := infra/template.yaml
 CFN_LINT := .local/venv/bin/cfn-lint
 FUNCTIONS := members accrue redeem rewards
 
-.PHONY: help run demo test lint build deploy clean-local
+.PHONY: help run demo test lint build deploy clean-local simulate
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ deploy: ## sam build && sam deploy --guided (interactive; needs AWS credentials;
 	@if [[ -n "$${CI:-}" ]]; then echo "refusing to deploy from CI" >&2; exit 1; fi
 	sam build
 	sam deploy --guided
+
+simulate: ## seeded simulation with faults (SEEDS=512, SEED=n replays one; soak: make simulate SEEDS=100000)
+	cargo run --quiet --profile simulate -p loyalty_sim --bin loyalty-sim
 
 bench: ## full benchmark run (DynamoDB Local) → BENCHMARKS.md + infra/bench/results/latest.json
 	infra/bench/run.sh

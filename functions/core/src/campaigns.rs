@@ -12,7 +12,8 @@ use crate::ids::MemberId;
 use crate::Points;
 
 pub const RECORD_KIND: &str = "campaign";
-/// Marks a member counted as skipped or failed, so a redelivered message counts them once.
+/// Marks a member counted as granted, skipped or failed, so a redelivered message counts each
+/// member once, with one outcome.
 pub const OUTCOME_KIND: &str = "campaign_outcome";
 pub const RECORD_OWNER: &str = "program";
 /// Members per grant message: SQS's 256 KB message limit leaves room for far more; this keeps
@@ -21,9 +22,9 @@ pub const MEMBERS_PER_GRANT: usize = 100;
 /// Members a dispatcher reads per invocation before handing the rest to its next message.
 pub const MEMBERS_PER_PAGE: usize = 1_000;
 pub const MAX_LISTED_MEMBERS: usize = 10_000;
-/// Members granted in one transaction: three items each (member, ledger entry, entry guard)
-/// plus the campaign's counters stay within DynamoDB's 100 items per transaction.
-pub const GRANTS_PER_WRITE: usize = 25;
+/// Members granted in one transaction: four items each (member, ledger entry, entry guard,
+/// outcome marker) plus the campaign's counters stay within DynamoDB's 100 items per transaction.
+pub const GRANTS_PER_WRITE: usize = 24;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]

@@ -1,6 +1,7 @@
 //! Outgoing domain events ("welcome to Gold"), sent after the change they describe is stored.
 //! Ids are derived from what happened, so a consumer can drop the duplicates that retries send.
 
+#[cfg(any(test, feature = "testing"))]
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -54,10 +55,12 @@ impl MessageQueue for LogQueue {
     }
 }
 
-/// Keeps what was sent; for tests and local tools.
+/// Keeps what was sent; for tests and local tools (the `testing` feature).
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 pub struct MemoryQueue(Mutex<Vec<String>>);
 
+#[cfg(any(test, feature = "testing"))]
 impl MemoryQueue {
     pub fn sent(&self) -> Vec<String> {
         self.0.lock().map(|m| m.clone()).unwrap_or_default()
@@ -76,6 +79,7 @@ impl MemoryQueue {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 #[async_trait]
 impl MessageQueue for MemoryQueue {
     async fn send(&self, bodies: Vec<String>) -> Result<(), StoreError> {

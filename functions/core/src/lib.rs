@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod ledger;
 pub mod member;
+#[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod money;
 pub mod ports;

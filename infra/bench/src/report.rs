@@ -12,6 +12,9 @@ use crate::ops::{self, Load, Op, Sequential};
 use crate::stats::{ms, round1, round3, summarize, Summary};
 use crate::{Args, Plan};
 
+/// The simulator section (`make simulate`), appended to every BENCHMARKS.md.
+const SIMULATOR: &str = include_str!("../simulator.md");
+
 pub struct OpRow {
     pub op: Op,
     pub sequential: Option<Sequential>,
@@ -797,6 +800,9 @@ impl Report {
             );
         }
         let _ = writeln!(w);
+        // The simulator's figures come from `make simulate`, not from this run; kept in
+        // infra/bench/simulator.md so a benchmark run does not drop them.
+        m.push_str(SIMULATOR);
         m
     }
 

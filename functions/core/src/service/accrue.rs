@@ -307,9 +307,12 @@ impl<S: Store> App<S> {
                 Measure::Spend => priced.qualifying_spend,
                 Measure::Points => activity,
             };
+            // An event stamped a little ahead of our clock counts today: a day that has not
+            // begun here is outside every window the upgrade below looks at, and nothing
+            // would look again for a member with no review date.
             record(
                 &mut next.qualifying,
-                occurred_at.date_naive(),
+                occurred_at.min(now).date_naive(),
                 qualifying,
                 now.date_naive(),
             )?;

@@ -405,13 +405,22 @@ impl<S: Store> App<S> {
             }
             let mut counted = campaign.clone();
             counted.counters.add_grants(members.len() as u64, cost)?;
-            let write = RecordWrite {
+            let mut writes = vec![RecordWrite {
                 record: to_record(&counted, version + 1)?,
                 expect: Expect::Version(version),
-            };
-            match self.store().transact(commits, vec![write]).await {
+            }];
+            writes.extend(
+                members
+                    .iter()
+                    .map(|m| outcome_marker(campaign_id, m.as_str(), "granted")),
+            );
+            match self.store().transact(commits, writes).await {
                 Ok(()) => return Ok(true),
+                // A member of the chunk already has an outcome (a redelivery).
                 Err(CommitError::DuplicateEntry) => return Ok(false),
+                Err(CommitError::RecordConflict { kind, .. }) if kind == OUTCOME_KIND => {
+                    return Ok(false)
+                }
                 Err(
                     CommitError::StaleMember
                     | CommitError::Conflict
@@ -479,14 +488,21 @@ impl<S: Store> App<S> {
                 self.campaign_commit(&campaign, member, self.program().await?.version, self.now())?;
             let mut counted = campaign.clone();
             counted.counters.add_grants(1, cost)?;
-            let write = RecordWrite {
-                record: to_record(&counted, version + 1)?,
-                expect: Expect::Version(version),
-            };
-            match self.store().transact(vec![commit], vec![write]).await {
+            let writes = vec![
+                RecordWrite {
+                    record: to_record(&counted, version + 1)?,
+                    expect: Expect::Version(version),
+                },
+                outcome_marker(campaign_id, member_id.as_str(), "granted"),
+            ];
+            match self.store().transact(vec![commit], writes).await {
                 Ok(()) => return Ok(Grant::Granted),
-                // Granted by an earlier delivery, and counted in that same write.
+                // Granted (or counted as skipped or failed) by an earlier delivery, and counted
+                // in that same write.
                 Err(CommitError::DuplicateEntry) => return Ok(Grant::AlreadyCounted),
+                Err(CommitError::RecordConflict { kind, .. }) if kind == OUTCOME_KIND => {
+                    return Ok(Grant::AlreadyCounted)
+                }
                 Err(
                     CommitError::StaleMember
                     | CommitError::Conflict

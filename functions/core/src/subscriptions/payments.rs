@@ -2,7 +2,9 @@
 //! stands in for it in tests, and can be told to decline a payment method or to "crash" after
 //! charging.
 
+#[cfg(any(test, feature = "testing"))]
 use std::collections::{HashMap, HashSet};
+#[cfg(any(test, feature = "testing"))]
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -66,6 +68,7 @@ impl PaymentProvider for NoPayments {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 struct Ledger {
     payments: Vec<(ChargeRequest, Payment)>,
@@ -75,15 +78,17 @@ struct Ledger {
     by_key: HashMap<String, usize>,
 }
 
-/// An in-memory provider. Payment methods succeed unless [`MemoryPayments::decline`] was called
+/// An in-memory provider (the `testing` feature). Payment methods succeed unless [`MemoryPayments::decline`] was called
 /// for them. Like localstripe, it ignores idempotency keys unless told to honour them, so tests
 /// show that the at-most-once guarantee is the caller's own.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 pub struct MemoryPayments {
     state: Mutex<Ledger>,
     honour_keys: bool,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl MemoryPayments {
     pub fn honouring_keys() -> Self {
         Self {
@@ -124,6 +129,7 @@ impl MemoryPayments {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 #[async_trait]
 impl PaymentProvider for MemoryPayments {
     async fn charge(&self, request: &ChargeRequest) -> Result<Payment, PaymentError> {

@@ -1,0 +1,429 @@
+//! The operations a simulated client, admin or scheduler performs, and the one place that calls
+//! the application's methods. When a use case's signature changes (an actor for admin writes, an
+//! `Idempotency-Key` for creates), this file is the one to adapt.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use loyalty_core::campaigns::{DispatchMessage, GrantMessage};
+use loyalty_core::commands::EnrolRequest;
+use loyalty_core::ids::{IdempotencyKey, MemberId, ReferralCode};
+use loyalty_core::ledger::LedgerEntry;
+use loyalty_core::ports::Store;
+use loyalty_core::service::Outcome;
+use loyalty_core::{ApiError, App, ErrorCode};
+use serde_json::{json, Value};
+
+use crate::faults::{QueueName, SimStore};
+use crate::world::World;
+
+/// How many times SQS delivers a message before it goes to the dead-letter queue (the
+/// template's `maxReceiveCount`).
+pub const MAX_RECEIVES: u32 = 5;
+/// How often a client retries a request that failed with a retryable error.
+const CLIENT_RETRIES: u32 = 4;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub sku: String,
+    pub category: String,
+    pub unit_minor: i64,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Purchase {
+    pub member: String,
+    pub key: String,
+    pub order_id: String,
+    pub amount_minor: i64,
+    pub items: Vec<Item>,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    pub member: String,
+    pub key: String,
+    pub action: String,
+    pub reference: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Enrol {
+        member: String,
+        /// Enrol with this member's referral code.
+        referrer: Option<String>,
+        email: Option<String>,
+    },
+    Purchase(Purchase),
+    Action(Action),
+    Redeem {
+        member: String,
+        key: String,
+        reward: String,
+    },
+    StartSubscription {
+        member: String,
+        key: String,
+        plan: String,
+        method: String,
+    },
+    CancelSubscription {
+        member: String,
+    },
+    /// The member's card starts or stops declining.
+    SetDeclining {
+        method: String,
+        declining: bool,
+    },
+    EvaluateTier {
+        member: String,
+    },
+    /// A worker takes up to `max` messages from a queue.
+    Drain {
+        queue: QueueName,
+        max: usize,
+    },
+    CreatePromotion(Value),
+    /// Cancels the `nth` promotion (by id order) if there is one.
+    CancelPromotion {
+        nth: usize,
+    },
+    CreateReward(Value),
+    CreateCampaign(Value),
+    RunSeasons,
+    PlanTierReviews,
+    PlanBilling,
+    SweepReferrals,
+}
+
+/// What the caller finally saw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Created(Value),
+    Replayed(Value),
+    Failed(ErrorCode, String),
+    /// A worker or admin call that completed (its details are in the store).
+    Done(Value),
+}
+
+impl Reply {
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Reply::Failed(code, _) => Some(*code),
+            _ => None,
+        }
+    }
+
+    pub fn body(&self) -> Option<&Value> {
+        match self {
+            Reply::Created(v) | Reply::Replayed(v) | Reply::Done(v) => Some(v),
+            Reply::Failed(..) => None,
+        }
+    }
+}
+
+/// Every answer one request got, retries included.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered {
+    pub replies: Vec<Reply>,
+}
+
+impl Answered {
+    pub fn last(&self) -> Option<&Reply> {
+        self.replies.last()
+    }
+}
+
+fn retryable(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Internal
+            | ErrorCode::ConcurrentModification
+            | ErrorCode::PaymentProviderUnavailable
+    )
+}
+
+fn reply(result: Result<Outcome, ApiError>) -> Reply {
+    match result {
+        Ok(Outcome::Created(v)) => Reply::Created(v),
+        Ok(Outcome::Replayed(v)) => Reply::Replayed(v),
+        Ok(Outcome::Simulated(v)) => Reply::Done(v),
+        Err(e) => Reply::Failed(e.code, e.message),
+    }
+}
+
+fn done<T: serde::Serialize>(result: Result<T, ApiError>) -> Reply {
+    match result {
+        Ok(value) => Reply::Done(serde_json::to_value(value).unwrap_or(Value::Null)),
+        Err(e) => Reply::Failed(e.code, e.message),
+    }
+}
+
+pub fn member_id(raw: &str) -> MemberId {
+    MemberId::parse(raw).unwrap_or_else(|_| panic!("the workload makes valid member ids: {raw}"))
+}
+
+fn key(raw: &str) -> Option<IdempotencyKey> {
+    IdempotencyKey::parse(raw).ok()
+}
+
+pub fn purchase_body(p: &Purchase) -> Value {
+    let items: Vec<Value> = p
+        .items
+        .iter()
+        .map(|i| {
+            json!({ "sku": i.sku, "category": i.category,
+                    "amount": { "minor": i.unit_minor, "currency": "USD" }, "quantity": i.quantity })
+        })
+        .collect();
+    let mut body = json!({ "kind": "purchase", "order_id": p.order_id,
+                           "amount": { "minor": p.amount_minor, "currency": "USD" }, "items": items });
+    if let Some(at) = p.occurred_at {
+        body["occurred_at"] = json!(at);
+    }
+    body
+}
+
+pub fn action_body(a: &Action) -> Value {
+    let mut body = json!({ "kind": "action", "action": a.action, "reference": a.reference });
+    if let Some(at) = a.occurred_at {
+        body["occurred_at"] = json!(at);
+    }
+    body
+}
+
+/// Retries a keyed request with the same key while the answer is retryable, as a client would.
+async fn keyed<F, Fut>(mut call: F) -> Answered
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let mut replies = Vec::new();
+    for _ in 0..CLIENT_RETRIES {
+        let answer = call().await;
+        let again = answer.code().is_some_and(retryable);
+        replies.push(answer);
+        if !again {
+            break;
+        }
+    }
+    Answered { replies }
+}
+
+impl Op {
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Op::CreatePromotion(_)
+                | Op::CancelPromotion { .. }
+                | Op::CreateReward(_)
+                | Op::CreateCampaign(_)
+                | Op::RunSeasons
+                | Op::PlanTierReviews
+                | Op::PlanBilling
+                | Op::SweepReferrals
+        )
+    }
+
+    /// Runs the operation against `app` (one execution environment).
+    pub async fn execute<S: Store>(&self, world: &World<S>, app: &App<SimStore<S>>) -> Answered {
+        match self {
+            Op::Enrol {
+                member,
+                referrer,
+                email,
+            } => {
+                let code = match referrer {
+                    Some(referrer) => Some(
+                        match world.inner_store().member(&member_id(referrer)).await {
+                            Ok(Some(m)) => m.referral_code,
+                            _ => ReferralCode::parse("ZZZZZZZZ").expect("valid code"),
+                        },
+                    ),
+                    None => None,
+                };
+                let request = EnrolRequest {
+                    member_id: Some(member_id(member)),
+                    email: email.clone(),
+                    name: None,
+                    referral_code: code,
+                };
+                keyed(|| async { done(app.enrol(request.clone()).await) }).await
+            }
+            Op::Purchase(p) => {
+                let body = purchase_body(p);
+                let id = member_id(&p.member);
+                keyed(|| async { reply(app.accrue(&id, key(&p.key), &body, false).await) }).await
+            }
+            Op::Action(a) => {
+                let body = action_body(a);
+                let id = member_id(&a.member);
+                keyed(|| async { reply(app.accrue(&id, key(&a.key), &body, false).await) }).await
+            }
+            Op::Redeem {
+                member,
+                key: k,
+                reward,
+            } => {
+                let body = json!({ "reward_id": reward });
+                let id = member_id(member);
+                keyed(|| async { reply(app.redeem(&id, key(k), &body).await) }).await
+            }
+            Op::StartSubscription {
+                member,
+                key: k,
+                plan,
+                method,
+            } => {
+                let body = json!({ "plan_id": plan, "payment_method": method });
+                let id = member_id(member);
+                keyed(|| async { reply(app.start_subscription(&id, key(k), &body).await) }).await
+            }
+            Op::CancelSubscription { member } => {
+                let id = member_id(member);
+                keyed(|| async { done(app.cancel_subscription(&id).await) }).await
+            }
+            Op::SetDeclining { method, declining } => {
+                world.payments().set_declining(method, *declining);
+                one(Reply::Done(Value::Null))
+            }
+            Op::EvaluateTier { member } => {
+                let id = member_id(member);
+                keyed(|| async { done(app.evaluate_tier(&id).await) }).await
+            }
+            Op::Drain { queue, max } => drain(world, app, *queue, *max).await,
+            // An admin whose create timed out tries again, as the console would.
+            Op::CreatePromotion(body) => {
+                let k = create_key(body, "name");
+                keyed(|| async { reply(app.create_promotion(key(&k), body).await) }).await
+            }
+            Op::CancelPromotion { nth } => {
+                let listed = app.list_promotions().await.ok();
+                let ids: Vec<String> = listed
+                    .iter()
+                    .flat_map(|l| l["promotions"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|p| p["promotion_id"].as_str().map(str::to_owned))
+                    .collect();
+                match ids.get(nth % ids.len().max(1)) {
+                    Some(id) => one(done(app.cancel_promotion(id).await)),
+                    None => one(Reply::Done(Value::Null)),
+                }
+            }
+            Op::CreateReward(body) => {
+                let k = create_key(body, "reward_id");
+                keyed(|| async { reply(app.create_reward(key(&k), body).await) }).await
+            }
+            Op::CreateCampaign(body) => {
+                let k = create_key(body, "name");
+                keyed(|| async { reply(app.create_campaign(key(&k), body).await) }).await
+            }
+            Op::RunSeasons => one(done(app.run_seasons().await)),
+            Op::PlanTierReviews => one(done(
+                app.plan_tier_reviews(world.queue(QueueName::TierReview))
+                    .await
+                    .map(|p| json!({ "members": p.members })),
+            )),
+            Op::PlanBilling => one(done(
+                app.plan_subscription_billing(world.queue(QueueName::Billing))
+                    .await
+                    .map(|p| json!({ "subscriptions": p.subscriptions })),
+            )),
+            Op::SweepReferrals => one(done(app.sweep_referrals().await)),
+        }
+    }
+}
+
+/// The `Idempotency-Key` of an admin create: one per thing the admin means to create, reused by
+/// the admin's retries.
+fn create_key(body: &Value, field: &str) -> String {
+    format!("create-{}", body[field].as_str().unwrap_or("unnamed"))
+}
+
+fn one(reply: Reply) -> Answered {
+    Answered {
+        replies: vec![reply],
+    }
+}
+
+/// One worker invocation: a batch of messages as SQS hands them over (duplicated, delayed and
+/// out of order as the fault plan says). A failed message is left unacknowledged and comes back.
+async fn drain<S: Store>(
+    world: &World<S>,
+    app: &App<SimStore<S>>,
+    queue: QueueName,
+    max: usize,
+) -> Answered {
+    let deliveries = world.queue(queue).receive(max);
+    let mut replies = Vec::new();
+    for (receipt, delivery) in deliveries {
+        let last_attempt = delivery.receives >= MAX_RECEIVES;
+        match handle(world, app, queue, &delivery.body, last_attempt).await {
+            Ok(()) => {
+                world.queue(queue).ack(receipt);
+                replies.push(Reply::Done(Value::Null));
+            }
+            Err(error) => replies.push(Reply::Failed(error.code, error.message)),
+        }
+    }
+    Answered { replies }
+}
+
+async fn handle<S: Store>(
+    world: &World<S>,
+    app: &App<SimStore<S>>,
+    queue: QueueName,
+    body: &str,
+    last_attempt: bool,
+) -> Result<(), ApiError> {
+    let malformed = |e: serde_json::Error| ApiError::new(ErrorCode::ValidationError, e.to_string());
+    match queue {
+        QueueName::Referral => app
+            .handle_referral_message(body)
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string())),
+        QueueName::CampaignDispatch => {
+            let message: DispatchMessage = serde_json::from_str(body).map_err(malformed)?;
+            app.dispatch_campaign(
+                &message,
+                world.queue(QueueName::CampaignDispatch),
+                world.queue(QueueName::CampaignGrant),
+            )
+            .await
+            .map(|_| ())
+        }
+        QueueName::CampaignGrant => {
+            let message: GrantMessage = serde_json::from_str(body).map_err(malformed)?;
+            app.grant_campaign(&message, last_attempt).await
+        }
+        QueueName::TierReview => app.evaluate_review_batch(body).await.map(|_| ()),
+        QueueName::Billing => app.bill_subscription_batch(body).await.map(|_| ()),
+    }
+}
+
+/// The member's whole ledger, audited (gap-free `seq`, chained `balance_after`).
+pub async fn audited_ledger<S: Store>(
+    app: &App<S>,
+    member: &MemberId,
+) -> Result<Vec<LedgerEntry>, String> {
+    app.audited_ledger(member).await
+}
+
+/// A campaign's record as the admin API shows it.
+pub async fn campaign<S: Store>(app: &App<S>, id: &str) -> Result<Value, ApiError> {
+    app.get_campaign(id)
+        .await
+        .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+}
+
+/// The promotions as the admin API lists them.
+pub async fn promotions<S: Store>(app: &App<S>) -> Result<Value, ApiError> {
+    app.list_promotions().await
+}
+
+/// The day helper the workload uses for campaign audiences.
+pub fn day(at: DateTime<Utc>) -> NaiveDate {
+    at.date_naive()
+}
