@@ -412,14 +412,14 @@ impl<S: Store> World<S> {
                 Step::CreatePromotion { key, body, expect } => {
                     let result = self
                         .admin
-                        .create_promotion(key.map(idempotency_key), body)
+                        .create_promotion(ADMIN, key.map(idempotency_key), body)
                         .await;
                     Self::check(*expect, &result)
                 }
                 Step::CreateReward { key, body, expect } => {
                     let result = self
                         .admin
-                        .create_reward(key.map(idempotency_key), body)
+                        .create_reward(ADMIN, key.map(idempotency_key), body)
                         .await;
                     Self::check(*expect, &result)
                 }
@@ -437,7 +437,7 @@ impl<S: Store> World<S> {
                     });
                     let result = self
                         .admin
-                        .create_campaign(key.map(idempotency_key), &body)
+                        .create_campaign(ADMIN, key.map(idempotency_key), &body)
                         .await;
                     Self::check(*expect, &result)
                 }
@@ -499,7 +499,7 @@ impl<S: Store> World<S> {
         let mut document = serde_json::to_value(&current.document).map_err(|e| e.to_string())?;
         edit(&mut document);
         self.admin
-            .replace_program(document.to_string().as_bytes())
+            .replace_program(ADMIN, document.to_string().as_bytes())
             .await
             .map_err(|e| e.to_string())?;
         Ok(())
@@ -535,6 +535,9 @@ async fn futures_join(futures: Vec<StepFuture<'_>>) -> Vec<Result<(), String>> {
 }
 
 // ---- the rows ------------------------------------------------------------------------------
+
+/// The program manager the table's admin steps act as (recorded as `created_by`).
+const ADMIN: &str = "abuse-admin";
 
 const WELCOME: Points = 100;
 

@@ -94,6 +94,7 @@ async fn a_25_member_grant_message_costs_three_round_trips() {
     }
     let created = app
         .create_campaign(
+            "test-admin",
             key("round-trips"),
             &json!({ "name": "Round trips", "points": 5, "audience": { "member_ids": members }, "reason": "cost" }),
         )

@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 use crate::faults::{QueueName, SimStore};
 use crate::world::World;
 
+/// The program manager every simulated admin request acts as (recorded as `created_by`).
+const ADMIN: &str = "sim-admin";
+
 /// How many times SQS delivers a message before it goes to the dead-letter queue (the
 /// template's `maxReceiveCount`).
 pub const MAX_RECEIVES: u32 = 5;
@@ -297,7 +300,7 @@ impl Op {
             // An admin whose create timed out tries again, as the console would.
             Op::CreatePromotion(body) => {
                 let k = create_key(body, "name");
-                keyed(|| async { reply(app.create_promotion(key(&k), body).await) }).await
+                keyed(|| async { reply(app.create_promotion(ADMIN, key(&k), body).await) }).await
             }
             Op::CancelPromotion { nth } => {
                 let listed = app.list_promotions().await.ok();
@@ -307,17 +310,17 @@ impl Op {
                     .filter_map(|p| p["promotion_id"].as_str().map(str::to_owned))
                     .collect();
                 match ids.get(nth % ids.len().max(1)) {
-                    Some(id) => one(done(app.cancel_promotion(id).await)),
+                    Some(id) => one(done(app.cancel_promotion(ADMIN, id).await)),
                     None => one(Reply::Done(Value::Null)),
                 }
             }
             Op::CreateReward(body) => {
                 let k = create_key(body, "reward_id");
-                keyed(|| async { reply(app.create_reward(key(&k), body).await) }).await
+                keyed(|| async { reply(app.create_reward(ADMIN, key(&k), body).await) }).await
             }
             Op::CreateCampaign(body) => {
                 let k = create_key(body, "name");
-                keyed(|| async { reply(app.create_campaign(key(&k), body).await) }).await
+                keyed(|| async { reply(app.create_campaign(ADMIN, key(&k), body).await) }).await
             }
             Op::RunSeasons => one(done(app.run_seasons().await)),
             Op::PlanTierReviews => one(done(

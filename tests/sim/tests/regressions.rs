@@ -83,6 +83,7 @@ async fn seed_61_a_grant_redelivered_after_the_budget_ran_out_counts_each_member
     enrol(&app, "only").await;
     let created = app
         .create_campaign(
+            "test-admin",
             IdempotencyKey::parse("c-61").ok(),
             &json!({ "name": "Thanks", "points": 32, "budget_points": 32,
                 "audience": { "member_ids": ["only"] }, "reason": "goodwill" }),
