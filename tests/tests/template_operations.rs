@@ -14,8 +14,9 @@ use serde_yaml::Value;
 ///
 /// Why each entry is there: every function reads the program (GetItem) and publishes the shipped
 /// default on a fresh table (PutItem); points movements and record writes are transactions of
-/// Puts and Updates; `snapshot` (member + idempotency record) and the reward stock read are
-/// BatchGetItem; the ledger and tier history page the table; owner listings (referrals,
+/// Puts and Updates; `snapshot` (member, program version stamp, idempotency record: accrue,
+/// redeem, starting a subscription), the reward stock read and the campaign worker's member
+/// reads are BatchGetItem; the ledger and tier history page the table; owner listings (referrals,
 /// promotions) go through GSI1, due days (tier reviews, billing, referral expiry) through GSI2,
 /// campaign audiences through GSI1 (enrolment days) and GSI3 (tiers).
 const RIGHTS: &[(&str, &[&str], &[&str])] = &[
@@ -46,7 +47,7 @@ const RIGHTS: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "SubscriptionBillingFunction",
-        &["GetItem", "BatchGetItem", "PutItem", "UpdateItem"],
+        &["GetItem", "PutItem", "UpdateItem"],
         &["GSI2"],
     ),
     (
@@ -66,7 +67,7 @@ const RIGHTS: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "CampaignWorkerFunction",
-        &["GetItem", "PutItem", "UpdateItem"],
+        &["GetItem", "BatchGetItem", "PutItem", "UpdateItem"],
         &[],
     ),
 ];
