@@ -51,7 +51,7 @@ impl Default for Config {
                 max_batch: 6,
                 environments: 2,
             },
-            abuse: Abuse::default(),
+            abuse: Abuse::DEFAULT,
             rates: FaultRates::DEFAULT,
         }
     }
