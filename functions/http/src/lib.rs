@@ -1,6 +1,11 @@
 //! API Gateway (HTTP API, payload 2.0) in front of the core services. Each Lambda function serves
 //! a subset of the routes; [`handle`] is generic over the store, so the same code runs on Lambda,
 //! in the local runner and in tests fed with real API Gateway events.
+//!
+//! A request goes `routes` (which route, which function, which scopes) → `caller` (the JWT
+//! claims API Gateway verified) → `authorize` (the route's scopes, a member token's own member)
+//! → `body` (limits, JSON, query) → the core services. Nothing is read or written before
+//! `authorize` has admitted the caller.
 
 mod authorize;
 mod body;

@@ -178,7 +178,7 @@ async fn main() {
             )
             .await
         } else {
-            // A grant call covers 25 members: a tenth as many calls still grants more members.
+            // A grant call covers 24 members: a tenth as many calls still grants more members.
             let calls = if op.members_per_call() > 1 {
                 (plan.samples / 10).max(2)
             } else {

@@ -105,8 +105,8 @@ impl Op {
         }
     }
 
-    /// Members handled by one measured call (a campaign grant message covers 25 members in one
-    /// transaction); units and latency are reported per member.
+    /// Members handled by one measured call (a campaign grant message covers `GRANT_MEMBERS` members in
+    /// one transaction); units and latency are reported per member.
     pub fn members_per_call(self) -> usize {
         match self {
             Op::CampaignGrant => crate::services::GRANT_MEMBERS,
@@ -458,12 +458,12 @@ pub fn billed_wru(measured: f64) -> f64 {
 
 /// Write units billed on AWS per member of `op`: the measured figure × 2, except where DynamoDB
 /// Local's report is below what the items written must cost. It reports a handful of WRU for a
-/// campaign grant's 76-item transaction (25 × member, ledger entry, entry guard + the campaign
-/// record); AWS bills every item of a transaction at 2 WRU per KB, so a grant is at least
-/// 2 × (3 + 1/25) = 6.08 WRU per member (every item ≤ 1 KB).
+/// campaign grant's 97-item transaction (24 × member, ledger entry, entry guard, outcome marker +
+/// the campaign record); AWS bills every item of a transaction at 2 WRU per KB, so a grant is at
+/// least 2 × (4 + 1/24) ≈ 8.08 WRU per member (every item ≤ 1 KB).
 pub fn billed_wru_for(op: Op, measured: f64) -> f64 {
     let floor = match op {
-        Op::CampaignGrant => 2.0 * (3.0 + 1.0 / crate::services::GRANT_MEMBERS as f64),
+        Op::CampaignGrant => 2.0 * (4.0 + 1.0 / crate::services::GRANT_MEMBERS as f64),
         _ => 0.0,
     };
     billed_wru(measured).max(floor)

@@ -418,7 +418,7 @@ impl Report {
              `TransactGetItems` is used).\n\
              - SQS standard: ${:.2} per million requests. HTTP operations send none. A queue worker's message is \
              sent, received and deleted (3 requests), shared by the members it carries: 50 per tier-review \
-             message, 25 per measured campaign grant message (the dispatcher packs up to 100), 25 per billing \
+             message, 24 per measured campaign grant message (the dispatcher packs up to 100), 25 per billing \
              message, 1 per referral. The Lambda invocation is shared the same way (conservatively one \
              message per invocation, though the event source mappings deliver batches of 5–10); queue \
              workers have no HTTP API charge. The payment provider's fee and call (billing) and the outbound \
@@ -985,14 +985,14 @@ call the same function); their latency is the service call, and they have no thr
 - *tier evaluation*: one member who earned the day before (a `ManualClock` is moved one day, so every call \
 is a real evaluation, not the same-day no-op); distinct members.
 - *campaign grant*: campaigns created with `App::create_campaign` (dispatch queue in memory), then \
-`grant_campaign` with a `GrantMessage` of 25 members — one `TransactWriteItems` for the 25 members and the \
-campaign's counters (76 items: member, ledger entry and entry guard per member + the campaign record), after \
-one read of the campaign and one `BatchGetItem` of the 25 members: 3 round trips per message (it was 27 \
-with one `GetItem` per member before issue 12). Units \
-are divided by 25; the latency columns are of the whole 25-member message. A tenth as many messages as the \
+`grant_campaign` with a `GrantMessage` of 24 members — one `TransactWriteItems` for the 24 members and the \
+campaign's counters (97 items: member, ledger entry, entry guard and outcome marker per member + the campaign \
+record), after one read of the campaign and one `BatchGetItem` of the 24 members: 3 round trips per message \
+(it was 27 with one `GetItem` per member before issue 12). Units \
+are divided by 24; the latency columns are of the whole 24-member message. A tenth as many messages as the \
 other operations have calls (20 messages, 500 members, in a full run). Every member's balance is checked \
-afterwards. **DynamoDB Local reports far fewer WRU for this 76-item transaction than its items** (the Local \
-column); the billed column therefore uses the item count, 2 × (3 + 1/25) = 6.08 WRU per member, not the \
+afterwards. **DynamoDB Local reports far fewer WRU for this 97-item transaction than its items** (the Local \
+column); the billed column therefore uses the item count, 2 × (4 + 1/24) ≈ 8.08 WRU per member, not the \
 measured figure × 2.
 - *referral reward*: a referrer, a referee enrolled with its code and a qualifying first purchase (which \
 queues the referral message), then the message handled: both bonus ledger entries, both member items and the \

@@ -24,7 +24,8 @@ use serde_json::json;
 use crate::ops::{self, Bench, Op, Sequential};
 
 /// Members in one measured campaign grant message: one `TransactWriteItems`.
-pub const GRANT_MEMBERS: usize = 25;
+/// One full grant transaction: the most members the worker writes at once.
+pub const GRANT_MEMBERS: usize = loyalty_core::campaigns::GRANTS_PER_WRITE;
 
 fn config() -> AppConfig {
     AppConfig {
@@ -103,7 +104,7 @@ impl<'a> Meter<'a> {
     }
 }
 
-/// Measures `op` `samples` times (for a campaign grant: `samples` messages of 25 members).
+/// Measures `op` `samples` times (for a campaign grant: `samples` messages of `GRANT_MEMBERS` members).
 pub async fn measure(bench: &Bench, op: Op, samples: usize) -> Sequential {
     match op {
         Op::TierEvaluation => tier_evaluation(bench, samples).await,
@@ -135,7 +136,7 @@ async fn tier_evaluation(bench: &Bench, samples: usize) -> Sequential {
     meter.out
 }
 
-/// `App::grant_campaign` with messages of 25 members: one transaction per message.
+/// `App::grant_campaign` with messages of `GRANT_MEMBERS` members: one transaction per message.
 async fn campaign_grant(bench: &Bench, messages: usize) -> Sequential {
     let app = App::new(
         bench.store.clone(),

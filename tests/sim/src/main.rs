@@ -8,6 +8,7 @@
 //!               shared_orders, checkout_referral, fresh_catalog, retried_creates, or all
 //!   FAULTS=off  no injected faults
 //!   KEEP_GOING=1  run every seed and list the failures instead of stopping at the first
+//!   SIM_TRACE=1   print every step and every answer; SIM_TRACE_SCHED=1 also every gate turn
 
 use std::time::Instant;
 
