@@ -462,11 +462,14 @@ async fn admin_writes_record_their_actor() {
     let campaign = ok(
         &app,
         Function::Rewards,
-        admin(ApiRequest::post(
-            "/v1/admin/campaigns",
-            json!({ "name": "Thanks", "points": 10, "audience": { "tier": "gold" },
-                    "reason": "thanks" }),
-        )),
+        admin(
+            ApiRequest::post(
+                "/v1/admin/campaigns",
+                json!({ "name": "Thanks", "points": 10, "audience": { "tier": "gold" },
+                        "reason": "thanks" }),
+            )
+            .key("thanks-1"),
+        ),
     )
     .await;
     assert_eq!(campaign["created_by"], "ops-ada");

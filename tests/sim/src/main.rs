@@ -3,7 +3,7 @@
 //!   SEEDS=n     how many seeds (default 512), starting at FIRST_SEED (default 0)
 //!   SEED=n      replay exactly this seed (and shrink it if it fails)
 //!   STEPS=n     steps per seed (default 40)
-//!   ABUSE=list  abuse patterns of issue 12 to generate (default: all but fresh_catalog;
+//!   ABUSE=list  abuse patterns of issue 12 to generate (default: all;
 //!               `none` for none): late_events, ended_promotions,
 //!               shared_orders, checkout_referral, fresh_catalog, retried_creates, or all
 //!   FAULTS=off  no injected faults

@@ -310,7 +310,10 @@ impl Op {
                     .filter_map(|p| p["promotion_id"].as_str().map(str::to_owned))
                     .collect();
                 match ids.get(nth % ids.len().max(1)) {
-                    Some(id) => one(done(app.cancel_promotion(ADMIN, id).await)),
+                    // Cancelling is idempotent, and an admin who saw an error tries again.
+                    Some(id) => {
+                        keyed(|| async { done(app.cancel_promotion(ADMIN, id).await) }).await
+                    }
                     None => one(Reply::Done(Value::Null)),
                 }
             }

@@ -119,3 +119,28 @@ async fn seed_61_a_grant_redelivered_after_the_budget_ran_out_counts_each_member
         (1, 1, 0)
     );
 }
+
+/// Seed 53: a promotion whose create reply was lost was retried with the same key and answered
+/// as a replay, but the first attempt had stopped before announcing the promotion, so the other
+/// environment's next accrual did not apply it. A replayed create announces it again.
+#[test]
+fn seed_53_replays_without_a_violation() {
+    run_seed(53, &Config::default()).expect("seed 53 keeps every invariant");
+}
+
+/// Seed 88: two deliveries of one dispatch step of a tier campaign read the audience page at
+/// different moments; the second read had members who had just reached the tier, and both
+/// deliveries sent grants while only the first was counted as targeted (12 granted, 8
+/// targeted). A step now records the page it read, and every delivery works from that record.
+#[test]
+fn seed_88_replays_without_a_violation() {
+    run_seed(88, &Config::default()).expect("seed 88 keeps every invariant");
+}
+
+/// Seed 215: a promotion cancel committed but its reply was lost; the admin's retry found the
+/// promotion already cancelled and answered without announcing it, so the other environment
+/// kept paying the promotion. A retried cancel announces again.
+#[test]
+fn seed_215_replays_without_a_violation() {
+    run_seed(215, &Config::default()).expect("seed 215 keeps every invariant");
+}

@@ -24,6 +24,21 @@ enum Grant {
     Skipped,
 }
 
+/// The record of one audience page as its step first read it (see `App::audience_page`).
+const PAGE_KIND: &str = "campaign_page";
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct AudiencePage {
+    members: Vec<String>,
+    next: Option<String>,
+}
+
+impl AudiencePage {
+    fn into_parts(self) -> (Vec<String>, Option<String>) {
+        (self.members, self.next)
+    }
+}
+
 fn to_record(campaign: &Campaign, version: u64) -> Result<Record, ApiError> {
     Ok(Record {
         kind: RECORD_KIND.into(),
@@ -258,12 +273,16 @@ impl<S: Store> App<S> {
                 (page, more.then(String::new))
             }
             Audience::Tier(tier) => {
-                self.audience(AudienceQuery::Tier(tier.clone()), message)
+                self.audience_page(&campaign, AudienceQuery::Tier(tier.clone()), message)
                     .await?
             }
             Audience::EnrolledBetween([from, to]) => {
-                self.audience(AudienceQuery::EnrolledBetween(*from, *to), message)
-                    .await?
+                self.audience_page(
+                    &campaign,
+                    AudienceQuery::EnrolledBetween(*from, *to),
+                    message,
+                )
+                .await?
             }
         };
         let bodies = members
@@ -317,16 +336,57 @@ impl<S: Store> App<S> {
         Ok(members.len())
     }
 
-    async fn audience(
+    /// The members of one audience page, read once: the first delivery of a step records what
+    /// it read, and every other delivery of that step (a duplicate running alongside it, or a
+    /// retry) works from the same list. An audience changes while it is walked (members enrol,
+    /// move tiers); without this, two deliveries could grant different members while only one
+    /// of them is counted as targeted (simulator seed 88).
+    async fn audience_page(
         &self,
+        campaign: &Campaign,
         query: AudienceQuery,
         message: &DispatchMessage,
     ) -> Result<(Vec<String>, Option<String>), ApiError> {
+        let id = format!("{}:{}", campaign.campaign_id, message.page);
+        if let Some(recorded) = self.store().record(PAGE_KIND, &id).await? {
+            return Ok(recorded.parse::<AudiencePage>()?.into_parts());
+        }
         let (ids, next) = self
             .store()
             .audience_page(&query, message.cursor.clone(), MEMBERS_PER_PAGE)
             .await?;
-        Ok((ids.into_iter().map(|m| m.to_string()).collect(), next))
+        let page = AudiencePage {
+            members: ids.into_iter().map(|m| m.to_string()).collect(),
+            next,
+        };
+        let write = RecordWrite {
+            record: Record {
+                kind: PAGE_KIND.into(),
+                id: id.clone(),
+                owner: None,
+                version: 1,
+                due: None,
+                body: serde_json::to_value(&page).map_err(|_| ApiError::internal())?,
+            },
+            expect: Expect::Absent,
+        };
+        match self.store().transact(Vec::new(), vec![write]).await {
+            Ok(()) => Ok(page.into_parts()),
+            // Another delivery of this step recorded its read first: use that one.
+            Err(CommitError::RecordConflict { .. }) => {
+                let recorded = self
+                    .store()
+                    .record(PAGE_KIND, &id)
+                    .await?
+                    .ok_or_else(ApiError::internal)?;
+                Ok(recorded.parse::<AudiencePage>()?.into_parts())
+            }
+            Err(CommitError::Store(error)) => Err(error.into()),
+            Err(other) => {
+                tracing::error!(error = %other, "audience page record failed");
+                Err(ApiError::internal())
+            }
+        }
     }
 
     /// Grants the members of one grant message. `last_attempt` is true on the delivery after

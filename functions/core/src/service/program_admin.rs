@@ -98,12 +98,18 @@ impl<S: Store> App<S> {
     /// program and the promotion list): the way a change outside the program document — a
     /// promotion created, cancelled, opened or closed — reaches the hot path at once. A publish
     /// lost to someone else's is just as good: theirs bumped the version too.
-    pub(crate) async fn announce_catalog_change(&self, actor: Option<&str>) -> Result<(), ApiError> {
+    pub(crate) async fn announce_catalog_change(
+        &self,
+        actor: Option<&str>,
+    ) -> Result<(), ApiError> {
         let current = match self.store().active_program().await? {
             Some(program) => program,
             None => self.publish_default_program().await?,
         };
-        match self.publish(current.document.clone(), Some(&current), actor).await {
+        match self
+            .publish(current.document.clone(), Some(&current), actor)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(error) if error.code == ErrorCode::ConcurrentModification => Ok(()),
             Err(error) => Err(error),

@@ -92,7 +92,7 @@ impl<S: Store> App<S> {
         let fingerprint = fingerprint(Operation::Promotion, body);
         if let Some(key) = &key {
             if let Some(done) = self.keyed_response(Operation::Promotion, key).await? {
-                return Ok(Outcome::Replayed(done.replay(&fingerprint)?));
+                return self.replay_promotion(actor, &done, &fingerprint).await;
             }
         }
         let request: PromotionRequest = parse_body(body)?;
@@ -132,14 +132,39 @@ impl<S: Store> App<S> {
                             "the promotion is being created by another request; retry",
                         )
                     })?;
-                return Ok(Outcome::Replayed(done.replay(&fingerprint)?));
+                return self.replay_promotion(actor, &done, &fingerprint).await;
             }
             Err(other) => return Err(commit_error(other)),
         }
-        self.forget_promotions().await;
-        self.await_listed(&promotion.promotion_id).await?;
-        self.announce_catalog_change(Some(actor)).await?;
+        self.announce_promotion(actor, &promotion.promotion_id)
+            .await?;
         Ok(Outcome::Created(response))
+    }
+
+    /// A retried keyed create: the first response, after announcing the promotion again. The
+    /// first attempt may have stopped between its commit and its announcement (a lost reply), and
+    /// then no other environment would know to read the promotion list; announcing twice only
+    /// publishes one more unchanged program version.
+    async fn replay_promotion(
+        &self,
+        actor: &str,
+        done: &KeyedResponse,
+        fingerprint: &str,
+    ) -> Result<Outcome, ApiError> {
+        let response = done.replay(fingerprint)?;
+        let id = response
+            .get("promotion_id")
+            .and_then(Value::as_str)
+            .ok_or_else(ApiError::internal)?;
+        self.announce_promotion(actor, id).await?;
+        Ok(Outcome::Replayed(response))
+    }
+
+    /// Makes a new promotion count on the next accrual in every environment.
+    async fn announce_promotion(&self, actor: &str, id: &str) -> Result<(), ApiError> {
+        self.forget_promotions().await;
+        self.await_listed(id).await?;
+        self.announce_catalog_change(Some(actor)).await
     }
 
     /// Waits (briefly, bounded) until the promotion index lists `id`: the index is eventually
@@ -189,6 +214,10 @@ impl<S: Store> App<S> {
             })?;
             let mut promotion: Promotion = record.parse()?;
             if promotion.status == PromotionStatus::Canceled {
+                // A retried cancel: the first one may have stopped between its commit and its
+                // announcement, so announce again (one more unchanged program version).
+                self.forget_promotions().await;
+                self.announce_catalog_change(Some(actor)).await?;
                 return Ok(promotion);
             }
             promotion.status = PromotionStatus::Canceled;
