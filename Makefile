@@ -24,7 +24,7 @@ test: ## every check and test: cfn-lint, fmt, clippy, cargo test (with DynamoDB 
 
 lint: ## cfn-lint + cargo fmt --check + clippy -D warnings
 	$(SCRIPTS)/install-python-tools.sh
-	$(CFN_LINT) $(TEMPLATE)
+	$(CFN_LINT) --append-rules cfn_lint_serverless.rules -- $(TEMPLATE)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
