@@ -26,6 +26,12 @@ pub enum ErrorCode {
     DuplicateAction,
     UnknownAction,
     ActionLimitReached,
+    /// `occurred_at` is older than the program's lateness window, or before the member enrolled.
+    OccurredAtOutOfRange,
+    /// A promotion whose window is already over cannot be created.
+    PromotionAlreadyEnded,
+    /// A counter (stock, uses, campaign totals, qualifying days) would pass its largest value.
+    CounterOverflow,
     CurrencyMismatch,
     InvalidProgram,
     ProgramNotConfigured,
@@ -42,6 +48,47 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for what documents them (docs/openapi.yaml is checked against this list).
+    pub const ALL: [ErrorCode; 37] = [
+        Self::ValidationError,
+        Self::InvalidJson,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::InvalidCursor,
+        Self::MissingIdempotencyKey,
+        Self::InvalidIdempotencyKey,
+        Self::IdempotencyKeyReused,
+        Self::MemberNotFound,
+        Self::MemberExists,
+        Self::ReferralCodeNotFound,
+        Self::RewardNotFound,
+        Self::PromotionNotFound,
+        Self::CampaignNotFound,
+        Self::RewardExists,
+        Self::RewardUnavailable,
+        Self::InsufficientPoints,
+        Self::DuplicateOrder,
+        Self::DuplicateAction,
+        Self::UnknownAction,
+        Self::ActionLimitReached,
+        Self::OccurredAtOutOfRange,
+        Self::PromotionAlreadyEnded,
+        Self::CounterOverflow,
+        Self::CurrencyMismatch,
+        Self::InvalidProgram,
+        Self::ProgramNotConfigured,
+        Self::SubscriptionNotFound,
+        Self::SubscriptionConflict,
+        Self::PaymentDeclined,
+        Self::PaymentProviderUnavailable,
+        Self::ConcurrentModification,
+        Self::RouteNotFound,
+        Self::MethodNotAllowed,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ValidationError => "validation_error",
@@ -65,6 +112,9 @@ impl ErrorCode {
             Self::DuplicateAction => "duplicate_action",
             Self::UnknownAction => "unknown_action",
             Self::ActionLimitReached => "action_limit_reached",
+            Self::OccurredAtOutOfRange => "occurred_at_out_of_range",
+            Self::PromotionAlreadyEnded => "promotion_already_ended",
+            Self::CounterOverflow => "counter_overflow",
             Self::CurrencyMismatch => "currency_mismatch",
             Self::InvalidProgram => "invalid_program",
             Self::ProgramNotConfigured => "program_not_configured",
@@ -108,6 +158,9 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::IdempotencyKeyReused
+            | Self::OccurredAtOutOfRange
+            | Self::PromotionAlreadyEnded
+            | Self::CounterOverflow
             | Self::UnknownAction
             | Self::CurrencyMismatch
             | Self::InvalidProgram => 422,
