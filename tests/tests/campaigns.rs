@@ -303,3 +303,33 @@ async fn a_poison_message_is_retried_then_counted_as_failed_and_cancel_stops_gra
     .await;
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test]
+async fn an_enrolment_range_of_years_is_walked_in_bounded_steps_to_its_last_member() {
+    use chrono::{Days, Utc};
+    use loyalty_core::campaigns::AudienceQuery;
+    use loyalty_core::ports::AudienceStore;
+
+    let store = dynamo_store().await;
+    let app = App::new(store.clone(), Arc::new(SystemClock), AppConfig::default());
+    let today = Utc::now().date_naive();
+    let member = enrol(&app, &unique("late-joiner")).await;
+    // 1,001 empty-but-one day partitions: one dispatcher step must not read them all.
+    let audience = AudienceQuery::EnrolledBetween(today - Days::new(1000), today);
+    let (mut found, mut cursor, mut steps) = (Vec::new(), None, 0);
+    loop {
+        let (members, next) = store
+            .audience_page(&audience, cursor, 1_000)
+            .await
+            .expect("a page");
+        steps += 1;
+        found.extend(members);
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(steps <= 16, "the walk does not end");
+    }
+    assert_eq!(found, vec![member]);
+    assert_eq!(steps, 16, "64 day partitions per step");
+}
