@@ -150,7 +150,7 @@ fn every_documented_operation_is_served_by_the_route_table_with_the_same_access(
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let route = Route::resolve(&method, &concrete.join("/"))
             .unwrap_or_else(|e| panic!("{key}: the route table does not know it: {e}"));
-        let checked = match route.access() {
+        let checked: Option<BTreeSet<String>> = match route.access() {
             Access::Public => None,
             Access::Scoped(scopes) => Some(scopes.names().into_iter().map(String::from).collect()),
         };
@@ -166,7 +166,7 @@ fn each_operation_requires_exactly_the_scopes_of_its_template_route() {
         let operation = operations
             .get(&key)
             .unwrap_or_else(|| panic!("{key} is not documented"));
-        let wired = match &route.auth {
+        let wired: Option<BTreeSet<String>> = match &route.auth {
             RouteAuth::Open => None,
             RouteAuth::Jwt { scopes, .. } => Some(scopes.iter().cloned().collect()),
             RouteAuth::Iam => panic!("{key} uses AWS_IAM, which the document does not describe"),
@@ -300,6 +300,10 @@ fn each_operation_documents_its_codes_under_the_status_they_are_answered_with() 
         .collect();
     assert_eq!(
         unrouted,
-        BTreeSet::from(["internal_error", "program_not_configured", "route_not_found"])
+        BTreeSet::from([
+            "internal_error",
+            "program_not_configured",
+            "route_not_found"
+        ])
     );
 }
