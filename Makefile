@@ -8,7 +8,7 @@ TEMPLATE := infra/template.yaml
 CFN_LINT := .local/venv/bin/cfn-lint
 FUNCTIONS := members accrue redeem rewards
 
-.PHONY: help run demo test lint build deploy clean-local simulate
+.PHONY: help run demo contract test lint build deploy clean-local simulate
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ run: ## the whole template locally: DynamoDB Local, moto (SQS), every function b
 
 demo: ## walk the running local stack end to end (start `make run` first; API=http://127.0.0.1:3000)
 	cargo run --quiet -p loyalty_local --bin loyalty-local -- demo --api $${API:-http://127.0.0.1:3000}
+
+contract: ## schemathesis against the running local stack, docs/openapi.yaml as the contract (start `make run` first)
+	$(SCRIPTS)/contract.sh $${API:-http://127.0.0.1:3000}
 
 test: ## every check and test: cfn-lint, fmt, clippy, cargo test (with DynamoDB Local)
 	$(SCRIPTS)/test.sh

@@ -72,7 +72,8 @@ run_tests() { cargo test --workspace "$@" 2>&1 | tee "$TEST_LOG"; }
 step test run_tests "$@"
 
 # Smoke test: the whole local stack (its own DynamoDB Local and moto on free ports, every
-# function binary), then the demo against it, then Ctrl-C-equivalent shutdown.
+# function binary), then the demo against it, then the schemathesis contract run
+# (infra/scripts/contract.sh; reported as its own failed step), then Ctrl-C-equivalent shutdown.
 demo_smoke() {
   local api_port ddb_port sqs_port stripe_port log pid status=0
   api_port="$(free_port 0)"; ddb_port="$(free_port 0)"; sqs_port="$(free_port 0)"; stripe_port="$(free_port 0)"
@@ -92,6 +93,14 @@ demo_smoke() {
     sleep 1
   done
   "$REPO/target/debug/loyalty-local" demo --api "http://127.0.0.1:$api_port" || status=$?
+  # The contract run (docs/openapi.yaml) against the same stack, before it stops.
+  local started=$SECONDS
+  if "$SCRIPTS_DIR/contract.sh" "http://127.0.0.1:$api_port"; then
+    say "contract: OK in $((SECONDS - started)) s"
+  else
+    say "contract: FAILED after $((SECONDS - started)) s (report in $RUN_DIR/contract)"
+    failed+=("contract")
+  fi
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   if (( status != 0 )); then
@@ -118,5 +127,5 @@ if (( ${#failed[@]} > 0 )); then
   echo "tests: $totals"
   exit 1
 fi
-say "all checks OK (cfn-lint, fmt, clippy, test, demo)"
+say "all checks OK (cfn-lint, fmt, clippy, test, demo, contract)"
 echo "tests: $totals"

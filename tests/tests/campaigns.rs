@@ -355,3 +355,33 @@ async fn a_campaign_create_needs_a_key_and_its_retry_answers_the_first_response(
         .iter()
         .all(|m| m.contains(&format!("\"campaign_id\":\"{id}\""))));
 }
+
+#[tokio::test]
+async fn an_enrolment_range_of_years_is_walked_in_bounded_steps_to_its_last_member() {
+    use chrono::{Days, Utc};
+    use loyalty_core::campaigns::AudienceQuery;
+    use loyalty_core::ports::AudienceStore;
+
+    let store = dynamo_store().await;
+    let app = App::new(store.clone(), Arc::new(SystemClock), AppConfig::default());
+    let today = Utc::now().date_naive();
+    let member = enrol(&app, &unique("late-joiner")).await;
+    // 1,001 empty-but-one day partitions: one dispatcher step must not read them all.
+    let audience = AudienceQuery::EnrolledBetween(today - Days::new(1000), today);
+    let (mut found, mut cursor, mut steps) = (Vec::new(), None, 0);
+    loop {
+        let (members, next) = store
+            .audience_page(&audience, cursor, 1_000)
+            .await
+            .expect("a page");
+        steps += 1;
+        found.extend(members);
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(steps <= 16, "the walk does not end");
+    }
+    assert_eq!(found, vec![member]);
+    assert_eq!(steps, 16, "64 day partitions per step");
+}

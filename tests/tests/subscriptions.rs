@@ -765,6 +765,21 @@ async fn the_stripe_adapter_charges_declines_and_finds_a_payment_by_its_metadata
     assert_ne!(again.id, paid.id);
 }
 
+#[tokio::test]
+async fn on_localstripe_a_payment_method_the_provider_does_not_know_is_a_decline_not_an_outage() {
+    let stripe = stripe();
+    for method in ["2", "pm_no_such_method"] {
+        let refused = stripe
+            .charge(&request(&unique("charge"), method))
+            .await
+            .unwrap_or_else(|e| panic!("{method}: answered as an outage: {e}"));
+        assert!(
+            matches!(refused.outcome, PaymentOutcome::Declined { .. }),
+            "{method}: {refused:?}"
+        );
+    }
+}
+
 /// Passes calls to the real adapter, but loses the answer of the first charge, as a crash
 /// between the provider call and the write of its result would.
 struct LosesFirstAnswer {

@@ -48,6 +48,47 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for what documents them (docs/openapi.yaml is checked against this list).
+    pub const ALL: [ErrorCode; 37] = [
+        Self::ValidationError,
+        Self::InvalidJson,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::InvalidCursor,
+        Self::MissingIdempotencyKey,
+        Self::InvalidIdempotencyKey,
+        Self::IdempotencyKeyReused,
+        Self::MemberNotFound,
+        Self::MemberExists,
+        Self::ReferralCodeNotFound,
+        Self::RewardNotFound,
+        Self::PromotionNotFound,
+        Self::CampaignNotFound,
+        Self::RewardExists,
+        Self::RewardUnavailable,
+        Self::InsufficientPoints,
+        Self::DuplicateOrder,
+        Self::DuplicateAction,
+        Self::UnknownAction,
+        Self::ActionLimitReached,
+        Self::OccurredAtOutOfRange,
+        Self::PromotionAlreadyEnded,
+        Self::CounterOverflow,
+        Self::CurrencyMismatch,
+        Self::InvalidProgram,
+        Self::ProgramNotConfigured,
+        Self::SubscriptionNotFound,
+        Self::SubscriptionConflict,
+        Self::PaymentDeclined,
+        Self::PaymentProviderUnavailable,
+        Self::ConcurrentModification,
+        Self::RouteNotFound,
+        Self::MethodNotAllowed,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ValidationError => "validation_error",

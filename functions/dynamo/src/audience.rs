@@ -16,6 +16,11 @@ use crate::capacity::Units;
 use crate::items::s;
 use crate::{keys, DynamoStore};
 
+/// Index partitions one page reads at most. An audience spanning many empty partitions (an
+/// enrolment range of decades is one partition per day) is walked over many dispatcher steps, each
+/// well inside the function's timeout, instead of one step that never finishes.
+const PARTITIONS_PER_PAGE: u64 = 64;
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Cursor {
     part: u64,
@@ -66,7 +71,8 @@ impl AudienceStore for DynamoStore {
             None => Cursor::default(),
         };
         let mut members = Vec::new();
-        while members.len() < limit {
+        let first_part = cursor.part;
+        while members.len() < limit && cursor.part - first_part < PARTITIONS_PER_PAGE {
             let Some(partition) = partition(audience, cursor.part) else {
                 return Ok((members, None));
             };

@@ -268,9 +268,28 @@ impl PaymentProvider for StripePayments {
                 outcome: PaymentOutcome::Declined { code },
             });
         }
+        // A payment method the provider does not know or will not charge (the one field the
+        // client chose) is the customer's to fix, like a decline, not an outage. A request refused
+        // over any other parameter is ours, and stays an error.
+        let error = &body["error"];
+        if matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND)
+            && error["type"] == "invalid_request_error"
+            && error["param"]
+                .as_str()
+                .is_none_or(|p| p == "payment_method")
+        {
+            let code = error["code"]
+                .as_str()
+                .unwrap_or("invalid_payment_method")
+                .to_owned();
+            return Ok(Payment {
+                id: String::new(),
+                outcome: PaymentOutcome::Declined { code },
+            });
+        }
         Err(PaymentError(format!(
             "creating a PaymentIntent: {status} {}",
-            body["error"]["message"]
+            error["message"]
         )))
     }
 

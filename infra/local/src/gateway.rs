@@ -6,7 +6,8 @@
 //! emulated Lambda Runtime API ([`crate::runner`]).
 //!
 //! The runner's development issuer lives here too, on paths the template never has:
-//! `POST /_local/tokens` mints a token and `GET /_local/jwks.json` publishes the key.
+//! `POST /_local/tokens` mints a token and `GET /_local/jwks.json` publishes the key; and
+//! `GET /_local/openapi.yaml` serves the API's description (docs/openapi.yaml).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,6 +38,10 @@ pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const TOKENS_PATH: &str = "/_local/tokens";
 pub const JWKS_PATH: &str = "/_local/jwks.json";
+pub const OPENAPI_PATH: &str = "/_local/openapi.yaml";
+/// The API description, as built into the runner: the routes it serves are the template's, and
+/// tests/tests/openapi.rs keeps the two in step.
+pub const OPENAPI_DOCUMENT: &str = include_str!("../../../docs/openapi.yaml");
 const LOCAL_PREFIX: &str = "/_local/";
 
 /// Runs the function behind a route.
@@ -361,7 +366,15 @@ impl<I: Invoker> Gateway<I> {
                 ),
             },
             ("GET", JWKS_PATH) => json_response(StatusCode::OK, &self.inner.key.jwks()),
-            (_, TOKENS_PATH | JWKS_PATH) => {
+            ("GET", OPENAPI_PATH) => {
+                let mut response = Response::new(OPENAPI_DOCUMENT.as_bytes().to_vec());
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/yaml"),
+                );
+                response
+            }
+            (_, TOKENS_PATH | JWKS_PATH | OPENAPI_PATH) => {
                 gateway_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
             }
             _ => match self.inner.invoker.local(method, path).await {
@@ -598,6 +611,27 @@ Resources:
         assert_eq!(body(&refused)["error"]["code"], "invalid_token_request");
         let wrong_method = gateway
             .call("GET", TOKENS_PATH, &HeaderMap::new(), b"")
+            .await;
+        assert_eq!(wrong_method.status(), 405);
+    }
+
+    #[tokio::test]
+    async fn the_runner_serves_the_api_description_as_yaml() {
+        let gateway = gateway();
+        let response = gateway
+            .call("GET", OPENAPI_PATH, &HeaderMap::new(), b"")
+            .await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()[http::header::CONTENT_TYPE],
+            "application/yaml"
+        );
+        let document: serde_yaml::Value =
+            serde_yaml::from_slice(response.body()).expect("the description is YAML");
+        assert_eq!(document["openapi"].as_str(), Some("3.1.0"));
+        assert!(document["paths"]["/v1/members/{member_id}/accruals"]["post"].is_mapping());
+        let wrong_method = gateway
+            .call("POST", OPENAPI_PATH, &HeaderMap::new(), b"")
             .await;
         assert_eq!(wrong_method.status(), 405);
     }

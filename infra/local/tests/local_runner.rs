@@ -335,6 +335,15 @@ async fn http_routes_pass_the_jwt_authorizer_with_tokens_minted_by_the_runner() 
             .expect("jwks");
         assert_eq!(jwks.status, 200);
         assert_eq!(jwks.body["keys"][0]["kid"], signing_key().public_jwk().kid);
+        let description = demo
+            .send(None, "GET", "/_local/openapi.yaml", None, None)
+            .await
+            .expect("openapi.yaml");
+        assert_eq!(description.status, 200);
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str(description.body.as_str().expect("YAML, not JSON"))
+                .expect("the description parses");
+        assert_eq!(yaml["openapi"].as_str(), Some("3.1.0"));
         let refused = demo
             .send(
                 None,
