@@ -68,7 +68,7 @@ step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 TEST_LOG="$LOCAL_DIR/run/cargo-test.log"
 mkdir -p "$(dirname "$TEST_LOG")"
-run_tests() { cargo test --workspace "$@" 2>&1 | tee "$TEST_LOG"; }
+run_tests() { cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$TEST_LOG"; }
 step test run_tests "$@"
 
 # Smoke test: the whole local stack (its own DynamoDB Local and moto on free ports, every
