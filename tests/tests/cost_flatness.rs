@@ -77,10 +77,11 @@ async fn accrue_and_redeem_cost_the_same_at_entry_10_and_entry_400() {
     println!("accrual: {accrual:?}; redemption: {redemption:?}");
 }
 
-/// The campaign worker reads a message's members with one `BatchGetItem`: a 25-member message is
-/// the campaign read, the member read and the transaction (it was 27 with one `GetItem` each).
+/// The campaign worker reads a message's members with one `BatchGetItem`: a message of one
+/// transaction's worth of members (`GRANTS_PER_WRITE`, 24) is the campaign read, the member read
+/// and the transaction (it was 26 with one `GetItem` each).
 #[tokio::test]
-async fn a_25_member_grant_message_costs_three_round_trips() {
+async fn a_grant_message_of_one_transaction_costs_three_round_trips() {
     let config = AppConfig {
         program_cache_ttl: Duration::from_secs(3600),
         ..AppConfig::default()
@@ -89,7 +90,7 @@ async fn a_25_member_grant_message_costs_three_round_trips() {
     let app = loyalty_core::App::new(store.clone(), Arc::new(SystemClock), config)
         .with_campaign_dispatch(Arc::new(loyalty_core::events::MemoryQueue::default()));
     let mut members = Vec::new();
-    for i in 0..25 {
+    for i in 0..loyalty_core::campaigns::GRANTS_PER_WRITE {
         members.push(enrol(&app, &format!("grant-{i}")).await.to_string());
     }
     let created = app
@@ -113,7 +114,7 @@ async fn a_25_member_grant_message_costs_three_round_trips() {
         app.grant_campaign(&message, false).await.expect("granted");
     })
     .await;
-    println!("25-member grant message: {cost:?}");
+    println!("{}-member grant message: {cost:?}", members.len());
     assert_eq!(cost.round_trips, 3, "{cost:?}");
     for member in &members {
         assert_eq!(
