@@ -6,7 +6,9 @@ SHELL := /usr/bin/env bash
 SCRIPTS := infra/scripts
 TEMPLATE := infra/template.yaml
 CFN_LINT := .local/venv/bin/cfn-lint
-FUNCTIONS := members accrue redeem rewards
+# Every Lambda binary the template deploys (BuildProperties.Binary); `make build` builds them all.
+FUNCTIONS := members accrue redeem rewards tier-evaluate promotions-scheduler campaign-dispatch \
+             campaign-worker subscription-billing referral-worker
 
 .PHONY: help run demo contract test lint build deploy clean-local simulate
 
