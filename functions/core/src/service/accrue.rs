@@ -2,7 +2,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{member_not_found, parse_body, to_json, App, Attempt, Outcome};
+use super::{member_not_found, missing_key, parse_body, to_json, App, Attempt, Outcome};
 use crate::commands::{AccrualRequest, ItemRequest, MAX_ITEMS, MAX_QUANTITY};
 use crate::error::{ApiError, ErrorCode};
 use crate::events::DomainEvent;
@@ -213,12 +213,7 @@ impl<S: Store> App<S> {
                 key,
             }),
             (None, true) => None,
-            (None, false) => {
-                return Err(ApiError::new(
-                    ErrorCode::MissingIdempotencyKey,
-                    "accruals need an Idempotency-Key header",
-                ))
-            }
+            (None, false) => return Err(missing_key("accruals need")),
         };
         let now = self.now();
         let occurred_at = request.occurred_at().unwrap_or(now);

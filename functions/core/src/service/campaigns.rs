@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::admin_keys::{self, KeyedResponse};
-use super::{member_not_found, parse_body, App, Outcome};
+use super::{member_not_found, missing_key, parse_body, App, Outcome};
 use crate::campaigns::{
     Audience, AudienceQuery, Campaign, CampaignRequest, CampaignStatus, DispatchMessage,
     GrantMessage, GRANTS_PER_WRITE, MEMBERS_PER_GRANT, MEMBERS_PER_PAGE, OUTCOME_KIND, RECORD_KIND,
@@ -129,12 +129,7 @@ impl<S: Store> App<S> {
         key: Option<IdempotencyKey>,
         body: &Value,
     ) -> Result<Outcome, ApiError> {
-        let key = key.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::MissingIdempotencyKey,
-                "creating a campaign needs an Idempotency-Key header",
-            )
-        })?;
+        let key = key.ok_or_else(|| missing_key("creating a campaign needs"))?;
         let fingerprint = fingerprint(Operation::Campaign, body);
         if let Some(done) = self.keyed_response(Operation::Campaign, &key).await? {
             return self.replay_campaign(&done, &fingerprint).await;

@@ -279,6 +279,15 @@ impl<S: Store> App<S> {
     }
 }
 
+/// A write that cannot go without an `Idempotency-Key` got none; `what` names the write
+/// ("accruals need").
+pub(crate) fn missing_key(what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::MissingIdempotencyKey,
+        format!("{what} an Idempotency-Key header"),
+    )
+}
+
 pub(crate) fn member_not_found(id: &MemberId) -> ApiError {
     ApiError::new(ErrorCode::MemberNotFound, format!("no member '{id}'"))
         .with_details(serde_json::json!({ "member_id": id }))

@@ -3,7 +3,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{member_not_found, parse_body, to_json, App, Attempt, Outcome};
+use super::{member_not_found, missing_key, parse_body, to_json, App, Attempt, Outcome};
 use crate::commands::RedemptionRequest;
 use crate::error::{ApiError, ErrorCode};
 use crate::idempotency::{fingerprint, IdempotencyRecord, IdempotencyScope, Operation};
@@ -53,12 +53,7 @@ impl<S: Store> App<S> {
         body: &Value,
     ) -> Result<Outcome, ApiError> {
         let request: RedemptionRequest = parse_body(body)?;
-        let key = key.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::MissingIdempotencyKey,
-                "redemptions need an Idempotency-Key header",
-            )
-        })?;
+        let key = key.ok_or_else(|| missing_key("redemptions need"))?;
         let redemption_id = redemption_id(member_id, &key);
         let scope = IdempotencyScope {
             operation: Operation::Redemption,

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::due::DueIndex;
-use super::{member_not_found, parse_body, to_json, App, Outcome};
+use super::{member_not_found, missing_key, parse_body, to_json, App, Outcome};
 use crate::error::{ApiError, ErrorCode};
 use crate::events::DomainEvent;
 use crate::idempotency::{fingerprint, IdempotencyRecord, IdempotencyScope, Operation};
@@ -557,12 +557,7 @@ impl<S: Store> App<S> {
         key: Option<IdempotencyKey>,
         body: &Value,
     ) -> Result<Outcome, ApiError> {
-        let key = key.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::MissingIdempotencyKey,
-                "starting a subscription needs an Idempotency-Key header",
-            )
-        })?;
+        let key = key.ok_or_else(|| missing_key("starting a subscription needs"))?;
         let request: StartRequest = parse_body(body)?;
         let method = request.payment_method.trim();
         if method.is_empty() || method.len() > 255 || !method.chars().all(|c| c.is_ascii_graphic())
