@@ -693,9 +693,10 @@ async fn a_few_thousand_subscriptions_due_on_one_day_are_billed_once_each() {
 use async_trait::async_trait;
 use loyalty_core::money::{Currency, Money};
 use loyalty_core::subscriptions::payments::{
-    ChargeRequest, Payment, PaymentError, PaymentOutcome, PaymentProvider,
+    CardSaved, ChargeRequest, CustomerRequest, Payment, PaymentError, PaymentOutcome,
+    PaymentProvider, Presence,
 };
-use loyalty_payments::StripePayments;
+use loyalty_payments::{Dialect, StripeConfig, StripePayments};
 
 const STRIPE_ENV: &str = "LOYALTY_TEST_STRIPE";
 
@@ -703,11 +704,41 @@ fn stripe() -> StripePayments {
     let base = std::env::var(STRIPE_ENV).unwrap_or_else(|_| {
         panic!("{STRIPE_ENV} is not set; run `make test`, or `bash infra/scripts/localstripe.sh start 8420` and export {STRIPE_ENV}=http://127.0.0.1:8420")
     });
-    StripePayments::new(base, "sk_test_loyalty").expect("client")
+    let config = StripeConfig::new(base, "sk_test_loyalty")
+        .expect("config")
+        .with_dialect(Dialect::Localstripe);
+    StripePayments::new(config).expect("client")
 }
 
-fn request(charge_id: &str, method: &str) -> ChargeRequest {
+async fn customer(stripe: &StripePayments) -> String {
+    stripe
+        .create_customer(&CustomerRequest {
+            idempotency_key: unique("customer"),
+            member_id: "m-1".into(),
+        })
+        .await
+        .expect("customer")
+}
+
+/// The provider customer stored on the member's subscription.
+async fn customer_of(app: &App<DynamoStore>, member: &MemberId) -> String {
+    use loyalty_core::ports::RecordStore;
+    let record = app
+        .store()
+        .record("subscription", member.as_str())
+        .await
+        .expect("read")
+        .expect("subscription");
+    record.body["customer"]
+        .as_str()
+        .expect("a customer is stored")
+        .to_owned()
+}
+
+fn request(customer: &str, charge_id: &str, method: &str) -> ChargeRequest {
     ChargeRequest {
+        customer: customer.to_owned(),
+        presence: Presence::OffSession,
         idempotency_key: format!("loyalty:{charge_id}:1"),
         charge_id: charge_id.to_owned(),
         attempt: 1,
@@ -724,23 +755,24 @@ fn request(charge_id: &str, method: &str) -> ChargeRequest {
 #[tokio::test]
 async fn the_stripe_adapter_charges_declines_and_finds_a_payment_by_its_metadata() {
     let stripe = stripe();
+    let cus = customer(&stripe).await;
     let ok_id = unique("charge");
     let paid = stripe
-        .charge(&request(&ok_id, "pm_card_visa"))
+        .charge(&request(&cus, &ok_id, "pm_card_visa"))
         .await
         .expect("charged");
     assert_eq!(paid.outcome, PaymentOutcome::Succeeded);
     assert!(paid.id.starts_with("pi_"), "{paid:?}");
     assert_eq!(
-        stripe.find(&ok_id, 1).await.expect("found"),
+        stripe.find(&cus, &ok_id, 1).await.expect("found"),
         Some(paid.clone())
     );
-    assert_eq!(stripe.find(&ok_id, 2).await.expect("looked up"), None);
+    assert_eq!(stripe.find(&cus, &ok_id, 2).await.expect("looked up"), None);
 
     // 4000000000000341: attaches, then every charge is declined.
     let bad_id = unique("charge");
     let refused = stripe
-        .charge(&request(&bad_id, "pm_card_chargeCustomerFail"))
+        .charge(&request(&cus, &bad_id, "pm_card_chargeCustomerFail"))
         .await
         .expect("answered");
     assert_eq!(
@@ -750,7 +782,7 @@ async fn the_stripe_adapter_charges_declines_and_finds_a_payment_by_its_metadata
         }
     );
     let found = stripe
-        .find(&bad_id, 1)
+        .find(&cus, &bad_id, 1)
         .await
         .expect("looked up")
         .expect("the declined intent is kept");
@@ -759,7 +791,7 @@ async fn the_stripe_adapter_charges_declines_and_finds_a_payment_by_its_metadata
     // localstripe ignores Idempotency-Key: the same key twice makes two PaymentIntents. This is
     // why at-most-once cannot rest on the key alone.
     let again = stripe
-        .charge(&request(&ok_id, "pm_card_visa"))
+        .charge(&request(&cus, &ok_id, "pm_card_visa"))
         .await
         .expect("charged");
     assert_ne!(again.id, paid.id);
@@ -768,9 +800,10 @@ async fn the_stripe_adapter_charges_declines_and_finds_a_payment_by_its_metadata
 #[tokio::test]
 async fn on_localstripe_a_payment_method_the_provider_does_not_know_is_a_decline_not_an_outage() {
     let stripe = stripe();
+    let cus = customer(&stripe).await;
     for method in ["2", "pm_no_such_method"] {
         let refused = stripe
-            .charge(&request(&unique("charge"), method))
+            .charge(&request(&cus, &unique("charge"), method))
             .await
             .unwrap_or_else(|e| panic!("{method}: answered as an outage: {e}"));
         assert!(
@@ -789,6 +822,18 @@ struct LosesFirstAnswer {
 
 #[async_trait]
 impl PaymentProvider for LosesFirstAnswer {
+    async fn create_customer(&self, request: &CustomerRequest) -> Result<String, PaymentError> {
+        self.inner.create_customer(request).await
+    }
+
+    async fn save_card(
+        &self,
+        customer: &str,
+        payment_method: &str,
+    ) -> Result<CardSaved, PaymentError> {
+        self.inner.save_card(customer, payment_method).await
+    }
+
     async fn charge(&self, request: &ChargeRequest) -> Result<Payment, PaymentError> {
         let payment = self.inner.charge(request).await?;
         if !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -797,8 +842,13 @@ impl PaymentProvider for LosesFirstAnswer {
         Ok(payment)
     }
 
-    async fn find(&self, charge_id: &str, attempt: u32) -> Result<Option<Payment>, PaymentError> {
-        self.inner.find(charge_id, attempt).await
+    async fn find(
+        &self,
+        customer: &str,
+        charge_id: &str,
+        attempt: u32,
+    ) -> Result<Option<Payment>, PaymentError> {
+        self.inner.find(customer, charge_id, attempt).await
     }
 }
 
@@ -847,7 +897,7 @@ async fn on_localstripe_a_lost_answer_is_found_again_and_the_period_is_charged_o
     assert_eq!(
         payments
             .inner
-            .find(&charge.charge_id, 1)
+            .find(&customer_of(&app, &member).await, &charge.charge_id, 1)
             .await
             .expect("found")
             .map(|p| p.id),

@@ -1,10 +1,23 @@
-//! The Stripe adapter of the payment-provider port: one off-session, confirmed PaymentIntent per
-//! attempt, form-encoded, with an `Idempotency-Key` header and the attempt's charge id and number
-//! in its metadata so that the attempt can be found again after a crash. Locally and in tests it
-//! speaks to `localstripe`, which ignores idempotency keys and has no search API; there the
-//! look-up falls back to listing PaymentIntents.
+//! The Stripe adapter of the payment-provider port, following Stripe's saved-card flow: a
+//! Customer per member (created with an idempotency key), the first PaymentIntent confirmed on
+//! session with `setup_future_usage=off_session` so the card is kept, renewals confirmed
+//! `off_session` with the customer and the saved card. Every POST carries an `Idempotency-Key`;
+//! every PaymentIntent carries the attempt's charge id and number in its metadata so an attempt
+//! can be found again after a crash, by listing the customer's PaymentIntents.
+//!
+//! Errors are sorted by what a retry can do (Stripe's error types): card errors are declines;
+//! rate limits, 5xx and timeouts are retried here with backoff within a time budget and then
+//! reported as [`PaymentError`] (the attempt stays pending and is looked up later); invalid
+//! requests and authentication errors are [`PaymentOutcome::Rejected`]: final.
+//!
+//! Locally and in tests it also speaks to `localstripe`, which refuses `setup_future_usage` and
+//! the `customer` filter of the PaymentIntent list; [`Dialect::Localstripe`] leaves those out.
+
+pub mod config;
+pub mod webhook;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,29 +28,29 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use loyalty_core::subscriptions::payments::{
-    ChargeRequest, Payment, PaymentError, PaymentOutcome, PaymentProvider,
+    CardSaved, ChargeRequest, CustomerRequest, Payment, PaymentError, PaymentOutcome,
+    PaymentProvider, Presence,
 };
 use serde_json::Value;
 
-pub const API_BASE_ENV: &str = "STRIPE_API_BASE";
-pub const SECRET_KEY_ENV: &str = "STRIPE_SECRET_KEY";
-pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
+pub use config::{Dialect, StripeConfig};
 
-/// PaymentIntents listed per page when searching is not available.
+/// PaymentIntents listed per page in a look-up.
 const LIST_PAGE: usize = 100;
-/// Pages listed at most before a look-up gives up (and the attempt stays pending).
-const MAX_LIST_PAGES: usize = 50;
+/// Pages of one customer's PaymentIntents listed at most (300 payments: 25 years of monthly
+/// periods with retries); localstripe lists every customer's, which only tests fill.
+const MAX_LIST_PAGES: usize = 3;
 
 pub struct StripePayments {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    base: String,
-    secret: String,
+    config: StripeConfig,
 }
 
 impl std::fmt::Debug for StripePayments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StripePayments")
-            .field("base", &self.base)
+            .field("base", &self.config.base)
+            .field("dialect", &self.config.dialect)
             .finish_non_exhaustive()
     }
 }
@@ -50,8 +63,20 @@ fn encode(pairs: &[(&str, String)]) -> String {
     form.finish()
 }
 
+/// One answer from Stripe.
+struct Answer {
+    status: StatusCode,
+    body: Value,
+}
+
+/// What a failed try says about trying again.
+enum Failure {
+    /// Worth another try (a timeout, a connection error, 429, 5xx).
+    Transient(String),
+}
+
 impl StripePayments {
-    pub fn new(base: impl Into<String>, secret: impl Into<String>) -> Result<Self, String> {
+    pub fn new(config: StripeConfig) -> Result<Self, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(provider)
@@ -61,17 +86,15 @@ impl StripePayments {
             .build();
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(https),
-            base: base.into().trim_end_matches('/').to_owned(),
-            secret: secret.into(),
+            config,
         })
     }
 
-    /// `STRIPE_API_BASE` (default the real API) and `STRIPE_SECRET_KEY`.
-    /// The provider a function should use: Stripe when a secret key is configured; otherwise
-    /// none, with a warning (the app then answers `payment_provider_unavailable`), so a
-    /// deployment without payments still runs everything else.
+    /// The provider a function should use: Stripe when a secret key is configured (see
+    /// [`StripeConfig::from_env`]); otherwise none, with a warning (the app then answers
+    /// `payment_provider_unavailable`), so a deployment without payments runs everything else.
     pub fn optional_from_env() -> Option<Arc<dyn PaymentProvider>> {
-        match Self::from_env() {
+        match StripeConfig::from_env().and_then(Self::new) {
             Ok(payments) => Some(Arc::new(payments)),
             Err(error) => {
                 tracing::warn!(%error, "no payment provider; subscriptions cannot be charged");
@@ -80,28 +103,21 @@ impl StripePayments {
         }
     }
 
-    pub fn from_env() -> Result<Self, String> {
-        let base = std::env::var(API_BASE_ENV).unwrap_or_else(|_| DEFAULT_API_BASE.to_owned());
-        let secret = std::env::var(SECRET_KEY_ENV)
-            .ok()
-            .filter(|key| !key.trim().is_empty())
-            .ok_or_else(|| format!("{SECRET_KEY_ENV} is not set"))?;
-        Self::new(base, secret)
-    }
-
-    async fn call(
+    /// One try: the request with the try's timeout.
+    async fn try_once(
         &self,
-        method: Method,
+        method: &Method,
         path: &str,
-        form: Option<String>,
+        form: Option<&str>,
         idempotency_key: Option<&str>,
-    ) -> Result<(StatusCode, Value), PaymentError> {
+        timeout: Duration,
+    ) -> Result<Answer, Failure> {
         let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
+            .method(method.clone())
+            .uri(format!("{}{path}", self.config.base))
             .header(
                 http::header::AUTHORIZATION,
-                format!("Bearer {}", self.secret),
+                format!("Bearer {}", self.config.secret_key),
             );
         if form.is_some() {
             request = request.header(
@@ -113,21 +129,77 @@ impl StripePayments {
             request = request.header("Idempotency-Key", key);
         }
         let request = request
-            .body(Full::new(Bytes::from(form.unwrap_or_default())))
-            .map_err(|e| PaymentError(format!("request: {e}")))?;
-        let response = tokio_timeout(self.client.request(request)).await?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
+            .body(Full::new(Bytes::from(form.unwrap_or_default().to_owned())))
+            .map_err(|e| Failure::Transient(format!("request: {e}")))?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| Failure::Transient(format!("calling Stripe: {e}")))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Failure::Transient(format!("reading the response: {e}")))?
+                .to_bytes();
+            Ok(Answer {
+                status,
+                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            })
+        };
+        let answer = tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|e| PaymentError(format!("reading the response: {e}")))?
-            .to_bytes();
-        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        Ok((status, json))
+            .map_err(|_| Failure::Transient("Stripe did not answer in time".into()))??;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS || answer.status.is_server_error() {
+            return Err(Failure::Transient(format!(
+                "Stripe answered {} {}",
+                answer.status, answer.body["error"]["message"]
+            )));
+        }
+        Ok(answer)
     }
 
-    fn payment_of(intent: &Value) -> Result<Option<Payment>, PaymentError> {
+    /// The request, retried with backoff on transient failures while the call's time budget
+    /// lasts. A POST is retried only with an idempotency key, so a retry cannot charge twice.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        form: Option<String>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, PaymentError> {
+        let started = Instant::now();
+        let budget = self.config.call_budget;
+        let repeatable = method == Method::GET || idempotency_key.is_some();
+        let mut backoff = self.config.first_backoff;
+        loop {
+            let left = budget.saturating_sub(started.elapsed());
+            let timeout = self.config.try_timeout.min(left);
+            let Failure::Transient(reason) = match self
+                .try_once(&method, path, form.as_deref(), idempotency_key, timeout)
+                .await
+            {
+                Ok(answer) => return Ok(answer),
+                Err(failure) => failure,
+            };
+            let left = budget.saturating_sub(started.elapsed());
+            if !repeatable || left <= backoff + self.config.min_try {
+                tracing::warn!(%reason, path, "Stripe call failed; no time left to retry");
+                return Err(PaymentError(reason));
+            }
+            tracing::info!(%reason, path, ?backoff, "Stripe call failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+    }
+
+    fn payment_of(
+        &self,
+        intent: &Value,
+        presence: Option<Presence>,
+    ) -> Result<Payment, PaymentError> {
         let id = intent["id"].as_str().unwrap_or_default().to_owned();
         let outcome = match intent["status"].as_str() {
             Some("succeeded") => PaymentOutcome::Succeeded,
@@ -138,8 +210,18 @@ impl StripePayments {
                     .unwrap_or("payment_failed")
                     .to_owned(),
             },
-            Some("requires_action") => PaymentOutcome::Declined {
-                code: "authentication_required".into(),
+            // Off session nobody can authenticate: Stripe answers that as a decline already,
+            // and anything else that asks for action is one too.
+            Some("requires_action") if presence == Some(Presence::OffSession) => {
+                PaymentOutcome::Declined {
+                    code: "authentication_required".into(),
+                }
+            }
+            Some("requires_action") => PaymentOutcome::RequiresAction {
+                client_secret: intent["client_secret"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
             },
             // processing, requires_capture, requires_confirmation: not settled yet.
             other => {
@@ -149,7 +231,7 @@ impl StripePayments {
                 )))
             }
         };
-        Ok(Some(Payment { id, outcome }))
+        Ok(Payment { id, outcome })
     }
 
     fn matches(intent: &Value, charge_id: &str, attempt: u32) -> bool {
@@ -157,18 +239,105 @@ impl StripePayments {
             && intent["metadata"]["attempt"].as_str() == Some(attempt.to_string().as_str())
     }
 
+    /// The form of a PaymentIntent for one attempt, in Stripe's saved-card shape.
+    pub fn intent_form(&self, request: &ChargeRequest) -> Vec<(&'static str, String)> {
+        let mut form = vec![
+            ("amount", request.amount.minor.to_string()),
+            (
+                "currency",
+                request.amount.currency.as_str().to_ascii_lowercase(),
+            ),
+            ("customer", request.customer.clone()),
+            ("payment_method", request.payment_method.clone()),
+            ("payment_method_types[]", "card".to_owned()),
+            ("confirm", "true".to_owned()),
+            ("metadata[charge_id]", request.charge_id.clone()),
+            ("metadata[attempt]", request.attempt.to_string()),
+            ("metadata[member_id]", request.member_id.clone()),
+        ];
+        match request.presence {
+            Presence::OnSession => {
+                if self.config.dialect == Dialect::Stripe {
+                    form.push(("setup_future_usage", "off_session".to_owned()));
+                }
+            }
+            Presence::OffSession => form.push(("off_session", "true".to_owned())),
+        }
+        form
+    }
+
+    /// An error answer, sorted: a decline the customer can fix, or a request Stripe refuses.
+    fn refusal(status: StatusCode, body: &Value) -> Result<Payment, PaymentError> {
+        let error = &body["error"];
+        let error_type = error["type"].as_str().unwrap_or_default();
+        let code = error["decline_code"]
+            .as_str()
+            .or(error["code"].as_str())
+            .map(str::to_owned);
+        let id = error["payment_intent"]["id"]
+            .as_str()
+            .or(error["charge"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        if status == StatusCode::PAYMENT_REQUIRED || error_type == "card_error" {
+            return Ok(Payment {
+                id,
+                outcome: PaymentOutcome::Declined {
+                    code: code.unwrap_or_else(|| "card_declined".into()),
+                },
+            });
+        }
+        // A payment method Stripe does not know or will not use (the one field the member
+        // chose) is the member's to fix, like a decline. A request refused over anything else
+        // is ours, and final.
+        if matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND)
+            && error_type == "invalid_request_error"
+            && error["param"]
+                .as_str()
+                .is_none_or(|p| p == "payment_method")
+        {
+            return Ok(Payment {
+                id,
+                outcome: PaymentOutcome::Declined {
+                    code: code.unwrap_or_else(|| "invalid_payment_method".into()),
+                },
+            });
+        }
+        if status.is_client_error() {
+            return Ok(Payment {
+                id,
+                outcome: PaymentOutcome::Rejected {
+                    error_type: if error_type.is_empty() {
+                        format!("http_{}", status.as_u16())
+                    } else {
+                        error_type.to_owned()
+                    },
+                    code: code.unwrap_or_else(|| "request_refused".into()),
+                },
+            });
+        }
+        Err(PaymentError(format!(
+            "unexpected answer {status} {}",
+            error["message"]
+        )))
+    }
+
     async fn list_find(
         &self,
+        customer: &str,
         charge_id: &str,
         attempt: u32,
     ) -> Result<Option<Payment>, PaymentError> {
         let mut after: Option<String> = None;
         for _ in 0..MAX_LIST_PAGES {
             let mut query = vec![("limit", LIST_PAGE.to_string())];
+            if self.config.dialect == Dialect::Stripe {
+                query.push(("customer", customer.to_owned()));
+            }
             if let Some(after) = &after {
                 query.push(("starting_after", after.clone()));
             }
-            let (status, page) = self
+            let page = self
                 .call(
                     Method::GET,
                     &format!("/v1/payment_intents?{}", encode(&query)),
@@ -176,16 +345,22 @@ impl StripePayments {
                     None,
                 )
                 .await?;
-            if !status.is_success() {
+            if !page.status.is_success() {
                 return Err(PaymentError(format!(
-                    "listing PaymentIntents: {status} {page}"
+                    "listing PaymentIntents: {} {}",
+                    page.status, page.body
                 )));
             }
-            let data = page["data"].as_array().cloned().unwrap_or_default();
+            let data = page.body["data"].as_array().cloned().unwrap_or_default();
             if let Some(intent) = data.iter().find(|i| Self::matches(i, charge_id, attempt)) {
-                return Self::payment_of(intent);
+                let presence = if intent["metadata"]["presence"] == "on_session" {
+                    Presence::OnSession
+                } else {
+                    Presence::OffSession
+                };
+                return self.payment_of(intent, Some(presence)).map(Some);
             }
-            if page["has_more"].as_bool() != Some(true) {
+            if page.body["has_more"].as_bool() != Some(true) {
                 return Ok(None);
             }
             after = data
@@ -202,118 +377,94 @@ impl StripePayments {
     }
 }
 
-async fn tokio_timeout<F: std::future::Future<Output = Result<T, E>>, T, E: std::fmt::Display>(
-    call: F,
-) -> Result<T, PaymentError> {
-    match tokio::time::timeout(std::time::Duration::from_secs(20), call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(PaymentError(format!("calling Stripe: {e}"))),
-        Err(_) => Err(PaymentError("Stripe did not answer in time".into())),
-    }
-}
-
 #[async_trait]
 impl PaymentProvider for StripePayments {
-    async fn charge(&self, request: &ChargeRequest) -> Result<Payment, PaymentError> {
-        let form = encode(&[
-            ("amount", request.amount.minor.to_string()),
-            (
-                "currency",
-                request.amount.currency.as_str().to_ascii_lowercase(),
-            ),
-            ("payment_method", request.payment_method.clone()),
-            ("payment_method_types[]", "card".to_owned()),
-            ("confirm", "true".to_owned()),
-            ("off_session", "true".to_owned()),
-            ("metadata[charge_id]", request.charge_id.clone()),
-            ("metadata[attempt]", request.attempt.to_string()),
-            ("metadata[member_id]", request.member_id.clone()),
-        ]);
-        let (status, body) = self
+    async fn create_customer(&self, request: &CustomerRequest) -> Result<String, PaymentError> {
+        let form = encode(&[("metadata[member_id]", request.member_id.clone())]);
+        let answer = self
             .call(
                 Method::POST,
-                "/v1/payment_intents",
+                "/v1/customers",
                 Some(form),
                 Some(&request.idempotency_key),
             )
             .await?;
-        if status.is_success() {
-            return Self::payment_of(&body)?
-                .ok_or_else(|| PaymentError("empty PaymentIntent".into()));
+        match answer.body["id"].as_str() {
+            Some(id) if answer.status.is_success() => Ok(id.to_owned()),
+            _ => {
+                tracing::error!(
+                    alarm = "payment_request_rejected",
+                    status = %answer.status,
+                    error = %answer.body["error"],
+                    "Stripe refused to create a customer"
+                );
+                Err(PaymentError(format!(
+                    "creating a customer: {} {}",
+                    answer.status, answer.body["error"]["message"]
+                )))
+            }
         }
-        if status == StatusCode::PAYMENT_REQUIRED {
-            let error = &body["error"];
-            let code = error["decline_code"]
-                .as_str()
-                .or(error["code"].as_str())
-                .unwrap_or("card_declined")
-                .to_owned();
-            let id = error["payment_intent"]["id"]
-                .as_str()
-                .or(error["charge"].as_str())
-                .unwrap_or_default()
-                .to_owned();
-            return Ok(Payment {
-                id,
-                outcome: PaymentOutcome::Declined { code },
-            });
-        }
-        if status == StatusCode::BAD_REQUEST && body["error"]["type"] == "card_error" {
-            let code = body["error"]["code"]
-                .as_str()
-                .unwrap_or("card_error")
-                .to_owned();
-            return Ok(Payment {
-                id: String::new(),
-                outcome: PaymentOutcome::Declined { code },
-            });
-        }
-        // A payment method the provider does not know or will not charge (the one field the
-        // client chose) is the customer's to fix, like a decline, not an outage. A request refused
-        // over any other parameter is ours, and stays an error.
-        let error = &body["error"];
-        if matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND)
-            && error["type"] == "invalid_request_error"
-            && error["param"]
-                .as_str()
-                .is_none_or(|p| p == "payment_method")
-        {
-            let code = error["code"]
-                .as_str()
-                .unwrap_or("invalid_payment_method")
-                .to_owned();
-            return Ok(Payment {
-                id: String::new(),
-                outcome: PaymentOutcome::Declined { code },
-            });
-        }
-        Err(PaymentError(format!(
-            "creating a PaymentIntent: {status} {}",
-            error["message"]
-        )))
     }
 
-    async fn find(&self, charge_id: &str, attempt: u32) -> Result<Option<Payment>, PaymentError> {
-        let query =
-            format!("metadata['charge_id']:'{charge_id}' AND metadata['attempt']:'{attempt}'");
-        let (status, page) = self
+    async fn charge(&self, request: &ChargeRequest) -> Result<Payment, PaymentError> {
+        let mut form = self.intent_form(request);
+        // Whether the member was there, for a look-up to read back (localstripe keeps no
+        // `setup_future_usage`).
+        form.push((
+            "metadata[presence]",
+            match request.presence {
+                Presence::OnSession => "on_session",
+                Presence::OffSession => "off_session",
+            }
+            .to_owned(),
+        ));
+        let answer = self
             .call(
-                Method::GET,
-                &format!("/v1/payment_intents/search?{}", encode(&[("query", query)])),
-                None,
-                None,
+                Method::POST,
+                "/v1/payment_intents",
+                Some(encode(&form)),
+                Some(&request.idempotency_key),
             )
             .await?;
-        if status.is_success() {
-            let data = page["data"].as_array().cloned().unwrap_or_default();
-            return match data.iter().find(|i| Self::matches(i, charge_id, attempt)) {
-                Some(intent) => Self::payment_of(intent),
-                // Search is eventually consistent on Stripe: an empty answer falls through to a
-                // listing, which is not.
-                None => self.list_find(charge_id, attempt).await,
-            };
+        if answer.status.is_success() {
+            return self.payment_of(&answer.body, Some(request.presence));
         }
-        // localstripe has no search endpoint.
-        self.list_find(charge_id, attempt).await
+        Self::refusal(answer.status, &answer.body)
+    }
+
+    async fn find(
+        &self,
+        customer: &str,
+        charge_id: &str,
+        attempt: u32,
+    ) -> Result<Option<Payment>, PaymentError> {
+        self.list_find(customer, charge_id, attempt).await
+    }
+
+    async fn save_card(
+        &self,
+        customer: &str,
+        payment_method: &str,
+    ) -> Result<CardSaved, PaymentError> {
+        let path = format!(
+            "/v1/payment_methods/{}/attach",
+            form_urlencoded::byte_serialize(payment_method.as_bytes()).collect::<String>()
+        );
+        let key = format!("loyalty:attach:{customer}:{payment_method}");
+        let answer = self
+            .call(
+                Method::POST,
+                &path,
+                Some(encode(&[("customer", customer.to_owned())])),
+                Some(&key),
+            )
+            .await?;
+        if answer.status.is_success() {
+            return Ok(CardSaved::Saved);
+        }
+        match Self::refusal(answer.status, &answer.body)?.outcome {
+            PaymentOutcome::Declined { code } => Ok(CardSaved::Refused { code }),
+            other => Err(PaymentError(format!("saving a card: {other:?}"))),
+        }
     }
 }

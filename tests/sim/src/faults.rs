@@ -18,7 +18,8 @@ use loyalty_core::ports::{
 };
 use loyalty_core::program::ActiveProgram;
 use loyalty_core::subscriptions::payments::{
-    ChargeRequest, MemoryPayments, Payment, PaymentError, PaymentProvider,
+    CardSaved, ChargeRequest, CustomerRequest, MemoryPayments, Payment, PaymentError,
+    PaymentProvider,
 };
 use loyalty_core::tiers::TierChange;
 use rand::seq::SliceRandom;
@@ -605,6 +606,19 @@ impl SimPayments {
 
 #[async_trait]
 impl PaymentProvider for SimPayments {
+    async fn create_customer(&self, request: &CustomerRequest) -> Result<String, PaymentError> {
+        self.sched.pass("customer").await;
+        self.inner.create_customer(request).await
+    }
+
+    async fn save_card(
+        &self,
+        customer: &str,
+        payment_method: &str,
+    ) -> Result<CardSaved, PaymentError> {
+        self.inner.save_card(customer, payment_method).await
+    }
+
     async fn charge(&self, request: &ChargeRequest) -> Result<Payment, PaymentError> {
         self.sched.pass("charge").await;
         if self
@@ -625,7 +639,12 @@ impl PaymentProvider for SimPayments {
         Ok(payment)
     }
 
-    async fn find(&self, charge_id: &str, attempt: u32) -> Result<Option<Payment>, PaymentError> {
+    async fn find(
+        &self,
+        customer: &str,
+        charge_id: &str,
+        attempt: u32,
+    ) -> Result<Option<Payment>, PaymentError> {
         self.sched.pass("find").await;
         if self
             .faults
@@ -633,6 +652,6 @@ impl PaymentProvider for SimPayments {
         {
             return Err(PaymentError("look-up timed out (injected)".into()));
         }
-        self.inner.find(charge_id, attempt).await
+        self.inner.find(customer, charge_id, attempt).await
     }
 }

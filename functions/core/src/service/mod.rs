@@ -29,8 +29,8 @@ pub use referrals::{
     ReferralError, ReferralMessage, ReferralOutcome, SweepReport, SWEEP_CATCH_UP_DAYS,
 };
 pub use subscriptions::{
-    BillingBatch, BillingPlan, BillingResult, PlanChange, SubscriptionView, BILLING_CATCH_UP_DAYS,
-    PENDING_LEASE,
+    AttemptView, BillingBatch, BillingPlan, BillingResult, CardChange, ChargeHistory,
+    PeriodCharges, PlanChange, SubscriptionView, BILLING_CATCH_UP_DAYS, PENDING_LEASE,
 };
 
 use crate::clock::Clock;

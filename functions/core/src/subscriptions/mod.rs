@@ -9,7 +9,9 @@
 //! before the payment provider is called, so a period is charged at most once however often the
 //! billing of it is retried.
 
+pub mod attempt;
 pub mod payments;
+pub mod renewal;
 
 use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -230,7 +232,13 @@ pub struct Subscription {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_plan_id: Option<String>,
     pub status: SubscriptionStatus,
+    /// The payment method charged: saved on [`Subscription::customer`] by the first payment,
+    /// or replaced by the member since.
     pub payment_method: String,
+    /// The member's customer at the payment provider (a Stripe Customer id), created before
+    /// the first payment; renewals charge the card saved on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
     /// The day billing is anchored to (its day of month).
     pub anchor: NaiveDate,
     /// The newest paid period; 0 before the first payment.
@@ -239,8 +247,22 @@ pub struct Subscription {
     pub cancel_at_period_end: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dunning: Option<Dunning>,
+    /// Set when the provider refused one of our requests outright: someone has to look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_flag: Option<OperatorFlag>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Why a subscription needs an operator: a request the provider refused as invalid or
+/// unauthenticated, which no retry of ours can fix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorFlag {
+    pub charge_id: String,
+    pub attempt: u32,
+    pub error_type: String,
+    pub code: String,
+    pub at: DateTime<Utc>,
 }
 
 impl Subscription {
@@ -284,6 +306,11 @@ pub enum AttemptStatus {
     Pending,
     Succeeded,
     Declined,
+    /// The customer has to authenticate the payment in the app (3-D Secure); resolved by a
+    /// look-up at the provider or by its webhook.
+    RequiresAction,
+    /// The provider refused the request itself; final, and the subscription is flagged.
+    Rejected,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -295,6 +322,9 @@ pub struct ChargeAttempt {
     pub payment_intent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decline_code: Option<String>,
+    /// The provider's error type of a rejected attempt (`invalid_request_error`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -309,6 +339,25 @@ pub struct Charge {
     pub plan_id: String,
     pub amount: Money,
     pub attempts: Vec<ChargeAttempt>,
+    /// The period's payment was refunded or disputed; its benefits were taken back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<ChargeRefund>,
+}
+
+/// A paid period given back: a refund, or a dispute (chargeback) opened against the payment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChargeRefund {
+    /// The provider's object that took the money back (`re_…` or `dp_…`).
+    pub reference: String,
+    pub reason: RefundReason,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundReason {
+    Refunded,
+    Disputed,
 }
 
 impl Charge {
