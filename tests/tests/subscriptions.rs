@@ -696,6 +696,7 @@ use loyalty_core::subscriptions::payments::{
     CardSaved, ChargeRequest, CustomerRequest, Payment, PaymentError, PaymentOutcome,
     PaymentProvider, Presence,
 };
+use loyalty_core::subscriptions::provider_event::{EventError, ProviderEvent};
 use loyalty_payments::{Dialect, StripeConfig, StripePayments};
 
 const STRIPE_ENV: &str = "LOYALTY_TEST_STRIPE";
@@ -832,6 +833,15 @@ impl PaymentProvider for LosesFirstAnswer {
         payment_method: &str,
     ) -> Result<CardSaved, PaymentError> {
         self.inner.save_card(customer, payment_method).await
+    }
+
+    async fn read_event(
+        &self,
+        signature: &str,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<ProviderEvent, EventError> {
+        self.inner.read_event(signature, body, now_unix).await
     }
 
     async fn charge(&self, request: &ChargeRequest) -> Result<Payment, PaymentError> {

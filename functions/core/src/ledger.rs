@@ -59,6 +59,13 @@ pub enum Source {
         subscription_id: String,
         period: u32,
     },
+    /// A paid period's payment taken back (a refund or a dispute): its bonus is reversed once,
+    /// keyed by the provider's refund or dispute id.
+    SubscriptionRefund {
+        subscription_id: String,
+        period: u32,
+        reference: String,
+    },
 }
 
 impl Source {
@@ -77,6 +84,9 @@ impl Source {
                 subscription_id,
                 period,
             } => format!("subscription:{subscription_id}:{period}"),
+            Self::SubscriptionRefund { reference, .. } => {
+                format!("subscription_refund:{reference}")
+            }
         }
     }
 }

@@ -33,6 +33,9 @@ use authorize::{authorize, forbidden, Principal};
 
 use body::{json_body, query, raw_body, DEFAULT_BODY_LIMIT, PROGRAM_BODY_LIMIT};
 
+/// Stripe event objects are larger than our requests (a charge with its refunds).
+const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
+
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
@@ -283,7 +286,39 @@ async fn dispatch<S: Store>(
             let member = MemberId::parse(&id)?;
             let key = idempotency_key(request, principal)?;
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(outcome(app.start_subscription(&member, key, &body).await?))
+            let started = app.start_subscription(&member, key, &body).await?;
+            // A first payment waiting on 3-D Secure: accepted, not yet created.
+            let waiting =
+                matches!(&started, Outcome::Created(view) if view["status"] == "incomplete");
+            Ok(outcome_with(started, if waiting { 202 } else { 201 }))
+        }
+        Route::ReplaceSubscriptionCard(id) => {
+            query(request, &[])?;
+            let member = MemberId::parse(&id)?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            Ok(respond(
+                200,
+                &to_json(&app.replace_subscription_card(&member, &body).await?)?,
+            ))
+        }
+        Route::SubscriptionCharges(id) => {
+            query(request, &[])?;
+            Ok(respond(
+                200,
+                &to_json(&app.subscription_charges(&MemberId::parse(&id)?).await?)?,
+            ))
+        }
+        Route::StripeWebhook => {
+            query(request, &[])?;
+            let signature = request
+                .headers()
+                .get(loyalty_core::subscriptions::signature::SIGNATURE_HEADER)
+                .and_then(|v| v.to_str().ok());
+            let body = raw_body(request, WEBHOOK_BODY_LIMIT)?;
+            Ok(respond(
+                200,
+                &to_json(&app.receive_payment_webhook(signature, body).await?)?,
+            ))
         }
         Route::GetSubscription(id) => {
             query(request, &[])?;

@@ -51,6 +51,9 @@ impl Function {
                     | Route::GetSubscription(_)
                     | Route::CancelSubscription(_)
                     | Route::ChangeSubscriptionPlan(_)
+                    | Route::ReplaceSubscriptionCard(_)
+                    | Route::SubscriptionCharges(_)
+                    | Route::StripeWebhook
                     | Route::Referrals(_)
             ) | (Self::Accrue, Route::Accrue(_))
                 | (Self::Redeem, Route::Redeem(_))
@@ -93,6 +96,10 @@ pub enum Route {
     GetSubscription(String),
     CancelSubscription(String),
     ChangeSubscriptionPlan(String),
+    ReplaceSubscriptionCard(String),
+    SubscriptionCharges(String),
+    /// Stripe's webhook deliveries: no token, the Stripe-Signature is the credential.
+    StripeWebhook,
     Referrals(String),
     ListRewards,
     CreateReward,
@@ -103,7 +110,8 @@ pub enum Route {
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Public by design (`Authorizer: NONE` in the template): the catalogue and the program.
+    /// Public by design (`Authorizer: NONE` in the template): the catalogue, the program, and
+    /// the provider's webhook (which proves itself by its signature instead).
     Public,
     /// A verified token holding any one of these scopes.
     Scoped(Scopes),
@@ -116,6 +124,8 @@ const REDEEM: Scopes = Scopes::of(&[Scope::Member, Scope::Pos, Scope::Support]);
 /// The member itself, or customer service acting on its behalf (a re-evaluation after a
 /// complaint, cancelling a membership over the phone).
 const MEMBER_SELF_SERVICE: Scopes = Scopes::of(&[Scope::Member, Scope::Support]);
+/// The member's own billing history, or customer service answering a question about a charge.
+const MEMBER_BILLING_READ: Scopes = Scopes::of(&[Scope::Member, Scope::Support]);
 const TIER_GRANT: Scopes = Scopes::of(&[Scope::Admin, Scope::Support]);
 const ADMIN_WRITE: Scopes = Scopes::of(&[Scope::Admin]);
 const ADMIN_READ: Scopes = Scopes::of(&[Scope::Admin, Scope::Reports]);
@@ -124,7 +134,7 @@ impl Route {
     /// The route's scopes: one table for the function's own check, the template and the docs.
     pub fn access(&self) -> Access {
         let scopes = match self {
-            Route::ListRewards | Route::GetProgram => return Access::Public,
+            Route::ListRewards | Route::GetProgram | Route::StripeWebhook => return Access::Public,
             Route::Enrol => ENROL,
             Route::GetMember(_)
             | Route::Ledger(_)
@@ -136,7 +146,9 @@ impl Route {
             Route::EvaluateTier(_)
             | Route::StartSubscription(_)
             | Route::ChangeSubscriptionPlan(_)
+            | Route::ReplaceSubscriptionCard(_)
             | Route::CancelSubscription(_) => MEMBER_SELF_SERVICE,
+            Route::SubscriptionCharges(_) => MEMBER_BILLING_READ,
             Route::GrantTier(_) => TIER_GRANT,
             Route::PutProgram
             | Route::CreateReward
@@ -163,6 +175,8 @@ impl Route {
             | Route::GetSubscription(id)
             | Route::CancelSubscription(id)
             | Route::ChangeSubscriptionPlan(id)
+            | Route::ReplaceSubscriptionCard(id)
+            | Route::SubscriptionCharges(id)
             | Route::Referrals(id) => Some(id),
             _ => None,
         }
@@ -218,6 +232,20 @@ impl Route {
                 };
                 (route, "GET, POST, PATCH, DELETE")
             }
+            ["v1", "members", id, "subscription", "payment-method"] => (
+                Some(Route::ReplaceSubscriptionCard((*id).to_owned()))
+                    .filter(|_| method == Method::PUT),
+                "PUT",
+            ),
+            ["v1", "members", id, "subscription", "charges"] => (
+                Some(Route::SubscriptionCharges((*id).to_owned()))
+                    .filter(|_| method == Method::GET),
+                "GET",
+            ),
+            ["v1", "webhooks", "stripe"] => (
+                Some(Route::StripeWebhook).filter(|_| method == Method::POST),
+                "POST",
+            ),
             ["v1", "admin", "members", id, "tier"] => (
                 Some(Route::GrantTier((*id).to_owned())).filter(|_| method == Method::PUT),
                 "PUT",
@@ -317,6 +345,17 @@ mod tests {
                 "/v1/members/m1/subscription",
                 Function::Members,
             ),
+            (
+                Method::PUT,
+                "/v1/members/m1/subscription/payment-method",
+                Function::Members,
+            ),
+            (
+                Method::GET,
+                "/v1/members/m1/subscription/charges",
+                Function::Members,
+            ),
+            (Method::POST, "/v1/webhooks/stripe", Function::Members),
             (Method::POST, "/v1/members/m1/accruals", Function::Accrue),
             (Method::POST, "/v1/members/m1/redemptions", Function::Redeem),
             (Method::GET, "/v1/rewards", Function::Rewards),

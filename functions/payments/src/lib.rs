@@ -14,7 +14,6 @@
 //! the `customer` filter of the PaymentIntent list; [`Dialect::Localstripe`] leaves those out.
 
 pub mod config;
-pub mod webhook;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +30,13 @@ use loyalty_core::subscriptions::payments::{
     CardSaved, ChargeRequest, CustomerRequest, Payment, PaymentError, PaymentOutcome,
     PaymentProvider, Presence,
 };
+use loyalty_core::subscriptions::provider_event::{
+    attempt_of, verify_and_read, EventError, PaymentChange, ProviderEvent, StripeEventBody,
+};
 use serde_json::Value;
 
 pub use config::{Dialect, StripeConfig};
+pub use loyalty_core::subscriptions::signature::{sign, verify, SIGNATURE_HEADER};
 
 /// PaymentIntents listed per page in a look-up.
 const LIST_PAGE: usize = 100;
@@ -466,5 +469,56 @@ impl PaymentProvider for StripePayments {
             PaymentOutcome::Declined { code } => Ok(CardSaved::Refused { code }),
             other => Err(PaymentError(format!("saving a card: {other:?}"))),
         }
+    }
+
+    async fn read_event(
+        &self,
+        signature: &str,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<ProviderEvent, EventError> {
+        let secret = self.config.webhook_secret.as_deref().ok_or_else(|| {
+            EventError::Provider(PaymentError(
+                "no webhook signing secret is configured".into(),
+            ))
+        })?;
+        let (event_id, event_type, body) = verify_and_read(secret, signature, body, now_unix)?;
+        let change = match body {
+            StripeEventBody::Ready(change) => change,
+            StripeEventBody::TakenBack {
+                payment_intent,
+                reference,
+                reason,
+            } => {
+                // A charge's metadata is not its PaymentIntent's: ask for the intent.
+                let path = format!(
+                    "/v1/payment_intents/{}",
+                    form_urlencoded::byte_serialize(payment_intent.as_bytes()).collect::<String>()
+                );
+                let answer = self.call(Method::GET, &path, None, None).await?;
+                if answer.status == StatusCode::NOT_FOUND {
+                    PaymentChange::Unrelated
+                } else if !answer.status.is_success() {
+                    return Err(PaymentError(format!(
+                        "reading PaymentIntent {payment_intent}: {}",
+                        answer.status
+                    ))
+                    .into());
+                } else {
+                    attempt_of(&answer.body).map_or(PaymentChange::Unrelated, |attempt| {
+                        PaymentChange::TakenBack {
+                            charge_id: attempt.charge_id,
+                            reference,
+                            reason,
+                        }
+                    })
+                }
+            }
+        };
+        Ok(ProviderEvent {
+            event_id,
+            event_type,
+            change,
+        })
     }
 }

@@ -510,9 +510,9 @@ impl Checker {
                         }
                         None
                     }
-                    Source::Referral { .. } | Source::Subscription { .. } => {
-                        Some(entry.entry_id.clone())
-                    }
+                    Source::Referral { .. }
+                    | Source::Subscription { .. }
+                    | Source::SubscriptionRefund { .. } => Some(entry.entry_id.clone()),
                     Source::Campaign { campaign_id } => {
                         let total = campaign_totals.entry(campaign_id.clone()).or_default();
                         total.0 += 1;

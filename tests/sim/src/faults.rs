@@ -21,6 +21,7 @@ use loyalty_core::subscriptions::payments::{
     CardSaved, ChargeRequest, CustomerRequest, MemoryPayments, Payment, PaymentError,
     PaymentProvider,
 };
+use loyalty_core::subscriptions::provider_event::{EventError, ProviderEvent};
 use loyalty_core::tiers::TierChange;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -617,6 +618,15 @@ impl PaymentProvider for SimPayments {
         payment_method: &str,
     ) -> Result<CardSaved, PaymentError> {
         self.inner.save_card(customer, payment_method).await
+    }
+
+    async fn read_event(
+        &self,
+        signature: &str,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<ProviderEvent, EventError> {
+        self.inner.read_event(signature, body, now_unix).await
     }
 
     async fn charge(&self, request: &ChargeRequest) -> Result<Payment, PaymentError> {

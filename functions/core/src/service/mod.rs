@@ -30,7 +30,8 @@ pub use referrals::{
 };
 pub use subscriptions::{
     AttemptView, BillingBatch, BillingPlan, BillingResult, CardChange, ChargeHistory,
-    PeriodCharges, PlanChange, SubscriptionView, BILLING_CATCH_UP_DAYS, PENDING_LEASE,
+    PeriodCharges, PlanChange, SubscriptionView, WebhookReceipt, WebhookResult,
+    BILLING_CATCH_UP_DAYS, PENDING_LEASE, PROVIDER_EVENT_KIND,
 };
 
 use crate::clock::Clock;

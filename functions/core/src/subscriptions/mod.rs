@@ -11,7 +11,9 @@
 
 pub mod attempt;
 pub mod payments;
+pub mod provider_event;
 pub mod renewal;
+pub mod signature;
 
 use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};

@@ -9,7 +9,12 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use super::provider_event::{EventError, ProviderEvent};
 use crate::money::Money;
+
+/// The webhook signing secret of [`MemoryPayments`], for tests that sign deliveries.
+#[cfg(any(test, feature = "testing"))]
+pub const MEMORY_WEBHOOK_SECRET: &str = "whsec_memory";
 
 /// Whether the customer is at hand to authenticate the payment (3-D Secure). Stripe's saved-card
 /// flow takes the first payment on session, asking to keep the card for later
@@ -110,6 +115,14 @@ pub trait PaymentProvider: Send + Sync {
         customer: &str,
         payment_method: &str,
     ) -> Result<CardSaved, PaymentError>;
+    /// Verifies one webhook delivery (its `Stripe-Signature` header against the raw body, at
+    /// unix time `now_unix`) and reads the payment change it reports.
+    async fn read_event(
+        &self,
+        signature: &str,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<ProviderEvent, EventError>;
 }
 
 /// The provider of a deployment without one: every call fails.
@@ -136,6 +149,10 @@ impl PaymentProvider for NoPayments {
 
     async fn save_card(&self, _: &str, _: &str) -> Result<CardSaved, PaymentError> {
         Err(not_configured())
+    }
+
+    async fn read_event(&self, _: &str, _: &[u8], _: i64) -> Result<ProviderEvent, EventError> {
+        Err(not_configured().into())
     }
 }
 
@@ -334,5 +351,40 @@ impl PaymentProvider for MemoryPayments {
             .saved_cards
             .push((customer.to_owned(), payment_method.to_owned()));
         Ok(CardSaved::Saved)
+    }
+
+    async fn read_event(
+        &self,
+        signature: &str,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<ProviderEvent, EventError> {
+        use super::provider_event::{verify_and_read, PaymentChange, StripeEventBody};
+        let (event_id, event_type, body) =
+            verify_and_read(MEMORY_WEBHOOK_SECRET, signature, body, now_unix)?;
+        let change = match body {
+            StripeEventBody::Ready(change) => change,
+            StripeEventBody::TakenBack {
+                payment_intent,
+                reference,
+                reason,
+            } => self
+                .lock()
+                .payments
+                .iter()
+                .find(|(_, p)| p.id == payment_intent)
+                .map_or(PaymentChange::Unrelated, |(r, _)| {
+                    PaymentChange::TakenBack {
+                        charge_id: r.charge_id.clone(),
+                        reference,
+                        reason,
+                    }
+                }),
+        };
+        Ok(ProviderEvent {
+            event_id,
+            event_type,
+            change,
+        })
     }
 }

@@ -125,10 +125,16 @@ pub(crate) fn without_plan(
     }
     let mut next = member.clone();
     next.version += 1;
-    next.plan = None;
-    next.tier_state.plan_floor = None;
-    next.tier_state.review_on = Some(next.tier_state.review_on.map_or(today, |d| d.min(today)));
+    strip_plan(&mut next, today);
     Some(next)
+}
+
+/// Takes the plan and its tier floor off `member`, with a tier review today so that evaluation
+/// applies grace and downgrades.
+pub(crate) fn strip_plan(member: &mut Member, today: NaiveDate) {
+    member.plan = None;
+    member.tier_state.plan_floor = None;
+    member.tier_state.review_on = Some(member.tier_state.review_on.map_or(today, |d| d.min(today)));
 }
 
 /// A member write with no ledger entry (benefits ending), over version `previous`.

@@ -16,6 +16,7 @@ mod cancel;
 mod charges;
 mod collect;
 mod start;
+mod webhooks;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -35,6 +36,7 @@ pub use crate::subscriptions::attempt::PENDING_LEASE;
 pub use billing::{BillingBatch, BillingPlan, BillingResult, BILLING_CATCH_UP_DAYS};
 pub use cancel::{CardChange, PlanChange};
 pub use charges::{AttemptView, ChargeHistory, PeriodCharges};
+pub use webhooks::{WebhookReceipt, WebhookResult, PROVIDER_EVENT_KIND};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeriodView {

@@ -1,4 +1,4 @@
-//! Stripe's webhook signature scheme: the `Stripe-Signature` header carries `t=<unix seconds>`
+//! The provider's webhook signature scheme (Stripe's, which the in-memory provider shares): the `Stripe-Signature` header carries `t=<unix seconds>`
 //! and one or more `v1=<hex>` signatures, each an HMAC-SHA256 of `"<t>.<raw body>"` keyed with
 //! the endpoint's signing secret. A signature older (or newer) than the tolerance is refused, so
 //! a captured delivery cannot be replayed later; Stripe's libraries default to 300 seconds.
@@ -9,7 +9,7 @@ pub const SIGNATURE_HEADER: &str = "stripe-signature";
 /// Seconds a signed delivery stays acceptable (Stripe's recommended default).
 pub const TOLERANCE_SECONDS: i64 = 300;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("the Stripe-Signature header is missing or malformed")]
     Malformed,
