@@ -58,7 +58,10 @@ trap 'forward TERM' TERM
 "$SCRIPTS_DIR/localstripe.sh" start "$STRIPE_PORT"
 # The functions that take payments (members, subscription-billing) talk to localstripe: the
 # runner takes template parameters from LOYALTY_PARAM_<Name>, as `sam deploy` takes overrides.
-export LOYALTY_PARAM_StripeApiBase="http://127.0.0.1:$STRIPE_PORT" LOYALTY_PARAM_StripeSecretKey="sk_test_local"
+# Deployed, the keys come from Secrets Manager (StripeSecretName); locally the functions read
+# them from the environment instead (STRIPE_SECRET_KEY set means no Secrets Manager call).
+export LOYALTY_PARAM_StripeApiBase="http://127.0.0.1:$STRIPE_PORT" LOYALTY_PARAM_StripeDialect="localstripe"
+export STRIPE_SECRET_KEY="${STRIPE_SECRET_KEY:-sk_test_local}" STRIPE_WEBHOOK_SECRET="${STRIPE_WEBHOOK_SECRET:-whsec_local}"
 use_local_aws_env
 
 profile=debug

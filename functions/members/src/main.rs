@@ -10,7 +10,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let mut app =
         loyalty_dynamo::app_from_env(&aws)?.with_events(loyalty_sqs::events_from_env(&aws));
     // Subscriptions take their first payment here; without a provider they answer 503.
-    if let Some(payments) = loyalty_payments::StripePayments::optional_from_env() {
+    if let Some(payments) = loyalty_payments::secrets::provider_from_environment(&aws).await? {
         app = app.with_payments(payments);
     }
     loyalty_http::run(app, loyalty_http::Function::Members).await

@@ -14,6 +14,7 @@
 //! the `customer` filter of the PaymentIntent list; [`Dialect::Localstripe`] leaves those out.
 
 pub mod config;
+pub mod secrets;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,19 +92,6 @@ impl StripePayments {
             client: Client::builder(TokioExecutor::new()).build(https),
             config,
         })
-    }
-
-    /// The provider a function should use: Stripe when a secret key is configured (see
-    /// [`StripeConfig::from_env`]); otherwise none, with a warning (the app then answers
-    /// `payment_provider_unavailable`), so a deployment without payments runs everything else.
-    pub fn optional_from_env() -> Option<Arc<dyn PaymentProvider>> {
-        match StripeConfig::from_env().and_then(Self::new) {
-            Ok(payments) => Some(Arc::new(payments)),
-            Err(error) => {
-                tracing::warn!(%error, "no payment provider; subscriptions cannot be charged");
-                None
-            }
-        }
     }
 
     /// One try: the request with the try's timeout.

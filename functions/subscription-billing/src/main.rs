@@ -11,7 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let mut app =
         loyalty_dynamo::app_from_env(&aws)?.with_events(loyalty_sqs::events_from_env(&aws));
-    if let Some(payments) = loyalty_payments::StripePayments::optional_from_env() {
+    if let Some(payments) = loyalty_payments::secrets::provider_from_environment(&aws).await? {
         app = app.with_payments(payments);
     }
     let billing = loyalty_sqs::queue_from_env(&aws, "SUBSCRIPTION_BILLING_QUEUE_URL")?;

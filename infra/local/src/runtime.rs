@@ -175,6 +175,15 @@ async fn supervise(spec: ProcessSpec, shared: Arc<Shared>, mut shutdown: watch::
                 command.env(key, value);
             }
         }
+        // Locally the runner stands in for Secrets Manager: a function the template gives the
+        // Stripe secret (STRIPE_SECRET_ID) gets the keys from the runner's own environment.
+        if spec.env.iter().any(|(k, _)| k == "STRIPE_SECRET_ID") {
+            for key in ["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"] {
+                if let Some(value) = std::env::var_os(key) {
+                    command.env(key, value);
+                }
+            }
+        }
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGKILL the child when
         // the runner dies, so no function process outlives a runner killed with SIGKILL.
         unsafe {
