@@ -300,7 +300,7 @@ async fn a_webhook_without_a_valid_signature_is_refused_and_changes_nothing() {
             .request(),
     )
     .await;
-    assert_eq!(unsigned.status(), 401);
+    assert_eq!(unsigned.status(), 400);
     let t = p.clock.now().timestamp();
     let forged = ApiRequest::post("/v1/webhooks/stripe", event.clone())
         .anonymous()
@@ -312,8 +312,12 @@ async fn a_webhook_without_a_valid_signature_is_refused_and_changes_nothing() {
             ),
         );
     let refused = handle(&p.app, Function::Members, forged.request()).await;
-    assert_eq!(refused.status(), 401);
-    assert_eq!(json_of(&refused)["error"]["code"], "unauthorized");
+    assert_eq!(refused.status(), 400);
+    assert_eq!(json_of(&refused)["error"]["code"], "validation_error");
+    assert_eq!(
+        json_of(&refused)["error"]["details"]["field"],
+        "Stripe-Signature"
+    );
     // Signed five minutes and one second ago: a replay.
     let old = t - 301;
     let stale = ApiRequest::post("/v1/webhooks/stripe", event.clone())
@@ -329,7 +333,7 @@ async fn a_webhook_without_a_valid_signature_is_refused_and_changes_nothing() {
         handle(&p.app, Function::Members, stale.request())
             .await
             .status(),
-        401
+        400
     );
 }
 

@@ -31,7 +31,7 @@ pub use referrals::{
 pub use subscriptions::{
     AttemptView, BillingBatch, BillingPlan, BillingResult, CardChange, ChargeHistory,
     PeriodCharges, PlanChange, SubscriptionView, WebhookReceipt, WebhookResult,
-    BILLING_CATCH_UP_DAYS, PENDING_LEASE, PROVIDER_EVENT_KIND,
+    BILLING_CATCH_UP_DAYS, PENDING_LEASE, PROVIDER_EVENT_KIND, SUBSCRIPTIONS_PER_MESSAGE,
 };
 
 use crate::clock::Clock;

@@ -33,7 +33,9 @@ use crate::subscriptions::{
 };
 
 pub use crate::subscriptions::attempt::PENDING_LEASE;
-pub use billing::{BillingBatch, BillingPlan, BillingResult, BILLING_CATCH_UP_DAYS};
+pub use billing::{
+    BillingBatch, BillingPlan, BillingResult, BILLING_CATCH_UP_DAYS, SUBSCRIPTIONS_PER_MESSAGE,
+};
 pub use cancel::{CardChange, PlanChange};
 pub use charges::{AttemptView, ChargeHistory, PeriodCharges};
 pub use webhooks::{WebhookReceipt, WebhookResult, PROVIDER_EVENT_KIND};

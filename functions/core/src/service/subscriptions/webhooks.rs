@@ -84,11 +84,12 @@ fn event_marker(event: &ProviderEvent, now: DateTime<Utc>) -> RecordWrite {
 
 fn event_error(error: EventError) -> ApiError {
     match error {
+        // Stripe's own guidance answers a delivery that does not verify with a 400.
         EventError::Signature(error) => {
             tracing::warn!(%error, "a webhook delivery failed signature verification");
-            ApiError::new(
-                ErrorCode::Unauthorized,
-                "the Stripe-Signature header does not verify",
+            ApiError::invalid(
+                "Stripe-Signature",
+                format!("the Stripe-Signature header does not verify: {error}"),
             )
         }
         EventError::Unreadable(reason) => ApiError::new(
@@ -114,8 +115,8 @@ impl<S: Store> App<S> {
         body: &[u8],
     ) -> Result<WebhookReceipt, ApiError> {
         let signature = signature.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Unauthorized,
+            ApiError::invalid(
+                "Stripe-Signature",
                 "a webhook delivery needs a Stripe-Signature header",
             )
         })?;
