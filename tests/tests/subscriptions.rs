@@ -926,3 +926,82 @@ async fn on_localstripe_a_lost_answer_is_found_again_and_the_period_is_charged_o
         .expect_err("402");
     assert_eq!(refused.code, ErrorCode::PaymentDeclined);
 }
+
+/// A form POST to localstripe, as an app's Stripe.js would make it.
+fn localstripe_post(path: &str, form: &[(&str, &str)]) -> Value {
+    let base = std::env::var(STRIPE_ENV).expect("LOYALTY_TEST_STRIPE");
+    let mut command = std::process::Command::new("curl");
+    command.args(["-s", "-u", "sk_test_loyalty:", &format!("{base}{path}")]);
+    for (name, value) in form {
+        command.args(["--data-urlencode", &format!("{name}={value}")]);
+    }
+    let output = command.output().expect("curl runs");
+    serde_json::from_slice(&output.stdout).expect("localstripe answers JSON")
+}
+
+#[tokio::test]
+async fn on_localstripe_a_3d_secure_card_starts_incomplete_and_activates_once_authenticated() {
+    let app = App::new(
+        dynamo_store().await,
+        Arc::new(ManualClock::new(at(2027, 2, 1))),
+        AppConfig::default(),
+    )
+    .with_payments(Arc::new(stripe()));
+    // 4000002500003155 asks for 3-D Secure on every on-session payment.
+    let card = localstripe_post(
+        "/v1/payment_methods",
+        &[
+            ("type", "card"),
+            ("card[number]", "4000002500003155"),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2035"),
+            ("card[cvc]", "123"),
+        ],
+    );
+    let method = card["id"].as_str().expect("a payment method").to_owned();
+    let member = enrol(&app, &unique("m")).await;
+    let first = app
+        .start_subscription(&member, key("k"), &start_body("plus", &method))
+        .await
+        .expect("incomplete");
+    assert_eq!(body(&first)["status"], "incomplete", "{:?}", body(&first));
+    let secret = body(&first)["client_secret"]
+        .as_str()
+        .expect("client secret")
+        .to_owned();
+    let intent = secret
+        .split("_secret_")
+        .next()
+        .expect("intent id")
+        .to_owned();
+    let authenticated = localstripe_post(
+        &format!("/v1/payment_intents/{intent}/_authenticate"),
+        &[("client_secret", &secret), ("success", "true")],
+    );
+    assert_ne!(
+        authenticated["status"], "requires_action",
+        "{authenticated}"
+    );
+
+    // The app repeats its request once Stripe.js reports success; a charge still processing
+    // answers 503 and is asked again.
+    let mut active = None;
+    for _ in 0..20 {
+        match app
+            .start_subscription(&member, key("k"), &start_body("plus", &method))
+            .await
+        {
+            Ok(outcome) => {
+                active = Some(body(&outcome).clone());
+                break;
+            }
+            Err(e) if e.code == ErrorCode::PaymentProviderUnavailable => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let active = active.expect("activated");
+    assert_eq!(active["status"], "active");
+    assert_eq!(member_state(&app, &member).await.balance.available, 350);
+}

@@ -42,8 +42,10 @@ pub use loyalty_core::subscriptions::signature::{sign, verify, SIGNATURE_HEADER}
 /// PaymentIntents listed per page in a look-up.
 const LIST_PAGE: usize = 100;
 /// Pages of one customer's PaymentIntents listed at most (300 payments: 25 years of monthly
-/// periods with retries); localstripe lists every customer's, which only tests fill.
+/// periods with retries).
 const MAX_LIST_PAGES: usize = 3;
+/// localstripe cannot filter by customer and lists every test's PaymentIntents.
+const MAX_LOCALSTRIPE_LIST_PAGES: usize = 50;
 
 pub struct StripePayments {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -320,7 +322,11 @@ impl StripePayments {
         attempt: u32,
     ) -> Result<Option<Payment>, PaymentError> {
         let mut after: Option<String> = None;
-        for _ in 0..MAX_LIST_PAGES {
+        let pages = match self.config.dialect {
+            Dialect::Stripe => MAX_LIST_PAGES,
+            Dialect::Localstripe => MAX_LOCALSTRIPE_LIST_PAGES,
+        };
+        for _ in 0..pages {
             let mut query = vec![("limit", LIST_PAGE.to_string())];
             if self.config.dialect == Dialect::Stripe {
                 query.push(("customer", customer.to_owned()));
