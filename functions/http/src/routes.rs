@@ -47,12 +47,13 @@ impl Function {
                     | Route::TierHistory(_)
                     | Route::EvaluateTier(_)
                     | Route::GrantTier(_)
+                    | Route::Adjust(_)
                     | Route::StartSubscription(_)
                     | Route::GetSubscription(_)
                     | Route::CancelSubscription(_)
                     | Route::ChangeSubscriptionPlan(_)
                     | Route::Referrals(_)
-            ) | (Self::Accrue, Route::Accrue(_))
+            ) | (Self::Accrue, Route::Accrue(_) | Route::Return(_))
                 | (Self::Redeem, Route::Redeem(_))
                 | (
                     Self::Rewards,
@@ -89,6 +90,8 @@ pub enum Route {
     TierHistory(String),
     EvaluateTier(String),
     GrantTier(String),
+    Adjust(String),
+    Return(String),
     StartSubscription(String),
     GetSubscription(String),
     CancelSubscription(String),
@@ -117,6 +120,10 @@ const REDEEM: Scopes = Scopes::of(&[Scope::Member, Scope::Pos, Scope::Support]);
 /// complaint, cancelling a membership over the phone).
 const MEMBER_SELF_SERVICE: Scopes = Scopes::of(&[Scope::Member, Scope::Support]);
 const TIER_GRANT: Scopes = Scopes::of(&[Scope::Admin, Scope::Support]);
+/// Customer service or an admin correcting a member's points; the entry records who.
+const ADJUST: Scopes = Scopes::of(&[Scope::Admin, Scope::Support]);
+/// The till taking goods back, or customer service doing it for a remote order.
+const RETURN: Scopes = Scopes::of(&[Scope::Pos, Scope::Support]);
 const ADMIN_WRITE: Scopes = Scopes::of(&[Scope::Admin]);
 const ADMIN_READ: Scopes = Scopes::of(&[Scope::Admin, Scope::Reports]);
 
@@ -138,6 +145,8 @@ impl Route {
             | Route::ChangeSubscriptionPlan(_)
             | Route::CancelSubscription(_) => MEMBER_SELF_SERVICE,
             Route::GrantTier(_) => TIER_GRANT,
+            Route::Adjust(_) => ADJUST,
+            Route::Return(_) => RETURN,
             Route::PutProgram
             | Route::CreateReward
             | Route::CreatePromotion
@@ -159,6 +168,8 @@ impl Route {
             | Route::TierHistory(id)
             | Route::EvaluateTier(id)
             | Route::GrantTier(id)
+            | Route::Adjust(id)
+            | Route::Return(id)
             | Route::StartSubscription(id)
             | Route::GetSubscription(id)
             | Route::CancelSubscription(id)
@@ -191,6 +202,10 @@ impl Route {
                 Some(Route::Redeem((*id).to_owned())).filter(|_| method == Method::POST),
                 "POST",
             ),
+            ["v1", "members", id, "returns"] => (
+                Some(Route::Return((*id).to_owned())).filter(|_| method == Method::POST),
+                "POST",
+            ),
             ["v1", "members", id, "tier-history"] => (
                 Some(Route::TierHistory((*id).to_owned())).filter(|_| method == Method::GET),
                 "GET",
@@ -221,6 +236,10 @@ impl Route {
             ["v1", "admin", "members", id, "tier"] => (
                 Some(Route::GrantTier((*id).to_owned())).filter(|_| method == Method::PUT),
                 "PUT",
+            ),
+            ["v1", "admin", "members", id, "adjustments"] => (
+                Some(Route::Adjust((*id).to_owned())).filter(|_| method == Method::POST),
+                "POST",
             ),
             ["v1", "rewards"] => (
                 Some(Route::ListRewards).filter(|_| method == Method::GET),
@@ -299,6 +318,12 @@ mod tests {
             (Method::PUT, "/v1/admin/members/m1/tier", Function::Members),
             (
                 Method::POST,
+                "/v1/admin/members/m1/adjustments",
+                Function::Members,
+            ),
+            (Method::POST, "/v1/members/m1/returns", Function::Accrue),
+            (
+                Method::POST,
                 "/v1/members/m1/subscription",
                 Function::Members,
             ),
@@ -340,6 +365,7 @@ mod tests {
     fn admin_routes_never_grant_member_or_pos_and_reports_only_reads() {
         let admin = [
             (Method::PUT, "/v1/admin/members/m1/tier"),
+            (Method::POST, "/v1/admin/members/m1/adjustments"),
             (Method::POST, "/v1/admin/rewards"),
             (Method::PUT, "/v1/admin/program"),
             (Method::POST, "/v1/admin/promotions"),

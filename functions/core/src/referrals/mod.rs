@@ -267,7 +267,10 @@ pub fn mark_first_purchase(
     now: DateTime<Utc>,
     checkout_grace: Duration,
 ) -> Option<String> {
-    let Source::Order { order_id, amount } = source else {
+    let Source::Order {
+        order_id, amount, ..
+    } = source
+    else {
         return None;
     };
     if next.referred_by.is_none()

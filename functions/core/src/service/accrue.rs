@@ -52,7 +52,7 @@ struct Priced {
     updated_counts: Option<(String, crate::program::ActionCounts)>,
 }
 
-fn purchase_lines(
+pub(super) fn purchase_lines(
     program: &ActiveProgram,
     items: &[ItemRequest],
 ) -> Result<Vec<PurchaseLine>, ApiError> {
@@ -163,6 +163,7 @@ fn price(
                 source: Source::Order {
                     order_id: order_id.clone(),
                     amount,
+                    qualifying_minor: Some(amount.minor - excluded),
                 },
                 reason: format!("Purchase {order_id}"),
                 breakdown,

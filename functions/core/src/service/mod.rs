@@ -2,6 +2,7 @@
 //! the same against DynamoDB, the in-memory store, or a fault-injecting wrapper.
 
 mod accrue;
+mod adjust;
 mod admin_keys;
 mod campaigns;
 mod due;
@@ -13,6 +14,7 @@ mod queries;
 mod redeem;
 mod referrals;
 mod retry;
+mod returns;
 mod subscriptions;
 mod tiers;
 
@@ -28,10 +30,12 @@ pub(crate) use movement::{Keyed, Movement, Read};
 pub(crate) use retry::Attempt;
 
 pub use accrue::AccrualReceipt;
+pub use adjust::{AdjustmentReceipt, AdjustmentRequest, MAX_ADJUSTMENT};
 pub use redeem::RedemptionReceipt;
 pub use referrals::{
     ReferralError, ReferralMessage, ReferralOutcome, SweepReport, SWEEP_CATCH_UP_DAYS,
 };
+pub use returns::{OrderReturns, ReturnReceipt, ReturnRequest, ORDER_RETURNS_KIND};
 pub use subscriptions::{
     BillingBatch, BillingPlan, BillingResult, PlanChange, SubscriptionView, BILLING_CATCH_UP_DAYS,
     PENDING_LEASE,
