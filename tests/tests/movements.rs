@@ -329,3 +329,39 @@ async fn adjustments_record_the_actor_and_the_reason() {
     assert_eq!(body(&taken)["balance"]["available"], 0);
     assert_eq!(audited_ledger(&app, &member).await.len(), 3);
 }
+
+#[tokio::test]
+async fn a_return_of_items_takes_back_their_share_of_the_order() {
+    let app = movement_app("cap_at_balance").await;
+    let member = enrol(&app, &unique("m")).await;
+    let earned = accrue(&app, &member, "buy", coffee_order("o-items", 10_000))
+        .await
+        .expect("accrued");
+    assert_eq!(points(&earned), 150, "100 base and 50 for the coffee line");
+    let returned = give_back(
+        &app,
+        &member,
+        "r-beans",
+        json!({
+            "order_id": "o-items", "return_id": "rma-beans",
+            "items": [{ "sku": "BEANS", "category": "coffee", "amount": usd(5_000), "quantity": 1 }]
+        }),
+    )
+    .await
+    .expect("returned");
+    assert_eq!(
+        points(&returned),
+        -75,
+        "half the order's money, half of every line"
+    );
+    let both = give_back(
+        &app,
+        &member,
+        "r-both",
+        json!({ "order_id": "o-items", "return_id": "rma-both", "amount": usd(5_000), "items": [] }),
+    )
+    .await
+    .expect_err("amount or items, not both");
+    assert_eq!(both.status(), 400);
+    assert_eq!(member_state(&app, &member).await.balance.available, 175);
+}
