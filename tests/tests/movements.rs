@@ -365,3 +365,78 @@ async fn a_return_of_items_takes_back_their_share_of_the_order() {
     assert_eq!(both.status(), 400);
     assert_eq!(member_state(&app, &member).await.balance.available, 175);
 }
+
+#[tokio::test]
+async fn a_fully_returned_order_claws_back_the_referral_it_qualified_under_claw_back() {
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 6, 10, 12, 0, 0).unwrap(),
+    ));
+    let queue = Arc::new(loyalty_core::events::MemoryQueue::default());
+    let app = App::new(dynamo_store().await, clock, AppConfig::default())
+        .with_referral_queue(queue.clone());
+    let raw =
+        std::fs::read(repo_root().join("infra/program.default.json")).expect("default program");
+    let mut document: Value = serde_json::from_slice(&raw).expect("json");
+    document["referrals"]["on_full_return"] = json!("claw_back");
+    app.replace_program("test-admin", document.to_string().as_bytes())
+        .await
+        .expect("program published");
+
+    let enrol_body = |body: Value| {
+        loyalty_core::service::parse_body::<loyalty_core::commands::EnrolRequest>(&body)
+            .expect("enrolment")
+    };
+    let referrer = app
+        .enrol(enrol_body(
+            json!({ "member_id": unique("ref"), "email": format!("{}@example.org", unique("r")) }),
+        ))
+        .await
+        .expect("referrer")
+        .member_id;
+    let code = member_state(&app, &referrer).await.referral_code;
+    let referee = app
+        .enrol(enrol_body(json!({
+            "member_id": unique("friend"), "email": format!("{}@example.org", unique("f")),
+            "referral_code": code.as_str()
+        })))
+        .await
+        .expect("referee")
+        .member_id;
+    accrue(&app, &referee, "buy", purchase("o-ref", 5_000))
+        .await
+        .expect("accrued");
+    for message in queue.take() {
+        app.handle_referral_message(&message)
+            .await
+            .expect("referral decided");
+    }
+    assert_eq!(member_state(&app, &referrer).await.balance.available, 600);
+    assert_eq!(member_state(&app, &referee).await.balance.available, 400);
+
+    let half = give_back(
+        &app,
+        &referee,
+        "r-half",
+        json!({ "order_id": "o-ref", "return_id": "rma-half", "amount": usd(2_500) }),
+    )
+    .await
+    .expect("half returned");
+    assert_eq!(points(&half), -25, "a partial return keeps the referral");
+    let rest = give_back(
+        &app,
+        &referee,
+        "r-rest",
+        json!({ "order_id": "o-ref", "return_id": "rma-rest" }),
+    )
+    .await
+    .expect("rest returned");
+    assert_eq!(points(&rest), -25 - 250, "the rest and the referee's bonus");
+    assert_eq!(member_state(&app, &referee).await.balance.available, 100);
+    assert_eq!(member_state(&app, &referrer).await.balance.available, 100);
+    let referrer_ledger = audited_ledger(&app, &referrer).await;
+    assert_eq!(
+        referrer_ledger.last().map(|e| e.entry_type),
+        Some(EntryType::Reverse)
+    );
+    audited_ledger(&app, &referee).await;
+}

@@ -1047,11 +1047,9 @@ fn check_returns(id: &str, entries: &[LedgerEntry]) -> Result<(), Violation> {
                 }
             }
             Source::Return { order_id, .. } => {
-                for line in entry
-                    .breakdown
-                    .iter()
-                    .filter(|l| !l.rule.starts_with("return_policy:"))
-                {
+                for line in entry.breakdown.iter().filter(|l| {
+                    !l.rule.starts_with("return_policy:") && !l.rule.starts_with("referral:")
+                }) {
                     *taken
                         .entry((order_id.as_str().to_owned(), line.rule.clone()))
                         .or_default() -= line.points;

@@ -412,6 +412,7 @@ impl<S: Store> App<S> {
             stock: None,
             tier_change: tier_change.clone(),
             records: Vec::new(),
+            others: Vec::new(),
             response,
             status: 201,
             duplicate,

@@ -164,6 +164,7 @@ impl<S: Store> App<S> {
             stock: None,
             tier_change: None,
             records: Vec::new(),
+            others: Vec::new(),
             response,
             status: 201,
             duplicate: ApiError::new(

@@ -23,8 +23,11 @@ pub(crate) struct Movement<E> {
     pub entry: LedgerEntry,
     pub stock: Option<StockClaim>,
     pub tier_change: Option<TierChange>,
-    /// Records written in the same transaction (a redemption, an order's earnings).
+    /// Records written in the same transaction (an order's returns so far, a referral).
     pub records: Vec<RecordWrite>,
+    /// Other members' changes in the same transaction (a referrer's bonus clawed back), each
+    /// under its own version.
+    pub others: Vec<Commit>,
     /// The response body, stored with the idempotency record so a retry answers it again.
     pub response: Value,
     /// The status the response is stored with (201 for every movement so far).
@@ -100,7 +103,9 @@ impl<S: Store> App<S> {
                 stock: movement.stock,
                 tier_change: movement.tier_change,
             };
-            match self.store().transact(vec![commit], movement.records).await {
+            let mut commits = vec![commit];
+            commits.extend(movement.others);
+            match self.store().transact(commits, movement.records).await {
                 Ok(()) => Ok(Attempt::Done((
                     Outcome::Created(movement.response),
                     Some(movement.effects),

@@ -15,9 +15,13 @@ use crate::idempotency::{fingerprint, IdempotencyScope, Operation};
 use crate::ids::{IdempotencyKey, MemberId, OrderId, ReturnId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::member::Balance;
+use crate::member::Member;
 use crate::money::Money;
-use crate::ports::{Expect, Record, RecordWrite, Store};
+use crate::ports::{Commit, Expect, Record, RecordWrite, Store};
 use crate::program::ReturnPolicy;
+use crate::referrals::{
+    referral_id, OnFullReturn, Referral, ReferralStatus, KIND as REFERRAL_KIND,
+};
 use crate::tiers::{take_back, Measure};
 use crate::Points;
 
@@ -213,8 +217,22 @@ impl<S: Store> App<S> {
                 points: -points,
             })
             .collect();
-        let wanted: Points = -reversed.iter().sum::<Points>();
+        let mut wanted: Points = -reversed.iter().sum::<Points>();
         let policy = program.document.return_policy;
+        let now = self.now();
+        // A referral the order qualified follows the program's policy once all of it is back.
+        let clawback = if returned_total == paid.minor
+            && program.document.referrals.on_full_return == OnFullReturn::ClawBack
+        {
+            self.referral_clawback(&member, &request.order_id, policy, program.version, now)
+                .await?
+        } else {
+            None
+        };
+        if let Some(clawback) = &clawback {
+            wanted += clawback.referee_line.points;
+            breakdown.push(clawback.referee_line.clone());
+        }
         let available = member.balance.available;
         let points = policy.take_back(wanted, available).ok_or_else(|| {
             ApiError::new(
@@ -259,7 +277,6 @@ impl<S: Store> App<S> {
             earned.occurred_at.min(earned.recorded_at).date_naive(),
             qualifying,
         );
-        let now = self.now();
         let source = Source::Return {
             order_id: request.order_id.clone(),
             return_id: request.return_id.as_str().to_owned(),
@@ -311,12 +328,18 @@ impl<S: Store> App<S> {
             },
             expect: version.map_or(Expect::Absent, Expect::Version),
         };
+        let (others, mut records) = match clawback {
+            Some(clawback) => (vec![clawback.referrer], vec![clawback.referral]),
+            None => (Vec::new(), Vec::new()),
+        };
+        records.push(record);
         Ok(Movement {
             member: next,
             entry,
             stock: None,
             tier_change: None,
-            records: vec![record],
+            records,
+            others,
             response,
             status: 201,
             duplicate: ApiError::new(
@@ -329,6 +352,104 @@ impl<S: Store> App<S> {
             .with_details(json!({ "order_id": request.order_id, "return_id": request.return_id })),
             effects: (),
         })
+    }
+}
+
+/// A referral's bonuses taken back because its qualifying order came back in full.
+struct Clawback {
+    /// The referee's share, a line of the return's own entry.
+    referee_line: BreakdownLine,
+    /// The referrer's `reverse` entry.
+    referrer: Commit,
+    /// The referral, marked clawed back under its version: it happens once.
+    referral: RecordWrite,
+}
+
+impl<S: Store> App<S> {
+    /// The claw-back of the referral `order` qualified for `referee`, if it was rewarded on that
+    /// order and not clawed back yet. The referrer did nothing wrong: under `reject` their share
+    /// is capped at their balance rather than refusing the referee's return.
+    async fn referral_clawback(
+        &self,
+        referee: &Member,
+        order: &OrderId,
+        policy: ReturnPolicy,
+        program_version: u64,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Clawback>, ApiError> {
+        let id = referral_id(&referee.member_id, referee.enrolled_at);
+        let Some(record) = self.store().record(REFERRAL_KIND, &id).await? else {
+            return Ok(None);
+        };
+        let mut referral: Referral = record.parse()?;
+        if referral.status != ReferralStatus::Rewarded
+            || referral.order_id.as_ref() != Some(order)
+            || referral.clawed_back_at.is_some()
+            || referral.referrer_id == referee.member_id
+        {
+            return Ok(None);
+        }
+        let Some(referrer) = self.store().member(&referral.referrer_id).await? else {
+            return Ok(None);
+        };
+        let referrer_policy = match policy {
+            ReturnPolicy::Reject => ReturnPolicy::CapAtBalance,
+            other => other,
+        };
+        let taken = referrer_policy
+            .take_back(-referral.referrer_points, referrer.balance.available)
+            .unwrap_or(0);
+        let next = referrer.with_entry(EntryType::Reverse, taken)?;
+        let source = Source::Referral {
+            referral_id: id.clone(),
+            role: "referrer_returned".into(),
+        };
+        let reason = format!("Referral bonus taken back: order {order} was returned");
+        let entry = LedgerEntry {
+            entry_id: source.entry_id(),
+            seq: next.last_seq,
+            member_id: referrer.member_id.clone(),
+            entry_type: EntryType::Reverse,
+            points: taken,
+            balance_after: next.balance.available,
+            reason: reason.clone(),
+            breakdown: vec![BreakdownLine {
+                rule: format!("referral:{id}:referrer"),
+                description: reason,
+                points: taken,
+            }],
+            source,
+            program_version,
+            occurred_at: now,
+            recorded_at: now,
+        };
+        let referrer_commit = Commit {
+            member: next,
+            expected_version: Some(referrer.version),
+            entry: Some(entry),
+            idempotency: None,
+            claim_referral_code: false,
+            stock: None,
+            tier_change: None,
+        };
+        referral.clawed_back_at = Some(now);
+        let write = RecordWrite {
+            record: Record {
+                version: record.version + 1,
+                body: to_json(&referral)?,
+                ..record.clone()
+            },
+            expect: Expect::Version(record.version),
+        };
+        Ok(Some(Clawback {
+            referee_line: BreakdownLine {
+                rule: format!("referral:{id}:referee"),
+                description: format!("Referral bonus: order {order} was returned"),
+                points: -referral.referee_points,
+            },
+            referrer: referrer_commit,
+            referral: write,
+        }))
     }
 }
 
