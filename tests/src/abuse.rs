@@ -84,6 +84,23 @@ pub enum Step {
         reward: &'static str,
         expect: Expect,
     },
+    /// Returns `minor` of `order` (the rest of it when `None`).
+    Return {
+        member: &'static str,
+        key: &'static str,
+        order: &'static str,
+        return_id: &'static str,
+        minor: Option<i64>,
+        expect: Expect,
+    },
+    /// Customer service adjusts a member's points; `reason: None` sends none.
+    Adjust {
+        member: &'static str,
+        key: &'static str,
+        points: Points,
+        reason: Option<&'static str>,
+        expect: Expect,
+    },
     CreatePromotion {
         key: Option<&'static str>,
         body: Value,
@@ -409,6 +426,46 @@ impl<S: Store> World<S> {
                         .await;
                     Self::check(*expect, &result)
                 }
+                Step::Return {
+                    member,
+                    key,
+                    order,
+                    return_id,
+                    minor,
+                    expect,
+                } => {
+                    let mut body = json!({ "order_id": order, "return_id": return_id });
+                    if let Some(minor) = minor {
+                        body["amount"] = json!({ "minor": minor, "currency": "USD" });
+                    }
+                    let result = self
+                        .edge
+                        .return_order(&self.member(member), Some(idempotency_key(key)), &body)
+                        .await;
+                    Self::check(*expect, &result)
+                }
+                Step::Adjust {
+                    member,
+                    key,
+                    points,
+                    reason,
+                    expect,
+                } => {
+                    let mut body = json!({ "points": points });
+                    if let Some(reason) = reason {
+                        body["reason"] = json!(reason);
+                    }
+                    let result = self
+                        .admin
+                        .adjust(
+                            ADMIN,
+                            &self.member(member),
+                            Some(idempotency_key(key)),
+                            &body,
+                        )
+                        .await;
+                    Self::check(*expect, &result)
+                }
                 Step::CreatePromotion { key, body, expect } => {
                     let result = self
                         .admin
@@ -615,7 +672,127 @@ pub fn rows() -> Vec<Row> {
         a_lifetime_cap_holds_for_late_events(),
         a_future_occurred_at_is_refused(),
         a_promotion_limit_holds_against_20_parallel_orders(),
+        returns_never_take_back_more_than_an_order_earned(),
+        a_return_after_spending_stops_at_zero(),
+        an_adjustment_needs_a_reason_and_a_retry_pays_once(),
     ]
+}
+
+fn give_back(
+    key: &'static str,
+    order: &'static str,
+    return_id: &'static str,
+    minor: Option<i64>,
+    expect: Expect,
+) -> Step {
+    Step::Return {
+        member: "a",
+        key,
+        order,
+        return_id,
+        minor,
+        expect,
+    }
+}
+
+/// Issue 14: an order of 100 points returned in parts, over-returned, and a return id reused.
+fn returns_never_take_back_more_than_an_order_earned() -> Row {
+    Row {
+        name: "returns never take back more than an order earned",
+        steps: vec![
+            enrol("a"),
+            purchase("a", "o-back", 10_000, None, Expect::Created),
+            give_back("r-1", "o-back", "rma-1", Some(6_000), Expect::Created),
+            give_back(
+                "r-2",
+                "o-back",
+                "rma-2",
+                Some(6_000),
+                Expect::Refused(409, "return_exceeds_order"),
+            ),
+            give_back(
+                "r-3",
+                "o-back",
+                "rma-1",
+                Some(1_000),
+                Expect::Refused(409, "duplicate_return"),
+            ),
+            give_back("r-1", "o-back", "rma-1", Some(6_000), Expect::Replayed),
+            give_back("r-4", "o-back", "rma-4", None, Expect::Created),
+            give_back(
+                "r-5",
+                "o-never",
+                "rma-5",
+                None,
+                Expect::Refused(404, "order_not_found"),
+            ),
+        ],
+        moved: vec![("a", 100)],
+    }
+}
+
+/// A return after the points were spent, under the default `cap_at_balance`: the balance stops
+/// at zero and the ledger still adds up.
+fn a_return_after_spending_stops_at_zero() -> Row {
+    Row {
+        name: "a return after spending stops at zero",
+        steps: vec![
+            enrol("a"),
+            purchase("a", "o-spent", 50_000, None, Expect::Created),
+            Step::Redeem {
+                member: "a",
+                key: "spend",
+                reward: "five-off",
+                expect: Expect::Created,
+            },
+            give_back("r-all", "o-spent", "rma-all", None, Expect::Created),
+            Step::Redeem {
+                member: "a",
+                key: "spend-again",
+                reward: "free-coffee",
+                expect: Expect::Refused(409, "insufficient_points"),
+            },
+        ],
+        moved: vec![("a", 0)],
+    }
+}
+
+fn an_adjustment_needs_a_reason_and_a_retry_pays_once() -> Row {
+    Row {
+        name: "an adjustment needs a reason and a retry pays once",
+        steps: vec![
+            enrol("a"),
+            Step::Adjust {
+                member: "a",
+                key: "adj-bare",
+                points: 500,
+                reason: None,
+                expect: Expect::Refused(400, "validation_error"),
+            },
+            Step::Adjust {
+                member: "a",
+                key: "adj-1",
+                points: 40,
+                reason: Some("Goodwill"),
+                expect: Expect::Created,
+            },
+            Step::Adjust {
+                member: "a",
+                key: "adj-1",
+                points: 40,
+                reason: Some("Goodwill"),
+                expect: Expect::Replayed,
+            },
+            Step::Adjust {
+                member: "a",
+                key: "adj-2",
+                points: -1_000,
+                reason: Some("Correction"),
+                expect: Expect::Created,
+            },
+        ],
+        moved: vec![("a", 0)],
+    }
 }
 
 /// Issue 12, problem 1: reviews in four months, then 20 dated years back.

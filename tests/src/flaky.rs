@@ -103,6 +103,14 @@ impl<S: LedgerStore> LedgerStore for Flaky<S> {
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         self.inner.entries_before(id, before_seq, limit).await
     }
+
+    async fn entry(
+        &self,
+        id: &MemberId,
+        entry_id: &str,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        self.inner.entry(id, entry_id).await
+    }
 }
 
 #[async_trait]

@@ -309,6 +309,38 @@ async fn ledgers_page_newest_first<S: Store>(store: &S) {
     assert_eq!(seen, vec![5, 4, 3, 2, 1]);
 }
 
+/// An entry is found by the id its business key gave it (what a return reads of its order),
+/// and only in its own member's ledger.
+async fn an_entry_is_read_by_its_id<S: Store>(store: &S) {
+    let member = create(store, "c-ines", "JJJJJJJJ").await;
+    let other = create(store, "c-jon", "KKKKKKKK").await;
+    let mut current = member.clone();
+    for n in 1..=3 {
+        let (next, entry) = earn(&current, &format!("order:e-{n}"), n * 10);
+        store
+            .commit(commit(next.clone(), Some(current.version), Some(entry)))
+            .await
+            .expect("applied");
+        current = next;
+    }
+    let found = store
+        .entry(&id("c-ines"), "order:e-2")
+        .await
+        .expect("read")
+        .expect("the entry exists");
+    assert_eq!((found.seq, found.points), (2, 20));
+    assert!(store
+        .entry(&id("c-ines"), "order:e-9")
+        .await
+        .expect("read")
+        .is_none());
+    assert!(store
+        .entry(&other.member_id, "order:e-2")
+        .await
+        .expect("read")
+        .is_none());
+}
+
 async fn records_list_newest_first_and_come_due_by_shard<S: Store>(store: &S) {
     let day = NaiveDate::from_ymd_opt(2027, 3, 2).expect("date");
     let writes: Vec<RecordWrite> = ["c-s-1", "c-s-3", "c-s-2"]
@@ -383,5 +415,6 @@ contract!(
     idempotency_records_are_read_with_the_member,
     limited_stock_is_never_oversold,
     ledgers_page_newest_first,
+    an_entry_is_read_by_its_id,
     records_list_newest_first_and_come_due_by_shard,
 );

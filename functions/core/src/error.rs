@@ -23,6 +23,9 @@ pub enum ErrorCode {
     RewardUnavailable,
     InsufficientPoints,
     DuplicateOrder,
+    OrderNotFound,
+    ReturnExceedsOrder,
+    DuplicateReturn,
     DuplicateAction,
     UnknownAction,
     ActionLimitReached,
@@ -49,7 +52,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for what documents them (docs/openapi.yaml is checked against this list).
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 40] = [
         Self::ValidationError,
         Self::InvalidJson,
         Self::PayloadTooLarge,
@@ -68,6 +71,9 @@ impl ErrorCode {
         Self::RewardUnavailable,
         Self::InsufficientPoints,
         Self::DuplicateOrder,
+        Self::OrderNotFound,
+        Self::ReturnExceedsOrder,
+        Self::DuplicateReturn,
         Self::DuplicateAction,
         Self::UnknownAction,
         Self::ActionLimitReached,
@@ -109,6 +115,9 @@ impl ErrorCode {
             Self::RewardUnavailable => "reward_unavailable",
             Self::InsufficientPoints => "insufficient_points",
             Self::DuplicateOrder => "duplicate_order",
+            Self::OrderNotFound => "order_not_found",
+            Self::ReturnExceedsOrder => "return_exceeds_order",
+            Self::DuplicateReturn => "duplicate_return",
             Self::DuplicateAction => "duplicate_action",
             Self::UnknownAction => "unknown_action",
             Self::ActionLimitReached => "action_limit_reached",
@@ -152,6 +161,8 @@ impl ErrorCode {
             | Self::RewardUnavailable
             | Self::InsufficientPoints
             | Self::DuplicateOrder
+            | Self::ReturnExceedsOrder
+            | Self::DuplicateReturn
             | Self::DuplicateAction
             | Self::ActionLimitReached
             | Self::ConcurrentModification => 409,
@@ -165,7 +176,7 @@ impl ErrorCode {
             | Self::CurrencyMismatch
             | Self::InvalidProgram => 422,
             Self::ProgramNotConfigured => 503,
-            Self::SubscriptionNotFound => 404,
+            Self::SubscriptionNotFound | Self::OrderNotFound => 404,
             Self::SubscriptionConflict => 409,
             Self::PaymentDeclined => 402,
             Self::PaymentProviderUnavailable => 503,

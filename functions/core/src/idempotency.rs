@@ -21,6 +21,8 @@ pub enum Operation {
     Campaign,
     Promotion,
     Reward,
+    Adjustment,
+    Return,
 }
 
 impl Operation {
@@ -33,6 +35,8 @@ impl Operation {
             Self::Campaign => "campaign",
             Self::Promotion => "promotion",
             Self::Reward => "reward",
+            Self::Adjustment => "adjustment",
+            Self::Return => "return",
         }
     }
 }

@@ -87,6 +87,10 @@ text_id!(
     ActionReference, "reference", 128, is_reference_char, "letters, digits and _ - . : / #"
 );
 text_id!(
+    /// The merchant's id of one return of an order.
+    ReturnId, "return_id", 128, is_reference_char, "letters, digits and _ - . : / #"
+);
+text_id!(
     ActionName,
     "action",
     64,

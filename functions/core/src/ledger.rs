@@ -35,6 +35,11 @@ pub enum Source {
     Order {
         order_id: OrderId,
         amount: Money,
+        /// What the order counted towards tiers (minor units, excluded categories left out), so
+        /// a return can take back its share on the order's day. Absent on entries written before
+        /// returns existed: their whole amount counted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        qualifying_minor: Option<i64>,
     },
     Action {
         action: ActionName,
@@ -66,13 +71,26 @@ pub enum Source {
         period: u32,
         reference: String,
     },
+    /// Points given or taken by customer service; `actor` is the token's `sub`.
+    Adjustment {
+        adjustment_id: String,
+        actor: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// Goods of an order brought back: what the order earned on them is taken back.
+    Return {
+        order_id: OrderId,
+        return_id: String,
+        amount: Money,
+    },
 }
 
 impl Source {
     /// The entry id: one per business event, whatever request or retry carried it.
     pub fn entry_id(&self) -> String {
         match self {
-            Self::Order { order_id, .. } => format!("order:{order_id}"),
+            Self::Order { order_id, .. } => Self::order_entry_id(order_id),
             Self::Action {
                 action, reference, ..
             } => format!("action:{action}:{reference}"),
@@ -87,11 +105,22 @@ impl Source {
             Self::SubscriptionRefund { reference, .. } => {
                 format!("subscription_refund:{reference}")
             }
+            Self::Adjustment { adjustment_id, .. } => format!("adjustment:{adjustment_id}"),
+            Self::Return {
+                order_id,
+                return_id,
+                ..
+            } => format!("return:{order_id}:{return_id}"),
         }
     }
 }
 
 impl Source {
+    /// The id of the entry an order earned with, for the returns that take it back.
+    pub fn order_entry_id(order_id: &OrderId) -> String {
+        format!("order:{order_id}")
+    }
+
     /// The key that must be unique across the whole program, not just within one member's
     /// ledger: an order earns once, whichever member it is sent for. Stores hold a program-wide
     /// guard on it, written under `attribute_not_exists` in the same transaction as the entry.

@@ -296,6 +296,20 @@ impl LedgerStore for MemoryStore {
             })
             .unwrap_or_default())
     }
+
+    async fn entry(
+        &self,
+        id: &MemberId,
+        entry_id: &str,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        let state = self.state();
+        Ok(state.ledgers.get(id).and_then(|ledger| {
+            ledger
+                .values()
+                .find(|entry| entry.entry_id == entry_id)
+                .cloned()
+        }))
+    }
 }
 
 #[async_trait]

@@ -187,6 +187,10 @@ pub trait LedgerStore: Send + Sync {
         before_seq: u64,
         limit: u32,
     ) -> Result<Vec<LedgerEntry>, StoreError>;
+    /// The member's entry with id `entry_id` (the id its business key gave it), read by key:
+    /// what an order earned, for the return that takes it back.
+    async fn entry(&self, id: &MemberId, entry_id: &str)
+        -> Result<Option<LedgerEntry>, StoreError>;
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -51,4 +51,32 @@ impl LedgerStore for DynamoStore {
             .map(items::from_item)
             .collect()
     }
+
+    /// Two reads by key: the entry-id guard names the entry's sequence number, which is its
+    /// sort key. Neither read grows with the member's history.
+    async fn entry(
+        &self,
+        id: &MemberId,
+        entry_id: &str,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        let member_pk = keys::member_pk(id);
+        let guard = self
+            .get_item(items::key(
+                member_pk.clone(),
+                keys::entry_guard_sk(entry_id),
+            ))
+            .await?;
+        let Some(seq) = guard
+            .as_ref()
+            .and_then(|item| item.get("seq"))
+            .and_then(|seq| seq.as_n().ok())
+            .and_then(|seq| seq.parse::<u64>().ok())
+        else {
+            return Ok(None);
+        };
+        self.get_item(items::key(member_pk, keys::ledger_sk(seq)))
+            .await?
+            .map(items::from_item)
+            .transpose()
+    }
 }

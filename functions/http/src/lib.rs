@@ -281,6 +281,22 @@ async fn dispatch<S: Store>(
                 &to_json(&app.grant_tier(actor(principal)?, &member, grant).await?)?,
             ))
         }
+        Route::Adjust(id) => {
+            query(request, &[])?;
+            let member = MemberId::parse(&id)?;
+            let key = idempotency_key(request, principal)?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            Ok(outcome(
+                app.adjust(actor(principal)?, &member, key, &body).await?,
+            ))
+        }
+        Route::Return(id) => {
+            query(request, &[])?;
+            let member = MemberId::parse(&id)?;
+            let key = idempotency_key(request, principal)?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            Ok(outcome(app.return_order(&member, key, &body).await?))
+        }
         Route::StartSubscription(id) => {
             query(request, &[])?;
             let member = MemberId::parse(&id)?;

@@ -47,6 +47,7 @@ impl Function {
                     | Route::TierHistory(_)
                     | Route::EvaluateTier(_)
                     | Route::GrantTier(_)
+                    | Route::Adjust(_)
                     | Route::StartSubscription(_)
                     | Route::GetSubscription(_)
                     | Route::CancelSubscription(_)
@@ -55,7 +56,7 @@ impl Function {
                     | Route::SubscriptionCharges(_)
                     | Route::StripeWebhook
                     | Route::Referrals(_)
-            ) | (Self::Accrue, Route::Accrue(_))
+            ) | (Self::Accrue, Route::Accrue(_) | Route::Return(_))
                 | (Self::Redeem, Route::Redeem(_))
                 | (
                     Self::Rewards,
@@ -92,6 +93,8 @@ pub enum Route {
     TierHistory(String),
     EvaluateTier(String),
     GrantTier(String),
+    Adjust(String),
+    Return(String),
     StartSubscription(String),
     GetSubscription(String),
     CancelSubscription(String),
@@ -127,6 +130,10 @@ const MEMBER_SELF_SERVICE: Scopes = Scopes::of(&[Scope::Member, Scope::Support])
 /// The member's own billing history, or customer service answering a question about a charge.
 const MEMBER_BILLING_READ: Scopes = Scopes::of(&[Scope::Member, Scope::Support]);
 const TIER_GRANT: Scopes = Scopes::of(&[Scope::Admin, Scope::Support]);
+/// Customer service or an admin correcting a member's points; the entry records who.
+const ADJUST: Scopes = Scopes::of(&[Scope::Admin, Scope::Support]);
+/// The till taking goods back, or customer service doing it for a remote order.
+const RETURN: Scopes = Scopes::of(&[Scope::Pos, Scope::Support]);
 const ADMIN_WRITE: Scopes = Scopes::of(&[Scope::Admin]);
 const ADMIN_READ: Scopes = Scopes::of(&[Scope::Admin, Scope::Reports]);
 
@@ -150,6 +157,8 @@ impl Route {
             | Route::CancelSubscription(_) => MEMBER_SELF_SERVICE,
             Route::SubscriptionCharges(_) => MEMBER_BILLING_READ,
             Route::GrantTier(_) => TIER_GRANT,
+            Route::Adjust(_) => ADJUST,
+            Route::Return(_) => RETURN,
             Route::PutProgram
             | Route::CreateReward
             | Route::CreatePromotion
@@ -171,6 +180,8 @@ impl Route {
             | Route::TierHistory(id)
             | Route::EvaluateTier(id)
             | Route::GrantTier(id)
+            | Route::Adjust(id)
+            | Route::Return(id)
             | Route::StartSubscription(id)
             | Route::GetSubscription(id)
             | Route::CancelSubscription(id)
@@ -203,6 +214,10 @@ impl Route {
             ),
             ["v1", "members", id, "redemptions"] => (
                 Some(Route::Redeem((*id).to_owned())).filter(|_| method == Method::POST),
+                "POST",
+            ),
+            ["v1", "members", id, "returns"] => (
+                Some(Route::Return((*id).to_owned())).filter(|_| method == Method::POST),
                 "POST",
             ),
             ["v1", "members", id, "tier-history"] => (
@@ -249,6 +264,10 @@ impl Route {
             ["v1", "admin", "members", id, "tier"] => (
                 Some(Route::GrantTier((*id).to_owned())).filter(|_| method == Method::PUT),
                 "PUT",
+            ),
+            ["v1", "admin", "members", id, "adjustments"] => (
+                Some(Route::Adjust((*id).to_owned())).filter(|_| method == Method::POST),
+                "POST",
             ),
             ["v1", "rewards"] => (
                 Some(Route::ListRewards).filter(|_| method == Method::GET),
@@ -327,6 +346,12 @@ mod tests {
             (Method::PUT, "/v1/admin/members/m1/tier", Function::Members),
             (
                 Method::POST,
+                "/v1/admin/members/m1/adjustments",
+                Function::Members,
+            ),
+            (Method::POST, "/v1/members/m1/returns", Function::Accrue),
+            (
+                Method::POST,
                 "/v1/members/m1/subscription",
                 Function::Members,
             ),
@@ -379,6 +404,7 @@ mod tests {
     fn admin_routes_never_grant_member_or_pos_and_reports_only_reads() {
         let admin = [
             (Method::PUT, "/v1/admin/members/m1/tier"),
+            (Method::POST, "/v1/admin/members/m1/adjustments"),
             (Method::POST, "/v1/admin/rewards"),
             (Method::PUT, "/v1/admin/program"),
             (Method::POST, "/v1/admin/promotions"),

@@ -49,7 +49,9 @@ fn fail<T>(message: impl Into<String>) -> Result<T, Violation> {
 
 fn amount_of(entry: &LedgerEntry) -> Option<(String, i64)> {
     match &entry.source {
-        Source::Order { order_id, amount } => Some((order_id.as_str().to_owned(), amount.minor)),
+        Source::Order {
+            order_id, amount, ..
+        } => Some((order_id.as_str().to_owned(), amount.minor)),
         _ => None,
     }
 }
@@ -343,6 +345,29 @@ impl Checker {
                 Op::StartSubscription { member, key, .. },
                 Reply::Created(body) | Reply::Replayed(body),
             ) => self.remember("subscription", member, key, body),
+            (
+                Op::Return { member, key, .. } | Op::Adjust { member, key, .. },
+                Reply::Created(body) | Reply::Replayed(body),
+            ) => {
+                self.remember("movement", member, key, body)?;
+                let entry = body["entry_id"].as_str().unwrap_or_default().to_owned();
+                if !self.has_entry(member, &entry) {
+                    return fail(format!("{member}: movement {entry} has no ledger entry"));
+                }
+                Ok(())
+            }
+            (Op::Return { member, .. }, Reply::Failed(code, _)) => match code {
+                ErrorCode::OrderNotFound
+                | ErrorCode::ReturnExceedsOrder
+                | ErrorCode::DuplicateReturn
+                | ErrorCode::IdempotencyKeyReused => Ok(()),
+                c if transient(*c) || missing(member, *c) => Ok(()),
+                other => fail(format!("return refused with {}", other.as_str())),
+            },
+            (Op::Adjust { member, .. }, Reply::Failed(code, _)) => match code {
+                c if transient(*c) || missing(member, *c) => Ok(()),
+                other => fail(format!("adjustment refused with {}", other.as_str())),
+            },
             (Op::Purchase(p), Reply::Failed(code, _)) => {
                 let duplicate = *code == ErrorCode::DuplicateOrder
                     && (self.has_entry(&p.member, &format!("order:{}", p.order_id))
@@ -499,6 +524,7 @@ impl Checker {
                 ));
             }
             check_balances(id, &member, &entries)?;
+            check_returns(id, &entries)?;
             for entry in &entries {
                 let business_key = match &entry.source {
                     Source::Order { order_id, .. } => {
@@ -673,7 +699,9 @@ impl Checker {
             let rule = format!("promotion:{}", promotion.promotion_id);
             let used = entries
                 .iter()
-                .filter(|e| e.breakdown.iter().any(|l| l.rule == rule))
+                .filter(|e| {
+                    e.entry_type == EntryType::Earn && e.breakdown.iter().any(|l| l.rule == rule)
+                })
                 .count() as u32;
             if let Some(limit) = promotion.per_member_limit {
                 if used > limit {
@@ -730,17 +758,29 @@ impl Checker {
         }
         let today = now.date_naive();
         let from = today - Days::new(365);
+        // Returns take back their order's share of its qualifying spend, rounded down.
+        let mut returned: BTreeMap<String, i64> = BTreeMap::new();
+        for entry in entries {
+            if let Source::Return {
+                order_id, amount, ..
+            } = &entry.source
+            {
+                *returned.entry(order_id.as_str().to_owned()).or_default() += amount.minor;
+            }
+        }
         let qualifying: i64 = entries
             .iter()
             .filter_map(|e| {
-                let (order, _) = amount_of(e)?;
+                let (order, paid) = amount_of(e)?;
                 let day = e.occurred_at.min(e.recorded_at).date_naive();
                 if day < from || day > today {
                     return None;
                 }
-                self.accepted
-                    .get(&(id.to_owned(), order))
-                    .map(|p| model::qualifying_spend(program, p))
+                let back = returned.get(&order).copied().unwrap_or(0);
+                self.accepted.get(&(id.to_owned(), order)).map(|p| {
+                    let spend = model::qualifying_spend(program, p);
+                    spend - (i128::from(spend) * i128::from(back) / i128::from(paid.max(1))) as i64
+                })
             })
             .sum();
         let earned = tiers
@@ -990,6 +1030,44 @@ fn normalise(email: &str) -> String {
         }
         None => email,
     }
+}
+
+/// No order gives back more than it earned: per order and rule, what its returns took back
+/// (a forgiven part under `cap_at_balance` included) never exceeds what the line earned.
+fn check_returns(id: &str, entries: &[LedgerEntry]) -> Result<(), Violation> {
+    let mut earned: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut taken: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for entry in entries {
+        match &entry.source {
+            Source::Order { order_id, .. } => {
+                for line in &entry.breakdown {
+                    *earned
+                        .entry((order_id.as_str().to_owned(), line.rule.clone()))
+                        .or_default() += line.points;
+                }
+            }
+            Source::Return { order_id, .. } => {
+                for line in entry.breakdown.iter().filter(|l| {
+                    !l.rule.starts_with("return_policy:") && !l.rule.starts_with("referral:")
+                }) {
+                    *taken
+                        .entry((order_id.as_str().to_owned(), line.rule.clone()))
+                        .or_default() -= line.points;
+                }
+            }
+            _ => {}
+        }
+    }
+    for (line, back) in &taken {
+        let paid = earned.get(line).copied().unwrap_or(0);
+        if *back > paid || *back < 0 {
+            return fail(format!(
+                "{id}: order {} took back {back} on {} which earned {paid}",
+                line.0, line.1
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_balances(id: &str, member: &Member, entries: &[LedgerEntry]) -> Result<(), Violation> {

@@ -332,6 +332,15 @@ impl<S: Store> LedgerStore for SimStore<S> {
         self.read("entries_before").await?;
         self.inner.entries_before(id, before_seq, limit).await
     }
+
+    async fn entry(
+        &self,
+        id: &MemberId,
+        entry_id: &str,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        self.read("entry").await?;
+        self.inner.entry(id, entry_id).await
+    }
 }
 
 /// Program reads are not gated: they only change in admin steps, and environments refresh their

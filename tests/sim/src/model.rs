@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use loyalty_core::ledger::{LedgerEntry, Source};
+use loyalty_core::ledger::{EntryType, LedgerEntry, Source};
 use loyalty_core::member::Member;
 use loyalty_core::program::{ActiveProgram, CapPeriod, Rounding};
 use loyalty_core::promotions::{Promotion, PromotionReward, PromotionStatus};
@@ -85,12 +85,13 @@ fn multiplier(activity: i64, percent: u32) -> i64 {
     i64::try_from(i128::from(activity) * (i128::from(percent) - 100) / 100).unwrap_or(0)
 }
 
-/// Uses of `promotion` in the member's ledger so far.
+/// Uses of `promotion` in the member's ledger so far: the earnings it paid on (a return names
+/// the promotion line it takes back, and is no use of it).
 fn uses(history: &[LedgerEntry], promotion: &str) -> u32 {
     let rule = format!("promotion:{promotion}");
     history
         .iter()
-        .filter(|e| e.breakdown.iter().any(|l| l.rule == rule))
+        .filter(|e| e.entry_type == EntryType::Earn && e.breakdown.iter().any(|l| l.rule == rule))
         .count() as u32
 }
 

@@ -66,6 +66,20 @@ pub enum Op {
         key: String,
         reward: String,
     },
+    /// Returns `minor` of an order (the rest of it when `None`).
+    Return {
+        member: String,
+        key: String,
+        order_id: String,
+        return_id: String,
+        minor: Option<i64>,
+    },
+    /// Customer service gives (or takes) points.
+    Adjust {
+        member: String,
+        key: String,
+        points: i64,
+    },
     StartSubscription {
         member: String,
         key: String,
@@ -273,6 +287,30 @@ impl Op {
                 let body = json!({ "reward_id": reward });
                 let id = member_id(member);
                 keyed(|| async { reply(app.redeem(&id, key(k), &body).await) }).await
+            }
+            Op::Return {
+                member,
+                key: k,
+                order_id,
+                return_id,
+                minor,
+            } => {
+                let mut body = json!({ "order_id": order_id, "return_id": return_id });
+                if let Some(minor) = minor {
+                    body["amount"] = json!({ "minor": minor, "currency": "USD" });
+                }
+                let id = member_id(member);
+                keyed(|| async { reply(app.return_order(&id, key(k), &body).await) }).await
+            }
+            Op::Adjust {
+                member,
+                key: k,
+                points,
+            } => {
+                let body =
+                    json!({ "points": points, "reason": "Simulated goodwill or correction" });
+                let id = member_id(member);
+                keyed(|| async { reply(app.adjust(ADMIN, &id, key(k), &body).await) }).await
             }
             Op::StartSubscription {
                 member,

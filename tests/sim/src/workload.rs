@@ -332,6 +332,29 @@ impl Gen {
         })
     }
 
+    /// A return of an order sent before (or of one never sent: `order_not_found`), in part or
+    /// whole, sometimes under a return id already used.
+    fn give_back(&mut self) -> Option<Op> {
+        let purchase = self.purchases.choose(&mut self.rng)?.clone();
+        let minor = if self.chance(30) {
+            None
+        } else {
+            Some(self.rng.random_range(1..=purchase.amount_minor.max(1)))
+        };
+        let return_id = if self.chance(10) {
+            "rma-again".to_owned()
+        } else {
+            self.id("rma")
+        };
+        Some(Op::Return {
+            member: purchase.member,
+            key: self.id("k"),
+            order_id: purchase.order_id,
+            return_id,
+            minor,
+        })
+    }
+
     fn member_op(&mut self) -> Option<Op> {
         match self.rng.random_range(0..100) {
             0..14 => Some(self.enrol()),
@@ -354,6 +377,12 @@ impl Gen {
             81..85 => Some(Op::EvaluateTier {
                 member: self.member()?,
             }),
+            85..87 => Some(Op::Adjust {
+                member: self.member()?,
+                key: self.id("k"),
+                points: self.rng.random_range(-300..=300_i64).max(1),
+            }),
+            87..91 => self.give_back(),
             _ => Some(Op::Drain {
                 queue: *QueueName::ALL.choose(&mut self.rng)?,
                 max: self.rng.random_range(1..8),

@@ -59,6 +59,41 @@ pub struct ProgramDocument {
     /// which a member enrols at the till is stamped a moment before the enrolment is recorded.
     #[serde(default = "default_checkout_grace_seconds")]
     pub checkout_grace_seconds: u32,
+    /// What a movement that takes points back (a return, a negative adjustment) does when the
+    /// member has already spent them.
+    #[serde(default)]
+    pub return_policy: ReturnPolicy,
+}
+
+/// What taking back points a member has already spent does. The ledger is exact under each:
+/// the entry records what was actually taken and the balance after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnPolicy {
+    /// Take it all back; the balance may go below zero, and redemptions are refused until it
+    /// has recovered (a redemption needs its cost available).
+    AllowNegative,
+    /// Take back at most what is available; the balance stops at zero.
+    #[default]
+    CapAtBalance,
+    /// Refuse the movement (`insufficient_points`) when it would take more than is available.
+    Reject,
+}
+
+impl ReturnPolicy {
+    /// The points (≤ 0) a take-back of `wanted` (≤ 0) actually moves from `available`, or
+    /// `None` when the policy refuses it.
+    pub fn take_back(self, wanted: Points, available: Points) -> Option<Points> {
+        let spendable = available.max(0);
+        if -wanted <= spendable {
+            return Some(wanted);
+        }
+        match self {
+            Self::AllowNegative => Some(wanted),
+            Self::CapAtBalance => Some(-spendable),
+            Self::Reject => None,
+        }
+    }
 }
 
 /// Default of [`ProgramDocument::late_events_days`].

@@ -37,6 +37,19 @@ pub struct ReferralPolicy {
     pub daily_velocity: u32,
     /// A referral whose referee has not qualified this many days after enrolling expires.
     pub expires_after_days: u32,
+    /// What happens to both bonuses when the order that qualified the referral is returned in
+    /// full: kept (the default) or clawed back.
+    #[serde(default)]
+    pub on_full_return: OnFullReturn,
+}
+
+/// The referral bonus policy for a fully returned qualifying order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFullReturn {
+    #[default]
+    Keep,
+    ClawBack,
 }
 
 impl Default for ReferralPolicy {
@@ -49,6 +62,7 @@ impl Default for ReferralPolicy {
             monthly_cap: 10,
             daily_velocity: 3,
             expires_after_days: 30,
+            on_full_return: OnFullReturn::Keep,
         }
     }
 }
@@ -138,6 +152,9 @@ pub struct Referral {
     pub referrer_points: Points,
     #[serde(default)]
     pub referee_points: Points,
+    /// When both bonuses were taken back because the qualifying order was returned in full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clawed_back_at: Option<DateTime<Utc>>,
 }
 
 impl Referral {
@@ -160,6 +177,7 @@ impl Referral {
             order_id: None,
             referrer_points: 0,
             referee_points: 0,
+            clawed_back_at: None,
         }
     }
 
@@ -267,7 +285,10 @@ pub fn mark_first_purchase(
     now: DateTime<Utc>,
     checkout_grace: Duration,
 ) -> Option<String> {
-    let Source::Order { order_id, amount } = source else {
+    let Source::Order {
+        order_id, amount, ..
+    } = source
+    else {
         return None;
     };
     if next.referred_by.is_none()

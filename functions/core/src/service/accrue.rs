@@ -2,16 +2,16 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{member_not_found, missing_key, parse_body, to_json, App, Attempt, Outcome};
+use super::{missing_key, parse_body, to_json, App, Keyed, Movement, Outcome, Read};
 use crate::commands::{AccrualRequest, ItemRequest, MAX_ITEMS, MAX_QUANTITY};
 use crate::error::{ApiError, ErrorCode};
 use crate::events::DomainEvent;
-use crate::idempotency::{fingerprint, IdempotencyRecord, IdempotencyScope, Operation};
+use crate::idempotency::{fingerprint, IdempotencyScope, Operation};
 use crate::ids::{IdempotencyKey, MemberId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::member::{Balance, Member};
 use crate::money::MAX_MINOR;
-use crate::ports::{Commit, Store};
+use crate::ports::Store;
 use crate::program::{
     evaluate_action, evaluate_purchase, forget_periods_before, ActiveProgram, PurchaseLine,
 };
@@ -33,6 +33,13 @@ pub struct AccrualReceipt {
     pub program_version: u64,
 }
 
+/// What follows a new accrual once it is stored: the tier change to announce, and the referral
+/// whose first qualifying purchase this was.
+struct Followups {
+    tier_change: Option<crate::tiers::TierChange>,
+    referral: Option<String>,
+}
+
 /// What an accrual request earns, before it is applied to the member.
 struct Priced {
     /// Eligible spend in minor units (zero for actions), for spend-based tiers.
@@ -45,7 +52,7 @@ struct Priced {
     updated_counts: Option<(String, crate::program::ActionCounts)>,
 }
 
-fn purchase_lines(
+pub(super) fn purchase_lines(
     program: &ActiveProgram,
     items: &[ItemRequest],
 ) -> Result<Vec<PurchaseLine>, ApiError> {
@@ -156,6 +163,7 @@ fn price(
                 source: Source::Order {
                     order_id: order_id.clone(),
                     amount,
+                    qualifying_minor: Some(amount.minor - excluded),
                 },
                 reason: format!("Purchase {order_id}"),
                 breakdown,
@@ -224,196 +232,194 @@ impl<S: Store> App<S> {
             ));
         }
         let fingerprint = fingerprint(Operation::Accrual, body);
-
-        let mut attempt = 0;
-        loop {
-            let snapshot = match (&scope, dry_run) {
-                (Some(scope), false) => self.store().snapshot(member_id, Some(scope)).await?,
-                _ => self.store().snapshot(member_id, None).await?,
-            };
-            if let Some(record) = snapshot.replay {
-                return Ok(Outcome::Replayed(record.replay(&fingerprint)?));
-            }
-            let member = snapshot.member.ok_or_else(|| member_not_found(member_id))?;
-            let program = self.program_at_least(snapshot.program_version).await?;
-            check_lateness(&program, &member, occurred_at, now)?;
-            let priced = price(&program, &member, &request, occurred_at, now)?;
-            let tiers = &program.document.tiers;
-            let mut breakdown = priced.breakdown;
-            let activity: Points = breakdown.iter().map(|line| line.points).sum();
-            // Promotions live at the purchase's own time apply, from this environment's copy
-            // of the promotion list (no read per request); the single best one wins.
-            let mut promotion_used = None;
-            if let Source::Order { .. } = &priced.source {
-                let known = snapshot.program_version.unwrap_or(0).max(program.version);
-                let promotions = self.promotions(known).await?;
-                if let Some((promotion, line)) = best_promotion(
-                    &promotions,
-                    &program.document.earning,
-                    &priced.lines,
-                    activity,
-                    &member.tier,
-                    &member.promotion_uses,
-                    occurred_at,
-                ) {
-                    breakdown.push(line);
-                    promotion_used = Some(promotion);
-                }
-            }
-            // The tier multiplier rewards spend; actions earn their fixed amounts.
-            if let (Source::Order { .. }, Some(level)) = (&priced.source, tiers.level(&member.tier))
-            {
-                let bonus = multiplier_bonus(activity, level.earn_multiplier_percent);
-                if bonus > 0 {
-                    breakdown.push(BreakdownLine {
-                        rule: format!("tier_multiplier:{}", level.tier_id),
-                        description: format!(
-                            "{} members earn {}% on spend",
-                            level.name, level.earn_multiplier_percent
-                        ),
-                        points: bonus,
-                    });
-                }
-            }
-            // A paid plan's multiplier, like the tier's, rewards spend only.
-            if let Source::Order { .. } = &priced.source {
-                breakdown.extend(crate::subscriptions::plan_multiplier_line(
-                    &program,
-                    &member,
-                    activity,
-                    occurred_at,
-                ));
-            }
-            let points: Points = breakdown.iter().map(|line| line.points).sum();
-
-            let mut next = member.with_entry(EntryType::Earn, points)?;
-            if let Some((action, counts)) = priced.updated_counts {
-                next.action_counts.insert(action, counts);
-            }
-            if let Some(promotion) = &promotion_used {
-                record_use(
-                    &mut next.promotion_uses,
-                    promotion,
-                    now,
-                    program.document.late_window(),
-                )?;
-            }
-            let qualifying = match tiers.measure {
-                Measure::Spend => priced.qualifying_spend,
-                Measure::Points => activity,
-            };
-            // An event stamped a little ahead of our clock counts today: a day that has not
-            // begun here is outside every window the upgrade below looks at, and nothing
-            // would look again for a member with no review date.
-            record(
-                &mut next.qualifying,
-                occurred_at.min(now).date_naive(),
-                qualifying,
-                now.date_naive(),
-            )?;
-            // A referee's first qualifying purchase is marked in this same write, so it is
-            // announced to the referral worker once.
-            let referral = crate::referrals::mark_first_purchase(
-                &mut next,
-                &program.document.referrals,
-                &priced.source,
-                occurred_at,
-                now,
-                program.document.checkout_grace(),
-            );
-            // Crossing a threshold upgrades in this same write; the next accrual earns at the
-            // new multiplier. Downgrades are left to the evaluation job.
-            let decision = evaluate(
-                tiers,
-                &member.tier,
-                &member.tier_state,
-                &next.qualifying,
-                member.enrolled_at.date_naive(),
-                now,
-                false,
-            );
-            next.tier = decision.tier;
-            next.tier_state = decision.state;
-            let tier_change = decision.change;
-            let entry = LedgerEntry {
-                entry_id: priced.source.entry_id(),
-                seq: next.last_seq,
-                member_id: member_id.clone(),
-                entry_type: EntryType::Earn,
-                points,
-                balance_after: next.balance.available,
-                reason: priced.reason,
-                breakdown,
-                source: priced.source,
-                program_version: program.version,
-                occurred_at,
-                recorded_at: now,
-            };
-            let response = to_json(&AccrualReceipt {
-                entry_id: entry.entry_id.clone(),
-                member_id: member_id.clone(),
-                points,
-                breakdown: entry.breakdown.clone(),
-                balance: next.balance,
-                tier: next.tier.clone(),
-                program_version: program.version,
-            })?;
-            let Some(scope) = scope.as_ref().filter(|_| !dry_run) else {
-                return Ok(Outcome::Simulated(response));
-            };
-
-            let duplicate = match &entry.source {
-                Source::Action { .. } => (
-                    ErrorCode::DuplicateAction,
-                    "this action reference has already earned",
-                ),
-                _ => (
-                    ErrorCode::DuplicateOrder,
-                    "this order has already earned points",
-                ),
-            };
-            let entry_id = entry.entry_id.clone();
-            let commit = Commit {
-                member: next,
-                expected_version: Some(member.version),
-                idempotency: Some(IdempotencyRecord {
-                    operation: Operation::Accrual,
-                    key: scope.key.as_str().to_owned(),
-                    fingerprint: fingerprint.clone(),
-                    status: 201,
-                    response: response.clone(),
-                    entry_id: entry_id.clone(),
-                    created_at: now,
-                }),
-                entry: Some(entry),
-                claim_referral_code: false,
-                stock: None,
-                tier_change: tier_change.clone(),
-            };
-            let result = match self.store().commit(commit).await {
-                Ok(()) => {
-                    let events = tier_change
-                        .iter()
-                        .map(|c| DomainEvent::tier_changed(member_id, c))
-                        .collect();
-                    self.publish_events(events).await;
-                    if let Some(referral_id) = &referral {
-                        self.announce_referral(referral_id).await;
-                    }
-                    Attempt::Done(Outcome::Created(response))
-                }
-                Err(error) => {
-                    self.settle(error, member_id, scope, &fingerprint, || {
-                        ApiError::new(duplicate.0, duplicate.1)
-                            .with_details(serde_json::json!({ "entry_id": entry_id }))
-                    })
-                    .await?
-                }
-            };
-            match result {
-                Attempt::Done(outcome) => return Ok(outcome),
-                Attempt::Retry => self.back_off(&mut attempt).await?,
+        let keyed = Keyed {
+            member_id,
+            scope: scope.as_ref().filter(|_| !dry_run),
+            fingerprint: &fingerprint,
+        };
+        let (outcome, effects) = self
+            .keyed_movement(keyed, |read| {
+                self.accrual_rules(read, &request, occurred_at, now)
+            })
+            .await?;
+        if let Some(Followups {
+            tier_change,
+            referral,
+        }) = effects
+        {
+            let events = tier_change
+                .iter()
+                .map(|c| DomainEvent::tier_changed(member_id, c))
+                .collect();
+            self.publish_events(events).await;
+            if let Some(referral_id) = &referral {
+                self.announce_referral(referral_id).await;
             }
         }
+        Ok(outcome)
+    }
+
+    /// An accrual's rules: what the request earns this member now (spend or action rules, the
+    /// best live promotion, the tier and plan multipliers), and the member after it.
+    async fn accrual_rules(
+        &self,
+        read: Read,
+        request: &AccrualRequest,
+        occurred_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Movement<Followups>, ApiError> {
+        let Read {
+            member,
+            program_stamp,
+        } = read;
+        let member_id = &member.member_id;
+        let program = self.program_at_least(program_stamp).await?;
+        check_lateness(&program, &member, occurred_at, now)?;
+        let priced = price(&program, &member, request, occurred_at, now)?;
+        let tiers = &program.document.tiers;
+        let mut breakdown = priced.breakdown;
+        let activity: Points = breakdown.iter().map(|line| line.points).sum();
+        // Promotions live at the purchase's own time apply, from this environment's copy
+        // of the promotion list (no read per request); the single best one wins.
+        let mut promotion_used = None;
+        if let Source::Order { .. } = &priced.source {
+            let known = program_stamp.unwrap_or(0).max(program.version);
+            let promotions = self.promotions(known).await?;
+            if let Some((promotion, line)) = best_promotion(
+                &promotions,
+                &program.document.earning,
+                &priced.lines,
+                activity,
+                &member.tier,
+                &member.promotion_uses,
+                occurred_at,
+            ) {
+                breakdown.push(line);
+                promotion_used = Some(promotion);
+            }
+        }
+        // The tier multiplier rewards spend; actions earn their fixed amounts.
+        if let (Source::Order { .. }, Some(level)) = (&priced.source, tiers.level(&member.tier)) {
+            let bonus = multiplier_bonus(activity, level.earn_multiplier_percent);
+            if bonus > 0 {
+                breakdown.push(BreakdownLine {
+                    rule: format!("tier_multiplier:{}", level.tier_id),
+                    description: format!(
+                        "{} members earn {}% on spend",
+                        level.name, level.earn_multiplier_percent
+                    ),
+                    points: bonus,
+                });
+            }
+        }
+        // A paid plan's multiplier, like the tier's, rewards spend only.
+        if let Source::Order { .. } = &priced.source {
+            breakdown.extend(crate::subscriptions::plan_multiplier_line(
+                &program,
+                &member,
+                activity,
+                occurred_at,
+            ));
+        }
+        let points: Points = breakdown.iter().map(|line| line.points).sum();
+
+        let mut next = member.with_entry(EntryType::Earn, points)?;
+        if let Some((action, counts)) = priced.updated_counts {
+            next.action_counts.insert(action, counts);
+        }
+        if let Some(promotion) = &promotion_used {
+            record_use(
+                &mut next.promotion_uses,
+                promotion,
+                now,
+                program.document.late_window(),
+            )?;
+        }
+        let qualifying = match tiers.measure {
+            Measure::Spend => priced.qualifying_spend,
+            Measure::Points => activity,
+        };
+        // An event stamped a little ahead of our clock counts today: a day that has not
+        // begun here is outside every window the upgrade below looks at, and nothing
+        // would look again for a member with no review date.
+        record(
+            &mut next.qualifying,
+            occurred_at.min(now).date_naive(),
+            qualifying,
+            now.date_naive(),
+        )?;
+        // A referee's first qualifying purchase is marked in this same write, so it is
+        // announced to the referral worker once.
+        let referral = crate::referrals::mark_first_purchase(
+            &mut next,
+            &program.document.referrals,
+            &priced.source,
+            occurred_at,
+            now,
+            program.document.checkout_grace(),
+        );
+        // Crossing a threshold upgrades in this same write; the next accrual earns at the
+        // new multiplier. Downgrades are left to the evaluation job.
+        let decision = evaluate(
+            tiers,
+            &member.tier,
+            &member.tier_state,
+            &next.qualifying,
+            member.enrolled_at.date_naive(),
+            now,
+            false,
+        );
+        next.tier = decision.tier;
+        next.tier_state = decision.state;
+        let tier_change = decision.change;
+        let entry = LedgerEntry {
+            entry_id: priced.source.entry_id(),
+            seq: next.last_seq,
+            member_id: member_id.clone(),
+            entry_type: EntryType::Earn,
+            points,
+            balance_after: next.balance.available,
+            reason: priced.reason,
+            breakdown,
+            source: priced.source,
+            program_version: program.version,
+            occurred_at,
+            recorded_at: now,
+        };
+        let response = to_json(&AccrualReceipt {
+            entry_id: entry.entry_id.clone(),
+            member_id: member_id.clone(),
+            points,
+            breakdown: entry.breakdown.clone(),
+            balance: next.balance,
+            tier: next.tier.clone(),
+            program_version: program.version,
+        })?;
+        let duplicate = match &entry.source {
+            Source::Action { .. } => ApiError::new(
+                ErrorCode::DuplicateAction,
+                "this action reference has already earned",
+            ),
+            _ => ApiError::new(
+                ErrorCode::DuplicateOrder,
+                "this order has already earned points",
+            ),
+        }
+        .with_details(serde_json::json!({ "entry_id": entry.entry_id }));
+        Ok(Movement {
+            member: next,
+            entry,
+            stock: None,
+            tier_change: tier_change.clone(),
+            records: Vec::new(),
+            others: Vec::new(),
+            response,
+            status: 201,
+            duplicate,
+            effects: Followups {
+                tier_change,
+                referral,
+            },
+        })
     }
 }

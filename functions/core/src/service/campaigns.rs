@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::admin_keys::{self, KeyedResponse};
-use super::{member_not_found, missing_key, parse_body, App, Outcome};
+use super::{member_not_found, missing_key, parse_body, App, Attempt, Outcome};
 use crate::campaigns::{
     Audience, AudienceQuery, Campaign, CampaignRequest, CampaignStatus, DispatchMessage,
     GrantMessage, GRANTS_PER_WRITE, MEMBERS_PER_GRANT, MEMBERS_PER_PAGE, OUTCOME_KIND, RECORD_KIND,
@@ -93,26 +93,33 @@ impl<S: Store> App<S> {
     async fn update_campaign<T>(
         &self,
         id: &str,
-        mut change: impl FnMut(&mut Campaign) -> Option<T>,
+        change: impl FnMut(&mut Campaign) -> Option<T> + Send,
     ) -> Result<Option<T>, ApiError> {
-        let mut attempt = 0;
-        loop {
+        // Each attempt's future borrows the change; the lock is never held across an await.
+        let change = &std::sync::Mutex::new(change);
+        self.retrying(|| async move {
             let (mut campaign, version) = self.campaign(id).await?;
-            let Some(result) = change(&mut campaign) else {
-                return Ok(None);
+            let changed = (change
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner))(
+                &mut campaign
+            );
+            let Some(result) = changed else {
+                return Ok(Attempt::Done(None));
             };
             let write = RecordWrite {
                 record: to_record(&campaign, version + 1)?,
                 expect: Expect::Version(version),
             };
             match self.store().transact(Vec::new(), vec![write]).await {
-                Ok(()) => return Ok(Some(result)),
+                Ok(()) => Ok(Attempt::Done(Some(result))),
                 Err(CommitError::RecordConflict { .. } | CommitError::Conflict) => {
-                    self.back_off(&mut attempt).await?
+                    Ok(Attempt::Retry)
                 }
-                Err(other) => return Err(store_error(other)),
+                Err(other) => Err(store_error(other)),
             }
-        }
+        })
+        .await
     }
 
     /// `POST /v1/admin/campaigns` by `actor` (the admin token's `sub`): records the campaign and
@@ -440,19 +447,18 @@ impl<S: Store> App<S> {
         if distinct.len() != members.len() {
             return Ok(false);
         }
-        let mut attempt = 0;
-        loop {
+        self.retrying(|| async move {
             let (campaign, version) = self.campaign(campaign_id).await?;
             let (cost, fits) = campaign.cost_of(members.len())?;
             if campaign.status == CampaignStatus::Canceled || !fits {
-                return Ok(false);
+                return Ok(Attempt::Done(false));
             }
             let program_version = self.program().await?.version;
             let now = self.now();
             // One read for the whole chunk (a `BatchGetItem` on DynamoDB), not one per member.
             let found = self.store().members(members).await?;
             if found.len() != members.len() {
-                return Ok(false);
+                return Ok(Attempt::Done(false));
             }
             let mut commits = Vec::with_capacity(members.len());
             for member in found {
@@ -470,20 +476,21 @@ impl<S: Store> App<S> {
                     .map(|m| outcome_marker(campaign_id, m.as_str(), "granted")),
             );
             match self.store().transact(commits, writes).await {
-                Ok(()) => return Ok(true),
+                Ok(()) => Ok(Attempt::Done(true)),
                 // A member of the chunk already has an outcome (a redelivery).
-                Err(CommitError::DuplicateEntry) => return Ok(false),
+                Err(CommitError::DuplicateEntry) => Ok(Attempt::Done(false)),
                 Err(CommitError::RecordConflict { kind, .. }) if kind == OUTCOME_KIND => {
-                    return Ok(false)
+                    Ok(Attempt::Done(false))
                 }
                 Err(
                     CommitError::StaleMember
                     | CommitError::Conflict
                     | CommitError::RecordConflict { .. },
-                ) => self.back_off(&mut attempt).await?,
-                Err(other) => return Err(store_error(other)),
+                ) => Ok(Attempt::Retry),
+                Err(other) => Err(store_error(other)),
             }
-        }
+        })
+        .await
     }
 
     fn campaign_commit(
@@ -527,14 +534,14 @@ impl<S: Store> App<S> {
     }
 
     async fn grant_one(&self, campaign_id: &str, member_id: &MemberId) -> Result<Grant, ApiError> {
-        let mut attempt = 0;
-        loop {
+        self.retrying(|| async move {
             let (campaign, version) = self.campaign(campaign_id).await?;
             let (cost, fits) = campaign.cost_of(1)?;
             if campaign.status == CampaignStatus::Canceled || !fits {
                 return self
                     .count_outcome(campaign_id, member_id.as_str(), "skipped")
-                    .await;
+                    .await
+                    .map(Attempt::Done);
             }
             let Some(member) = self.store().member(member_id).await? else {
                 return Err(member_not_found(member_id));
@@ -551,21 +558,22 @@ impl<S: Store> App<S> {
                 outcome_marker(campaign_id, member_id.as_str(), "granted"),
             ];
             match self.store().transact(vec![commit], writes).await {
-                Ok(()) => return Ok(Grant::Granted),
+                Ok(()) => Ok(Attempt::Done(Grant::Granted)),
                 // Granted (or counted as skipped or failed) by an earlier delivery, and counted
                 // in that same write.
-                Err(CommitError::DuplicateEntry) => return Ok(Grant::AlreadyCounted),
+                Err(CommitError::DuplicateEntry) => Ok(Attempt::Done(Grant::AlreadyCounted)),
                 Err(CommitError::RecordConflict { kind, .. }) if kind == OUTCOME_KIND => {
-                    return Ok(Grant::AlreadyCounted)
+                    Ok(Attempt::Done(Grant::AlreadyCounted))
                 }
                 Err(
                     CommitError::StaleMember
                     | CommitError::Conflict
                     | CommitError::RecordConflict { .. },
-                ) => self.back_off(&mut attempt).await?,
-                Err(other) => return Err(store_error(other)),
+                ) => Ok(Attempt::Retry),
+                Err(other) => Err(store_error(other)),
             }
-        }
+        })
+        .await
     }
 
     /// Counts `member` as skipped or failed, once: the marker record makes a repeat a no-op.
@@ -575,8 +583,7 @@ impl<S: Store> App<S> {
         member: &str,
         outcome: &str,
     ) -> Result<Grant, ApiError> {
-        let mut attempt = 0;
-        loop {
+        self.retrying(|| async move {
             let (mut campaign, version) = self.campaign(campaign_id).await?;
             match outcome {
                 "failed" => campaign.counters.add_failed()?,
@@ -590,15 +597,16 @@ impl<S: Store> App<S> {
                 },
             ];
             match self.store().transact(Vec::new(), writes).await {
-                Ok(()) => return Ok(Grant::Skipped),
+                Ok(()) => Ok(Attempt::Done(Grant::Skipped)),
                 Err(CommitError::RecordConflict { kind, .. }) if kind == OUTCOME_KIND => {
-                    return Ok(Grant::AlreadyCounted)
+                    Ok(Attempt::Done(Grant::AlreadyCounted))
                 }
                 Err(CommitError::RecordConflict { .. } | CommitError::Conflict) => {
-                    self.back_off(&mut attempt).await?
+                    Ok(Attempt::Retry)
                 }
-                Err(other) => return Err(store_error(other)),
+                Err(other) => Err(store_error(other)),
             }
-        }
+        })
+        .await
     }
 }

@@ -1,4 +1,4 @@
-use super::{member_not_found, to_json, App, Outcome};
+use super::{member_not_found, to_json, App, Attempt, Outcome};
 use crate::commands::EnrolRequest;
 use crate::error::{ApiError, ErrorCode};
 use crate::idempotency::{derived_id, fingerprint, IdempotencyRecord, IdempotencyScope, Operation};
@@ -84,8 +84,17 @@ impl<S: Store> App<S> {
         };
         let now = self.now();
 
-        let mut attempt = 0;
-        loop {
+        let (member_id, request, program, referred_by, scope, fingerprint) = (
+            &member_id,
+            &request,
+            &program,
+            &referred_by,
+            &scope,
+            &fingerprint,
+        );
+        // A drawn referral code may be taken; a few fresh draws, then it is a fault.
+        let draws = &std::sync::atomic::AtomicU32::new(0);
+        self.retrying(|| async move {
             let fresh = Member {
                 member_id: member_id.clone(),
                 status: MemberStatus::Active,
@@ -140,7 +149,7 @@ impl<S: Store> App<S> {
                 )
             };
             let view = member.view(&program.document.tiers, now);
-            let idempotency = match &scope {
+            let idempotency = match scope {
                 Some(scope) => Some(IdempotencyRecord {
                     operation: Operation::Enrolment,
                     key: scope.key.as_str().to_owned(),
@@ -162,47 +171,52 @@ impl<S: Store> App<S> {
                 tier_change: None,
             };
             // A referred enrolment records its pending referral in the same transaction.
-            let records = match &referred_by {
+            let records = match referred_by {
                 Some(referrer) => vec![super::referrals::new_referral_record(
                     referrer,
-                    &member_id,
+                    member_id,
                     &program.document.referrals,
                     now,
                 )?],
                 None => Vec::new(),
             };
             match self.store().transact(vec![commit], records).await {
-                Ok(()) => return Ok(Enrolled::New(Box::new(view))),
+                Ok(()) => Ok(Attempt::Done(Enrolled::New(Box::new(view)))),
                 Err(
                     CommitError::IdempotencyKeyTaken
                     | CommitError::MemberExists
                     | CommitError::RecordConflict { .. },
                 ) => {
                     // The key's first request may have created this member: answer it.
-                    if let Some(scope) = &scope {
+                    if let Some(scope) = scope {
                         if let Some(record) =
-                            self.store().idempotency_record(&member_id, scope).await?
+                            self.store().idempotency_record(member_id, scope).await?
                         {
-                            return Ok(Enrolled::Replayed(record.replay(&fingerprint)?));
+                            let replayed = Enrolled::Replayed(record.replay(fingerprint)?);
+                            return Ok(Attempt::Done(replayed));
                         }
                     }
-                    return Err(ApiError::new(
+                    Err(ApiError::new(
                         ErrorCode::MemberExists,
                         format!("member '{member_id}' already exists"),
                     )
-                    .with_details(serde_json::json!({ "member_id": member_id })));
+                    .with_details(serde_json::json!({ "member_id": member_id })))
                 }
-                Err(CommitError::ReferralCodeTaken) if attempt + 1 < REFERRAL_CODE_DRAWS => {
-                    attempt += 1
+                Err(CommitError::ReferralCodeTaken)
+                    if draws.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+                        < REFERRAL_CODE_DRAWS =>
+                {
+                    Ok(Attempt::Retry)
                 }
-                Err(CommitError::Conflict) => self.back_off(&mut attempt).await?,
-                Err(CommitError::Store(error)) => return Err(error.into()),
+                Err(CommitError::Conflict) => Ok(Attempt::Retry),
+                Err(CommitError::Store(error)) => Err(error.into()),
                 Err(other) => {
                     tracing::error!(error = %other, "enrolment commit failed");
-                    return Err(ApiError::internal());
+                    Err(ApiError::internal())
                 }
             }
-        }
+        })
+        .await
     }
 
     pub async fn member_view(&self, id: &MemberId) -> Result<MemberView, ApiError> {

@@ -2,15 +2,19 @@
 //! the same against DynamoDB, the in-memory store, or a fault-injecting wrapper.
 
 mod accrue;
+mod adjust;
 mod admin_keys;
 mod campaigns;
 mod due;
 mod enrol;
+mod movement;
 mod program_admin;
 mod promotions;
 mod queries;
 mod redeem;
 mod referrals;
+mod retry;
+mod returns;
 mod subscriptions;
 mod tiers;
 
@@ -18,16 +22,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde_json::Value;
 use tokio::sync::RwLock;
 use tokio::time::Instant;
 
+pub(crate) use movement::{Keyed, Movement, Read};
+pub(crate) use retry::Attempt;
+
 pub use accrue::AccrualReceipt;
+pub use adjust::{AdjustmentReceipt, AdjustmentRequest, MAX_ADJUSTMENT};
 pub use redeem::RedemptionReceipt;
 pub use referrals::{
     ReferralError, ReferralMessage, ReferralOutcome, SweepReport, SWEEP_CATCH_UP_DAYS,
 };
+pub use returns::{OrderReturns, ReturnReceipt, ReturnRequest, ORDER_RETURNS_KIND};
 pub use subscriptions::{
     AttemptView, BillingBatch, BillingPlan, BillingResult, CardChange, ChargeHistory,
     PeriodCharges, PlanChange, SubscriptionView, WebhookReceipt, WebhookResult,
@@ -76,11 +84,6 @@ pub enum Outcome {
 
 /// When the promotion list was read, the program version known then, and the list.
 type CachedPromotions = (Instant, u64, Arc<Vec<Promotion>>);
-
-pub(crate) enum Attempt<T> {
-    Done(T),
-    Retry,
-}
 
 pub struct App<S> {
     store: S,
@@ -228,19 +231,14 @@ impl<S: Store> App<S> {
         *self.program.write().await = None;
     }
 
-    /// Waits before attempt `attempt + 1`, or gives up with `concurrent_modification`. Full
-    /// jitter spreads racing writers apart so one of them wins each round.
+    /// Waits before attempt `attempt + 1`, or gives up with `concurrent_modification`: the
+    /// subscription loops' form of [`App::retrying`], whose wait and limit it shares.
     pub(crate) async fn back_off(&self, attempt: &mut u32) -> Result<(), ApiError> {
         *attempt += 1;
         if *attempt >= self.config.max_attempts {
-            return Err(ApiError::new(
-                ErrorCode::ConcurrentModification,
-                "the member is being changed by other requests; retry with the same Idempotency-Key",
-            ));
+            return Err(retry::gave_up());
         }
-        let ceiling_ms = 2u64.saturating_pow((*attempt).min(6)).min(64);
-        let wait = rand::rng().random_range(0..=ceiling_ms * 1000);
-        tokio::time::sleep(Duration::from_micros(wait)).await;
+        tokio::time::sleep(retry::jittered_wait(*attempt)).await;
         Ok(())
     }
 

@@ -2,7 +2,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::admin_keys::{self, KeyedResponse};
-use super::{parse_body, App, Outcome};
+use super::{parse_body, App, Attempt, Outcome};
 use crate::error::{ApiError, ErrorCode};
 use crate::idempotency::{fingerprint, Operation};
 use crate::ids::{IdempotencyKey, RewardId};
@@ -199,26 +199,24 @@ impl<S: Store> App<S> {
     /// Adds `reward` to the active program as a new version, retrying lost races; a program
     /// that already has exactly this reward needs nothing.
     async fn publish_reward(&self, actor: &str, reward: &Reward) -> Result<(), ApiError> {
-        let mut attempt = 0;
-        loop {
+        self.retrying(|| async move {
             let current = match self.store().active_program().await? {
                 Some(program) => program,
                 None => self.publish_default_program().await?,
             };
             if current.reward(reward.reward_id.as_str()) == Some(reward) {
-                return Ok(());
+                return Ok(Attempt::Done(()));
             }
             check_new_reward(&current, reward)?;
             let mut document = current.document.clone();
             document.rewards.push(reward.clone());
             match self.publish(document, Some(&current), Some(actor)).await {
-                Ok(_) => return Ok(()),
-                Err(error) if error.code == ErrorCode::ConcurrentModification => {
-                    self.back_off(&mut attempt).await?
-                }
-                Err(error) => return Err(error),
+                Ok(_) => Ok(Attempt::Done(())),
+                Err(error) if error.code == ErrorCode::ConcurrentModification => Ok(Attempt::Retry),
+                Err(error) => Err(error),
             }
-        }
+        })
+        .await
     }
 
     /// `GET /v1/rewards`, with what is left of each limited stock.

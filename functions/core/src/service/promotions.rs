@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::admin_keys::{self, KeyedResponse};
-use super::{parse_body, App, Outcome};
+use super::{parse_body, App, Attempt, Outcome};
 use crate::error::{ApiError, ErrorCode};
 use crate::events::DomainEvent;
 use crate::idempotency::{fingerprint, Operation};
@@ -206,8 +206,7 @@ impl<S: Store> App<S> {
     /// Cancels a promotion, recording `actor` as who canceled; canceling one already canceled
     /// answers with it unchanged.
     pub async fn cancel_promotion(&self, actor: &str, id: &str) -> Result<Promotion, ApiError> {
-        let mut attempt = 0;
-        loop {
+        self.retrying(|| async move {
             let record = self.store().record(RECORD_KIND, id).await?.ok_or_else(|| {
                 ApiError::new(ErrorCode::PromotionNotFound, format!("no promotion '{id}'"))
                     .with_details(json!({ "promotion_id": id }))
@@ -218,7 +217,7 @@ impl<S: Store> App<S> {
                 // announcement, so announce again (one more unchanged program version).
                 self.forget_promotions().await;
                 self.announce_catalog_change(Some(actor)).await?;
-                return Ok(promotion);
+                return Ok(Attempt::Done(promotion));
             }
             promotion.status = PromotionStatus::Canceled;
             promotion.canceled_by = Some(actor.to_owned());
@@ -230,14 +229,15 @@ impl<S: Store> App<S> {
                 Ok(()) => {
                     self.forget_promotions().await;
                     self.announce_catalog_change(Some(actor)).await?;
-                    return Ok(promotion);
+                    Ok(Attempt::Done(promotion))
                 }
                 Err(CommitError::RecordConflict { .. } | CommitError::Conflict) => {
-                    self.back_off(&mut attempt).await?
+                    Ok(Attempt::Retry)
                 }
-                Err(other) => return Err(commit_error(other)),
+                Err(other) => Err(commit_error(other)),
             }
-        }
+        })
+        .await
     }
 
     /// Opens the promotions of seasons that have begun and closes those that have ended; each

@@ -3,14 +3,14 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{member_not_found, missing_key, parse_body, to_json, App, Attempt, Outcome};
+use super::{missing_key, parse_body, to_json, App, Keyed, Movement, Outcome, Read};
 use crate::commands::RedemptionRequest;
 use crate::error::{ApiError, ErrorCode};
-use crate::idempotency::{fingerprint, IdempotencyRecord, IdempotencyScope, Operation};
+use crate::idempotency::{fingerprint, IdempotencyScope, Operation};
 use crate::ids::{random_crockford, IdempotencyKey, MemberId, RewardId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::member::Balance;
-use crate::ports::{Commit, StockClaim, Store};
+use crate::ports::{StockClaim, Store};
 use crate::Points;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -60,136 +60,135 @@ impl<S: Store> App<S> {
             key,
         };
         let fingerprint = fingerprint(Operation::Redemption, body);
+        let keyed = Keyed {
+            member_id,
+            scope: Some(&scope),
+            fingerprint: &fingerprint,
+        };
+        let (outcome, _) = self
+            .keyed_movement(keyed, |read| {
+                self.redemption_rules(read, &request, &redemption_id)
+            })
+            .await?;
+        Ok(outcome)
+    }
+
+    /// A redemption's rules: the reward must be redeemable by this member now, within its
+    /// per-member limit, and affordable from the available balance.
+    async fn redemption_rules(
+        &self,
+        read: Read,
+        request: &RedemptionRequest,
+        redemption_id: &str,
+    ) -> Result<Movement<()>, ApiError> {
+        let Read {
+            member,
+            program_stamp,
+        } = read;
+        let member_id = &member.member_id;
         let now = self.now();
-
-        let mut attempt = 0;
-        loop {
-            let snapshot = self.store().snapshot(member_id, Some(&scope)).await?;
-            if let Some(record) = snapshot.replay {
-                return Ok(Outcome::Replayed(record.replay(&fingerprint)?));
-            }
-            let member = snapshot.member.ok_or_else(|| member_not_found(member_id))?;
-            let mut program = self.program_at_least(snapshot.program_version).await?;
-            let reward_id = &request.reward_id;
-            // A reward this environment does not know may have been created a moment ago:
-            // "not found" is only said after the active program, read now, agrees.
-            if program.reward(reward_id.as_str()).is_none() {
-                program = self.recheck_program().await?;
-            }
-            let reward = program.reward(reward_id.as_str()).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::RewardNotFound,
-                    format!("no reward '{reward_id}'"),
-                )
-                .with_details(json!({ "reward_id": reward_id }))
-            })?;
-            reward
-                .redeemable(now, &member.tier)
-                .map_err(|why| unavailable(why, reward_id))?;
-            let redeemed_before = member
-                .reward_counts
-                .get(reward_id.as_str())
-                .copied()
-                .unwrap_or(0);
-            if reward
-                .per_member_limit
-                .is_some_and(|limit| redeemed_before >= limit)
-            {
-                return Err(unavailable(
-                    format!(
-                        "'{reward_id}' can be redeemed {} time(s) per member",
-                        reward.per_member_limit.unwrap_or(0)
-                    ),
-                    reward_id,
-                ));
-            }
-            let cost = reward.points_cost;
-            if member.balance.available < cost {
-                return Err(ApiError::new(
-                    ErrorCode::InsufficientPoints,
-                    format!(
-                        "'{reward_id}' costs {cost} points; {} available",
-                        member.balance.available
-                    ),
-                )
-                .with_details(json!({ "available": member.balance.available, "required": cost })));
-            }
-
-            let mut next = member.with_entry(EntryType::Redeem, -cost)?;
-            let redeemed = redeemed_before.checked_add(1).ok_or_else(|| {
-                ApiError::new(ErrorCode::CounterOverflow, "the redemption counter is full")
-            })?;
-            next.reward_counts
-                .insert(reward_id.as_str().to_owned(), redeemed);
-            let code = reward_code();
-            let source = Source::Redemption {
-                redemption_id: redemption_id.clone(),
-                reward_id: reward_id.clone(),
-                code: code.clone(),
-            };
-            let entry = LedgerEntry {
-                entry_id: source.entry_id(),
-                seq: next.last_seq,
-                member_id: member_id.clone(),
-                entry_type: EntryType::Redeem,
-                points: -cost,
-                balance_after: next.balance.available,
-                reason: format!("Redeemed {}", reward.name),
-                breakdown: vec![BreakdownLine {
-                    rule: format!("reward:{reward_id}"),
-                    description: reward.name.clone(),
-                    points: -cost,
-                }],
-                source,
-                program_version: program.version,
-                occurred_at: now,
-                recorded_at: now,
-            };
-            let response = to_json(&RedemptionReceipt {
-                redemption_id: redemption_id.clone(),
-                entry_id: entry.entry_id.clone(),
-                reward_id: reward_id.clone(),
-                points: cost,
-                code,
-                expires_at: now + Duration::days(i64::from(reward.code_valid_days)),
-                balance: next.balance,
-            })?;
-            let commit = Commit {
-                member: next,
-                expected_version: Some(member.version),
-                idempotency: Some(IdempotencyRecord {
-                    operation: Operation::Redemption,
-                    key: scope.key.as_str().to_owned(),
-                    fingerprint: fingerprint.clone(),
-                    status: 201,
-                    response: response.clone(),
-                    entry_id: entry.entry_id.clone(),
-                    created_at: now,
-                }),
-                entry: Some(entry),
-                claim_referral_code: false,
-                stock: reward.stock.map(|stock| StockClaim {
-                    reward_id: reward_id.clone(),
-                    stock,
-                }),
-                tier_change: None,
-            };
-            let result = match self.store().commit(commit).await {
-                Ok(()) => Attempt::Done(Outcome::Created(response)),
-                Err(error) => {
-                    self.settle(error, member_id, &scope, &fingerprint, || {
-                        ApiError::new(
-                            ErrorCode::IdempotencyKeyReused,
-                            "this redemption was already recorded",
-                        )
-                    })
-                    .await?
-                }
-            };
-            match result {
-                Attempt::Done(outcome) => return Ok(outcome),
-                Attempt::Retry => self.back_off(&mut attempt).await?,
-            }
+        let mut program = self.program_at_least(program_stamp).await?;
+        let reward_id = &request.reward_id;
+        // A reward this environment does not know may have been created a moment ago:
+        // "not found" is only said after the active program, read now, agrees.
+        if program.reward(reward_id.as_str()).is_none() {
+            program = self.recheck_program().await?;
         }
+        let reward = program.reward(reward_id.as_str()).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::RewardNotFound,
+                format!("no reward '{reward_id}'"),
+            )
+            .with_details(json!({ "reward_id": reward_id }))
+        })?;
+        reward
+            .redeemable(now, &member.tier)
+            .map_err(|why| unavailable(why, reward_id))?;
+        let redeemed_before = member
+            .reward_counts
+            .get(reward_id.as_str())
+            .copied()
+            .unwrap_or(0);
+        if reward
+            .per_member_limit
+            .is_some_and(|limit| redeemed_before >= limit)
+        {
+            return Err(unavailable(
+                format!(
+                    "'{reward_id}' can be redeemed {} time(s) per member",
+                    reward.per_member_limit.unwrap_or(0)
+                ),
+                reward_id,
+            ));
+        }
+        let cost = reward.points_cost;
+        if member.balance.available < cost {
+            return Err(ApiError::new(
+                ErrorCode::InsufficientPoints,
+                format!(
+                    "'{reward_id}' costs {cost} points; {} available",
+                    member.balance.available
+                ),
+            )
+            .with_details(json!({ "available": member.balance.available, "required": cost })));
+        }
+
+        let mut next = member.with_entry(EntryType::Redeem, -cost)?;
+        let redeemed = redeemed_before.checked_add(1).ok_or_else(|| {
+            ApiError::new(ErrorCode::CounterOverflow, "the redemption counter is full")
+        })?;
+        next.reward_counts
+            .insert(reward_id.as_str().to_owned(), redeemed);
+        let code = reward_code();
+        let source = Source::Redemption {
+            redemption_id: redemption_id.to_owned(),
+            reward_id: reward_id.clone(),
+            code: code.clone(),
+        };
+        let entry = LedgerEntry {
+            entry_id: source.entry_id(),
+            seq: next.last_seq,
+            member_id: member_id.clone(),
+            entry_type: EntryType::Redeem,
+            points: -cost,
+            balance_after: next.balance.available,
+            reason: format!("Redeemed {}", reward.name),
+            breakdown: vec![BreakdownLine {
+                rule: format!("reward:{reward_id}"),
+                description: reward.name.clone(),
+                points: -cost,
+            }],
+            source,
+            program_version: program.version,
+            occurred_at: now,
+            recorded_at: now,
+        };
+        let response = to_json(&RedemptionReceipt {
+            redemption_id: redemption_id.to_owned(),
+            entry_id: entry.entry_id.clone(),
+            reward_id: reward_id.clone(),
+            points: cost,
+            code,
+            expires_at: now + Duration::days(i64::from(reward.code_valid_days)),
+            balance: next.balance,
+        })?;
+        Ok(Movement {
+            member: next,
+            entry,
+            stock: reward.stock.map(|stock| StockClaim {
+                reward_id: reward_id.clone(),
+                stock,
+            }),
+            tier_change: None,
+            records: Vec::new(),
+            others: Vec::new(),
+            response,
+            status: 201,
+            duplicate: ApiError::new(
+                ErrorCode::IdempotencyKeyReused,
+                "this redemption was already recorded",
+            ),
+            effects: (),
+        })
     }
 }

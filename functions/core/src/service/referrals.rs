@@ -12,7 +12,7 @@ use chrono::{DateTime, Days, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{member_not_found, to_json, App};
+use super::{member_not_found, to_json, App, Attempt};
 use crate::error::ApiError;
 use crate::ids::MemberId;
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
@@ -208,8 +208,7 @@ impl<S: Store> App<S> {
         id: &str,
         from_sweep: bool,
     ) -> Result<ReferralOutcome, ReferralError> {
-        let mut attempt = 0;
-        loop {
+        self.retrying(|| async move {
             let record = self
                 .store()
                 .record(KIND, id)
@@ -217,7 +216,7 @@ impl<S: Store> App<S> {
                 .ok_or_else(|| ReferralError::NotVisible(format!("referral '{id}'")))?;
             let referral: Referral = record.parse()?;
             if referral.status != ReferralStatus::Pending {
-                return Ok(ReferralOutcome::of(&referral, false));
+                return Ok(Attempt::Done(ReferralOutcome::of(&referral, false)));
             }
             let (referrer, referee) = tokio::join!(
                 self.store().member(&referral.referrer_id),
@@ -241,7 +240,9 @@ impl<S: Store> App<S> {
                 &referee,
                 now,
             ) {
-                Decision::Wait if from_sweep => return Ok(ReferralOutcome::of(&referral, false)),
+                Decision::Wait if from_sweep => {
+                    return Ok(Attempt::Done(ReferralOutcome::of(&referral, false)))
+                }
                 Decision::Wait => return Err(ReferralError::Waiting(id.to_owned())),
                 Decision::Expire => next.status = ReferralStatus::Expired,
                 Decision::Reject(reason) => {
@@ -300,7 +301,7 @@ impl<S: Store> App<S> {
             match self.store().transact(commits, vec![write]).await {
                 Ok(()) => {
                     tracing::info!(referral_id = id, status = ?next.status, reason = ?next.reason, "referral decided");
-                    return Ok(ReferralOutcome::of(&next, true));
+                    Ok(Attempt::Done(ReferralOutcome::of(&next, true)))
                 }
                 // Someone else moved the referral or a member; read again and decide again (an
                 // already decided referral is then left alone).
@@ -309,14 +310,15 @@ impl<S: Store> App<S> {
                     | CommitError::Conflict
                     | CommitError::RecordConflict { .. }
                     | CommitError::DuplicateEntry,
-                ) => self.back_off(&mut attempt).await?,
-                Err(CommitError::Store(error)) => return Err(error.into()),
+                ) => Ok(Attempt::Retry),
+                Err(CommitError::Store(error)) => Err(error.into()),
                 Err(other) => {
                     tracing::error!(error = %other, "referral commit failed");
-                    return Err(ApiError::internal().into());
+                    Err(ApiError::internal().into())
                 }
             }
-        }
+        })
+        .await
     }
 
     /// The daily sweep: every referral due (expiring) today or on the days a missed run left

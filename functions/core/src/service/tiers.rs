@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::due::DueIndex;
-use super::{member_not_found, App};
+use super::{member_not_found, App, Attempt};
 use crate::error::{ApiError, ErrorCode};
 use crate::events::DomainEvent;
 use crate::ids::MemberId;
@@ -65,16 +65,16 @@ impl<S: Store> App<S> {
     async fn update_tier<F>(
         &self,
         id: &MemberId,
-        mut change: F,
+        change: F,
     ) -> Result<(Member, Option<TierChange>), ApiError>
     where
-        F: FnMut(
+        F: Fn(
             &Member,
             &crate::program::ActiveProgram,
         ) -> Result<(Member, Option<TierChange>), ApiError>,
     {
-        let mut attempt = 0;
-        loop {
+        let change = &change;
+        self.retrying(|| async move {
             let member = self
                 .store()
                 .member(id)
@@ -83,7 +83,7 @@ impl<S: Store> App<S> {
             let program = self.program().await?;
             let (mut next, tier_change) = change(&member, &program)?;
             if next == member {
-                return Ok((member, None));
+                return Ok(Attempt::Done((member, None)));
             }
             next.version = member.version + 1;
             let commit = Commit {
@@ -102,18 +102,17 @@ impl<S: Store> App<S> {
                         .map(|c| DomainEvent::tier_changed(id, c))
                         .collect();
                     self.publish_events(events).await;
-                    return Ok((next, tier_change));
+                    Ok(Attempt::Done((next, tier_change)))
                 }
-                Err(CommitError::StaleMember | CommitError::Conflict) => {
-                    self.back_off(&mut attempt).await?
-                }
-                Err(CommitError::Store(error)) => return Err(error.into()),
+                Err(CommitError::StaleMember | CommitError::Conflict) => Ok(Attempt::Retry),
+                Err(CommitError::Store(error)) => Err(error.into()),
                 Err(other) => {
                     tracing::error!(error = %other, "tier commit failed");
-                    return Err(ApiError::internal());
+                    Err(ApiError::internal())
                 }
             }
-        }
+        })
+        .await
     }
 
     async fn evaluation(

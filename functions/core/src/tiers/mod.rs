@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use evaluate::{evaluate, progress, Decision, TierProgress};
-pub use window::{record, QualifyingDays, Window};
+pub use window::{record, take_back, QualifyingDays, Window};
 
 use crate::Points;
 

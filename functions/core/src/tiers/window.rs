@@ -92,6 +92,17 @@ pub fn record(
     Ok(())
 }
 
+/// Takes `amount` back from `day` (a return of that day's order), never below zero: the day
+/// may hold less when it has been forgotten or other returns took it first.
+pub fn take_back(days: &mut QualifyingDays, day: NaiveDate, amount: i64) {
+    if let Some(total) = days.get_mut(&day) {
+        *total -= amount.clamp(0, *total);
+        if *total == 0 {
+            days.remove(&day);
+        }
+    }
+}
+
 /// The first day after `today` on which, with no further activity, the qualifying amount
 /// drops below `threshold`; `None` when it never does within reach.
 pub fn first_day_below(
