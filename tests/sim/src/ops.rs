@@ -363,7 +363,9 @@ impl Op {
                 let k = create_key(body, "name");
                 keyed(|| async { reply(app.create_campaign(ADMIN, key(&k), body).await) }).await
             }
-            Op::RunSeasons => one(done(app.run_seasons().await)),
+            // A failed scheduled run is invoked again, as Lambda retries a failed asynchronous
+            // invocation (the template's EventInvokeConfig, MaximumRetryAttempts 2).
+            Op::RunSeasons => keyed(|| async { done(app.run_seasons().await) }).await,
             Op::PlanTierReviews => one(done(
                 app.plan_tier_reviews(world.queue(QueueName::TierReview))
                     .await

@@ -36,7 +36,15 @@ pub struct PromotionView {
 pub struct SeasonRun {
     pub opened: usize,
     pub closed: usize,
+    /// Recent openings and closings announced again (see [`REANNOUNCE_WITHIN`]).
+    pub reannounced: usize,
 }
+
+/// How long after a season boundary a run announces the change again. A run that committed an
+/// opening or closing and then stopped (timeout, crash) has not announced it; the schedule's next
+/// runs (hourly, plus the invocation's own retries) do, at the cost of one more program version
+/// per run in this window. Issue 16's stream outbox will announce from the committed record.
+const REANNOUNCE_WITHIN: chrono::Duration = chrono::Duration::hours(2);
 
 fn record(promotion: &Promotion, version: u64) -> Result<Record, ApiError> {
     Ok(Record {
@@ -264,8 +272,21 @@ impl<S: Store> App<S> {
                                 )])
                                 .await;
                             }
-                            // Opened by an earlier run.
-                            Err(CommitError::RecordConflict { .. }) => {}
+                            // Opened by an earlier run, which may have stopped between its commit
+                            // and its announcement: announce again while the opening is recent.
+                            Err(CommitError::RecordConflict { .. }) => {
+                                let opened = self
+                                    .store()
+                                    .record(RECORD_KIND, &promotion.promotion_id)
+                                    .await?
+                                    .map(|stored| stored.parse::<Promotion>())
+                                    .transpose()?;
+                                if opened.is_some_and(|opened| {
+                                    now - opened.created_at < REANNOUNCE_WITHIN
+                                }) {
+                                    run.reannounced += 1;
+                                }
+                            }
                             Err(other) => return Err(commit_error(other)),
                         }
                     }
@@ -276,6 +297,12 @@ impl<S: Store> App<S> {
                         };
                         let mut promotion: Promotion = stored.parse()?;
                         if promotion.status != PromotionStatus::Active {
+                            // Closed by an earlier run that may have stopped before announcing.
+                            if promotion.status == PromotionStatus::Closed
+                                && now - promotion.ends_at < REANNOUNCE_WITHIN
+                            {
+                                run.reannounced += 1;
+                            }
                             continue;
                         }
                         promotion.status = PromotionStatus::Closed;
@@ -300,7 +327,7 @@ impl<S: Store> App<S> {
                 }
             }
         }
-        if run.opened + run.closed > 0 {
+        if run.opened + run.closed + run.reannounced > 0 {
             self.forget_promotions().await;
             // The season schedule, not a person, made this change.
             self.announce_catalog_change(None).await?;
