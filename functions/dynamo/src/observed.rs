@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use loyalty_core::ledger::Source;
 use loyalty_core::ports::{Commit, CommitError};
+use loyalty_core::Points;
 use loyalty_metrics::{self as metrics, Metric};
 
 /// Points credited and debited by `commits`, by source kind, and the campaign members granted.
@@ -39,24 +41,71 @@ struct Tally {
     campaign_members: u64,
 }
 
+/// The source kind of an entry (`order`, `redemption`, …), as the entry serialises it: a new
+/// kind of source is counted under its own name without this module knowing it.
+fn source_kind(source: &Source) -> String {
+    serde_json::to_value(source)
+        .ok()
+        .and_then(|value| value.get("kind")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 fn tally(commits: &[Commit]) -> Tally {
+    tally_movements(
+        commits
+            .iter()
+            .filter_map(|commit| commit.entry.as_ref())
+            .map(|entry| (source_kind(&entry.source), entry.points)),
+    )
+}
+
+/// Credits and debits by source kind; a campaign entry is one member granted.
+fn tally_movements(movements: impl IntoIterator<Item = (String, Points)>) -> Tally {
     let mut tally = Tally::default();
-    for entry in commits.iter().filter_map(|commit| commit.entry.as_ref()) {
-        // The source's serialised `kind` (`order`, `redemption`, …): a new kind of source is
-        // counted under its own name without this module knowing it.
-        let kind = serde_json::to_value(&entry.source)
-            .ok()
-            .and_then(|source| source.get("kind")?.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "unknown".to_owned());
+    for (kind, points) in movements {
         if kind == "campaign" {
             tally.campaign_members += 1;
         }
-        let side = if entry.points >= 0 {
+        let side = if points >= 0 {
             &mut tally.issued
         } else {
             &mut tally.redeemed
         };
-        *side.entry(kind).or_default() += entry.points.unsigned_abs();
+        *side.entry(kind).or_default() += points.unsigned_abs();
     }
     tally
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credits_and_debits_are_summed_by_source_kind() {
+        let tally = tally_movements([
+            ("order".to_owned(), 120),
+            ("redemption".to_owned(), -50),
+            ("order".to_owned(), 30),
+            ("campaign".to_owned(), 10),
+            ("campaign".to_owned(), 10),
+        ]);
+        assert_eq!(
+            tally.issued,
+            BTreeMap::from([("campaign".to_owned(), 20), ("order".to_owned(), 150)])
+        );
+        assert_eq!(
+            tally.redeemed,
+            BTreeMap::from([("redemption".to_owned(), 50)])
+        );
+        assert_eq!(tally.campaign_members, 2);
+    }
+
+    #[test]
+    fn a_source_is_counted_under_the_kind_it_serialises_as() {
+        let campaign = Source::Campaign {
+            campaign_id: "spring".to_owned(),
+        };
+        assert_eq!(source_kind(&campaign), "campaign");
+        assert_eq!(source_kind(&Source::Enrolment), "enrolment");
+    }
 }
