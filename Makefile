@@ -33,16 +33,8 @@ lint: ## cfn-lint + cargo fmt --check + clippy -D warnings
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-build: ## build the Lambda artifacts (sam build, or cargo lambda if SAM CLI is absent)
-	@if command -v sam >/dev/null 2>&1; then \
-	  sam build; \
-	elif cargo lambda --version >/dev/null 2>&1; then \
-	  echo "sam not found; building with cargo lambda into target/lambda/"; \
-	  cargo lambda build --release --arm64 $(addprefix --bin ,$(FUNCTIONS)); \
-	else \
-	  echo "Install the AWS SAM CLI and cargo-lambda (https://www.cargo-lambda.info) to build Lambda artifacts." >&2; \
-	  exit 1; \
-	fi
+build: ## every Lambda function for arm64 (cargo-lambda + zig, as sam build does) → target/lambda/<fn>/bootstrap.zip
+	$(SCRIPTS)/build-lambdas.sh $(FUNCTIONS)
 
 deploy: ## sam build && sam deploy --guided (interactive; needs AWS credentials; never run in CI)
 	@if [[ -n "$${CI:-}" ]]; then echo "refusing to deploy from CI" >&2; exit 1; fi

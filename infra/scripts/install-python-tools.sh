@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create <repo>/.local/venv and install the pinned dev tools from requirements-dev.txt.
+# Create <repo>/.local/venv and install the pinned dev tools from requirements-dev.txt
+# (cfn-lint, moto, localstripe, schemathesis, cargo-lambda + zig), plus the Rust aarch64 target
+# the arm64 Lambda build needs.
 # Idempotent: skips pip when the requirements file has not changed since the last install.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -8,6 +10,8 @@ REQ="$SCRIPTS_DIR/requirements-dev.txt"
 STAMP="$VENV_DIR/.requirements-dev.sha256"
 
 have python3 || die "python3 is required"
+# cargo-lambda and zig (below) cross-compile the Lambda functions; they need this target too.
+ensure_arm64_target
 
 if [[ ! -x "$VENV_DIR/bin/python" ]]; then
   say "creating venv $VENV_DIR"

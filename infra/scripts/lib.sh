@@ -74,3 +74,14 @@ activate_venv() {
     export PATH="$VENV_DIR/bin:$PATH"
   fi
 }
+
+# ensure_arm64_target  -- the Rust standard library for arm64 Lambda (provided.al2023 on
+# Graviton), which `cargo lambda build --arm64` and `sam build` compile against.
+ensure_arm64_target() {
+  local target=aarch64-unknown-linux-gnu
+  have rustup || die "rustup not found: the arm64 build needs 'rustup target add $target'"
+  if ! rustup target list --installed | grep -qx "$target"; then
+    say "rustup target add $target"
+    rustup target add "$target"
+  fi
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run every check and test: cfn-lint, cargo fmt --check, clippy (-D warnings), cargo test.
+# Run every check and test: cfn-lint, cargo fmt --check, clippy (-D warnings), cargo test, the
+# arm64 Lambda build, the demo and contract run, the quick benchmark.
 #
 #   infra/scripts/test.sh [extra cargo test args...]
 #
@@ -71,6 +72,10 @@ mkdir -p "$(dirname "$TEST_LOG")"
 run_tests() { cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$TEST_LOG"; }
 step test run_tests "$@"
 
+# The deploy build: every function for arm64 through cargo-lambda + zig (what `sam build` runs),
+# one cargo invocation, so a change that breaks the artefacts fails CI. Sizes go to the log.
+step build-arm64 "$SCRIPTS_DIR/build-lambdas.sh"
+
 # Smoke test: the whole local stack (its own DynamoDB Local and moto on free ports, every
 # function binary), then the demo against it, then the schemathesis contract run
 # (infra/scripts/contract.sh; reported as its own failed step), then Ctrl-C-equivalent shutdown.
@@ -127,5 +132,5 @@ if (( ${#failed[@]} > 0 )); then
   echo "tests: $totals"
   exit 1
 fi
-say "all checks OK (cfn-lint, fmt, clippy, test, demo, contract)"
+say "all checks OK (cfn-lint, fmt, clippy, test, build-arm64, demo, contract)"
 echo "tests: $totals"

@@ -1,17 +1,14 @@
-//! The `accrue` Lambda function. Wiring only: config and SDK clients are built once per
-//! execution environment, then every request goes to the shared generic handler.
-
-use aws_config::BehaviorVersion;
+//! The `accrue` Lambda function. Wiring only: everything is built once per execution
+//! environment, then every request goes to the shared generic handler.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    loyalty_http::init_tracing();
-    let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let app = loyalty_dynamo::app_from_env(&aws)?.with_events(loyalty_sqs::events_from_env(&aws));
+async fn main() -> Result<(), loyalty_runtime::Error> {
+    let mut wiring = loyalty_runtime::Wiring::start("accrue").await;
     // A referee's first qualifying purchase is announced on the referral queue.
-    let app = match loyalty_sqs::queue_from_env(&aws, "REFERRAL_QUEUE_URL") {
-        Ok(queue) => app.with_referral_queue(std::sync::Arc::new(queue)),
-        Err(_) => app,
-    };
+    let app = wiring
+        .app()?
+        .with_events(wiring.events())
+        .with_referral_queue(wiring.queue("REFERRAL_QUEUE_URL")?);
+    wiring.announce();
     loyalty_http::run(app, loyalty_http::Function::Accrue).await
 }

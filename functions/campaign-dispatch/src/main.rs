@@ -1,19 +1,12 @@
-//! Wiring only: config, the table and both campaign queues are set up once per environment.
-
-use aws_config::BehaviorVersion;
-use lambda_runtime::{service_fn, LambdaEvent};
-use serde_json::Value;
+//! Wiring only: the table and both campaign queues are set up once per execution environment.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    loyalty_http::init_tracing();
-    let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let app = loyalty_dynamo::app_from_env(&aws)?;
-    let dispatch = loyalty_sqs::queue_from_env(&aws, "CAMPAIGN_DISPATCH_QUEUE_URL")?;
-    let grants = loyalty_sqs::queue_from_env(&aws, "CAMPAIGN_GRANT_QUEUE_URL")?;
-    let (app, dispatch, grants) = (&app, &dispatch, &grants);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        campaign_dispatch::handle(app, dispatch, grants, event.payload).await
-    }))
-    .await
+async fn main() -> Result<(), loyalty_runtime::Error> {
+    let mut wiring = loyalty_runtime::Wiring::start("campaign-dispatch").await;
+    let app = wiring.app()?;
+    let dispatch = wiring.queue("CAMPAIGN_DISPATCH_QUEUE_URL")?;
+    let grants = wiring.queue("CAMPAIGN_GRANT_QUEUE_URL")?;
+    wiring.announce();
+    let (app, dispatch, grants) = (&app, &*dispatch, &*grants);
+    loyalty_runtime::serve(|event| campaign_dispatch::handle(app, dispatch, grants, event)).await
 }

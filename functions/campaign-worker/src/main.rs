@@ -1,22 +1,12 @@
-//! Wiring only: config and the table are set up once per execution environment.
-
-use aws_config::BehaviorVersion;
-use lambda_runtime::{service_fn, LambdaEvent};
-use serde_json::Value;
+//! Wiring only: the table is set up once per execution environment.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    loyalty_http::init_tracing();
-    let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let app = loyalty_dynamo::app_from_env(&aws)?;
+async fn main() -> Result<(), loyalty_runtime::Error> {
+    let mut wiring = loyalty_runtime::Wiring::start("campaign-worker").await;
+    let app = wiring.app()?;
     // Must match the grant queue's maxReceiveCount in the template.
-    let max_receives: u32 = std::env::var("CAMPAIGN_MAX_RECEIVES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let max_receives = wiring.number("CAMPAIGN_MAX_RECEIVES", 5)?;
+    wiring.announce();
     let app = &app;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        campaign_worker::handle(app, max_receives, event.payload).await
-    }))
-    .await
+    loyalty_runtime::serve(|event| campaign_worker::handle(app, max_receives, event)).await
 }

@@ -9,9 +9,11 @@ use aws_sdk_dynamodb::types::{
 };
 use loyalty_core::ports::{Commit, CommitError, RecordWrite, StoreError};
 
+use tracing::Instrument;
+
 use crate::capacity::Units;
 use crate::items::{self, key, n};
-use crate::{keys, DynamoStore};
+use crate::{keys, observed, DynamoStore};
 
 /// What each write in the transaction is for, in transaction order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,21 +137,26 @@ impl DynamoStore {
             planned.push((Role::Record, self.record_write(write)?));
         }
         let (roles, writes): (Vec<Role>, Vec<TransactWriteItem>) = planned.into_iter().unzip();
+        let span = tracing::info_span!("transact_write_items", items = writes.len());
         let result = self
             .client
             .transact_write_items()
             .set_transact_items(Some(writes))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
+            .instrument(span)
             .await;
         match result {
             Ok(output) => {
                 self.meter.record(Units::Write, output.consumed_capacity());
+                observed::committed(commits);
                 Ok(())
             }
             Err(error) => {
                 self.meter.record(Units::Write, []);
-                match classify_error(error, &roles) {
+                let error = classify_error(error, &roles);
+                observed::refused(&error);
+                match error {
                     // Name the record: its position among the record writes is its position here.
                     CommitError::RecordConflict { id, .. } => {
                         let nth: usize = id.parse().unwrap_or(0);

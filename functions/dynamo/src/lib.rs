@@ -10,6 +10,7 @@ mod items;
 pub mod keys;
 mod ledger;
 mod members;
+mod observed;
 mod program;
 mod records;
 mod tiers;

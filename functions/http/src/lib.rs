@@ -22,7 +22,9 @@ use loyalty_core::ids::{IdempotencyKey, MemberId};
 use loyalty_core::ports::Store;
 use loyalty_core::service::Outcome;
 use loyalty_core::{ApiError, App, ErrorCode};
+use loyalty_metrics::{self as metrics, Metric};
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 pub use caller::{
     member_id_claim, Caller, Scope, Scopes, DEFAULT_MEMBER_ID_CLAIM, MEMBER_ID_CLAIM_ENV,
@@ -38,16 +40,6 @@ const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-
-/// JSON logs, filtered by `RUST_LOG`; CloudWatch and the local runner both read them.
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_current_span(false)
-        .with_target(false)
-        .try_init();
-}
 
 /// Serves `function`'s routes on the Lambda runtime. `app` is built once by the caller and lives
 /// for the whole execution environment.
@@ -152,7 +144,7 @@ pub async fn handle_with_claim<S: Store>(
     let subject = caller.as_ref().map(|c| c.subject.clone());
     let result = match Route::resolve(&method, &path) {
         Ok(route) if function.serves(&route) => match authorize(&route, caller, claim) {
-            Ok(principal) => dispatch(app, route, &principal, &request).await,
+            Ok(principal) => use_case(app, route, &principal, &request).await,
             Err(error) => Err(error),
         },
         Ok(_) => Err(ApiError::new(
@@ -172,6 +164,40 @@ pub async fn handle_with_claim<S: Store>(
         "request"
     );
     response
+}
+
+/// Runs the route's use case in a span naming the operation and the member (every log line
+/// inside carries both), and counts what the metrics track at this edge: replayed keyed writes
+/// and refused redemptions.
+async fn use_case<S: Store>(
+    app: &App<S>,
+    route: Route,
+    principal: &Principal,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let operation = route.operation();
+    let span = tracing::info_span!(
+        "use_case",
+        operation,
+        member_id = route.member_in_path().unwrap_or("-"),
+    );
+    let refusals_counted = matches!(route, Route::Redeem(_));
+    let result = dispatch(app, route, principal, request)
+        .instrument(span)
+        .await;
+    match &result {
+        Ok(response) if response.headers().contains_key(REPLAYED_HEADER) => {
+            metrics::emit(Metric::IdempotentReplay { operation }, 1)
+        }
+        Err(error) if refusals_counted => metrics::emit(
+            Metric::RedemptionRefused {
+                code: error.code.as_str(),
+            },
+            1,
+        ),
+        _ => {}
+    }
+    result
 }
 
 /// What a member token may enrol: itself, named by its claim whether or not the body says so.

@@ -193,6 +193,40 @@ impl Route {
         }
     }
 
+    /// The use case a route runs, as logs (its span) and metrics (replays) name it.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Route::CreatePromotion => "create_promotion",
+            Route::ListPromotions => "list_promotions",
+            Route::CancelPromotion(_) => "cancel_promotion",
+            Route::CreateCampaign => "create_campaign",
+            Route::GetCampaign(_) => "get_campaign",
+            Route::CancelCampaign(_) => "cancel_campaign",
+            Route::Enrol => "enrol",
+            Route::GetMember(_) => "get_member",
+            Route::Ledger(_) => "ledger",
+            Route::Accrue(_) => "accrue",
+            Route::Redeem(_) => "redeem",
+            Route::TierHistory(_) => "tier_history",
+            Route::EvaluateTier(_) => "evaluate_tier",
+            Route::GrantTier(_) => "grant_tier",
+            Route::Adjust(_) => "adjust",
+            Route::Return(_) => "return",
+            Route::StartSubscription(_) => "start_subscription",
+            Route::GetSubscription(_) => "get_subscription",
+            Route::CancelSubscription(_) => "cancel_subscription",
+            Route::ChangeSubscriptionPlan(_) => "change_subscription_plan",
+            Route::ReplaceSubscriptionCard(_) => "replace_subscription_card",
+            Route::SubscriptionCharges(_) => "subscription_charges",
+            Route::StripeWebhook => "stripe_webhook",
+            Route::Referrals(_) => "referrals",
+            Route::ListRewards => "list_rewards",
+            Route::CreateReward => "create_reward",
+            Route::GetProgram => "get_program",
+            Route::PutProgram => "put_program",
+        }
+    }
+
     pub fn resolve(method: &Method, path: &str) -> Result<Route, ApiError> {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let (route, allowed) = match segments.as_slice() {

@@ -1,17 +1,14 @@
-//! The `members` Lambda function. Wiring only: config and SDK clients are built once per
-//! execution environment, then every request goes to the shared generic handler.
-
-use aws_config::BehaviorVersion;
+//! The `members` Lambda function. Wiring only: everything is built once per execution
+//! environment, then every request goes to the shared generic handler.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    loyalty_http::init_tracing();
-    let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let mut app =
-        loyalty_dynamo::app_from_env(&aws)?.with_events(loyalty_sqs::events_from_env(&aws));
+async fn main() -> Result<(), loyalty_runtime::Error> {
+    let mut wiring = loyalty_runtime::Wiring::start("members").await;
+    let mut app = wiring.app()?.with_events(wiring.events());
     // Subscriptions take their first payment here; without a provider they answer 503.
-    if let Some(payments) = loyalty_payments::secrets::provider_from_environment(&aws).await? {
+    if let Some(payments) = wiring.payments().await? {
         app = app.with_payments(payments);
     }
+    wiring.announce();
     loyalty_http::run(app, loyalty_http::Function::Members).await
 }

@@ -1,12 +1,10 @@
-//! The `redeem` Lambda function. Wiring only: config and SDK clients are built once per
-//! execution environment, then every request goes to the shared generic handler.
-
-use aws_config::BehaviorVersion;
+//! The `redeem` Lambda function. Wiring only: everything is built once per execution
+//! environment, then every request goes to the shared generic handler.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    loyalty_http::init_tracing();
-    let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let app = loyalty_dynamo::app_from_env(&aws)?.with_events(loyalty_sqs::events_from_env(&aws));
+async fn main() -> Result<(), loyalty_runtime::Error> {
+    let mut wiring = loyalty_runtime::Wiring::start("redeem").await;
+    let app = wiring.app()?.with_events(wiring.events());
+    wiring.announce();
     loyalty_http::run(app, loyalty_http::Function::Redeem).await
 }

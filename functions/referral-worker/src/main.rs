@@ -1,17 +1,10 @@
-//! Wiring only: config and the table are set up once per execution environment.
-
-use aws_config::BehaviorVersion;
-use lambda_runtime::{service_fn, LambdaEvent};
-use serde_json::Value;
+//! Wiring only: the table and the events queue are set up once per execution environment.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    loyalty_http::init_tracing();
-    let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let app = loyalty_dynamo::app_from_env(&aws)?.with_events(loyalty_sqs::events_from_env(&aws));
+async fn main() -> Result<(), loyalty_runtime::Error> {
+    let mut wiring = loyalty_runtime::Wiring::start("referral-worker").await;
+    let app = wiring.app()?.with_events(wiring.events());
+    wiring.announce();
     let app = &app;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        referral_worker::handle(app, event.payload).await
-    }))
-    .await
+    loyalty_runtime::serve(|event| referral_worker::handle(app, event)).await
 }

@@ -1,16 +1,14 @@
-//! The `rewards` Lambda function. Wiring only: config and SDK clients are built once per
-//! execution environment, then every request goes to the shared generic handler.
-
-use aws_config::BehaviorVersion;
+//! The `rewards` Lambda function. Wiring only: everything is built once per execution
+//! environment, then every request goes to the shared generic handler.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    loyalty_http::init_tracing();
-    let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let mut app =
-        loyalty_dynamo::app_from_env(&aws)?.with_events(loyalty_sqs::events_from_env(&aws));
-    if let Some(dispatch) = loyalty_sqs::optional_queue(&aws, "CAMPAIGN_DISPATCH_QUEUE_URL") {
-        app = app.with_campaign_dispatch(dispatch);
-    }
+async fn main() -> Result<(), loyalty_runtime::Error> {
+    let mut wiring = loyalty_runtime::Wiring::start("rewards").await;
+    // A new campaign's first dispatch step goes to the dispatch queue.
+    let app = wiring
+        .app()?
+        .with_events(wiring.events())
+        .with_campaign_dispatch(wiring.queue("CAMPAIGN_DISPATCH_QUEUE_URL")?);
+    wiring.announce();
     loyalty_http::run(app, loyalty_http::Function::Rewards).await
 }

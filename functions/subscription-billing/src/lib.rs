@@ -5,6 +5,7 @@
 
 use loyalty_core::ports::{MessageQueue, Store};
 use loyalty_core::App;
+use loyalty_metrics::Metric;
 use loyalty_worker::{process_batch, Invocation};
 use serde_json::{json, Value};
 
@@ -34,6 +35,11 @@ pub async fn handle<S: Store>(
                     .await
                     .map_err(|e| e.to_string())?;
                 tracing::info!(?results, "billing batch done");
+                for result in &results {
+                    if let Ok(Value::String(outcome)) = serde_json::to_value(result) {
+                        loyalty_metrics::emit(Metric::BillingOutcome { outcome: &outcome }, 1);
+                    }
+                }
                 Ok(())
             })
             .await?;

@@ -1,19 +1,11 @@
-//! Wiring only: config, the table and the review queue are set up once per execution
-//! environment.
-
-use aws_config::BehaviorVersion;
-use lambda_runtime::{service_fn, LambdaEvent};
-use serde_json::Value;
+//! Wiring only: the table and the review queue are set up once per execution environment.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    loyalty_http::init_tracing();
-    let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let app = loyalty_dynamo::app_from_env(&aws)?.with_events(loyalty_sqs::events_from_env(&aws));
-    let reviews = loyalty_sqs::queue_from_env(&aws, "TIER_REVIEW_QUEUE_URL")?;
-    let (app, reviews) = (&app, &reviews);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        tier_evaluate::handle(app, reviews, event.payload).await
-    }))
-    .await
+async fn main() -> Result<(), loyalty_runtime::Error> {
+    let mut wiring = loyalty_runtime::Wiring::start("tier-evaluate").await;
+    let app = wiring.app()?.with_events(wiring.events());
+    let reviews = wiring.queue("TIER_REVIEW_QUEUE_URL")?;
+    wiring.announce();
+    let (app, reviews) = (&app, &*reviews);
+    loyalty_runtime::serve(|event| tier_evaluate::handle(app, reviews, event)).await
 }

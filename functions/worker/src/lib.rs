@@ -7,6 +7,7 @@ use std::future::Future;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::Value;
+use tracing::Instrument;
 
 /// The events a worker function is invoked with.
 #[derive(Debug)]
@@ -47,7 +48,8 @@ where
         let Some(id) = record.message_id.clone() else {
             return Err("an SQS record has no messageId".to_owned());
         };
-        if let Err(error) = handle(record).await {
+        let span = tracing::info_span!("sqs_record", message_id = %id);
+        if let Err(error) = handle(record).instrument(span).await {
             tracing::warn!(message_id = %id, %error, "record failed; SQS will redeliver it");
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;

@@ -14,6 +14,8 @@ use crate::{Args, Plan};
 
 /// The simulator section (`make simulate`), appended to every BENCHMARKS.md.
 const SIMULATOR: &str = include_str!("../simulator.md");
+/// The arm64 artefact sizes and release-profile measurements (`make build`), likewise.
+const ARTIFACTS: &str = include_str!("../artifacts.md");
 
 pub struct OpRow {
     pub op: Op,
@@ -802,6 +804,7 @@ impl Report {
         let _ = writeln!(w);
         // The simulator's figures come from `make simulate`, not from this run; kept in
         // infra/bench/simulator.md so a benchmark run does not drop them.
+        m.push_str(ARTIFACTS);
         m.push_str(SIMULATOR);
         m
     }

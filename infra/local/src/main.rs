@@ -134,7 +134,7 @@ async fn shutdown_signal() {
 }
 
 async fn run(args: Args) -> Result<(), LocalError> {
-    loyalty_http::init_tracing();
+    loyalty_runtime::init_tracing();
     let client = dynamodb_client(&args.dynamodb).await;
     let template = Template::load(&args.template)?;
     let table_def = match template.tables.as_slice() {
