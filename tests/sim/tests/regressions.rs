@@ -144,3 +144,15 @@ fn seed_88_replays_without_a_violation() {
 fn seed_215_replays_without_a_violation() {
     run_seed(215, &Config::default()).expect("seed 215 keeps every invariant");
 }
+
+/// A season run that stopped after committing the opening left it unannounced; the retried run
+/// (as Lambda retries an asynchronous invocation) announces it again.
+#[test]
+fn seed_378_replays_without_a_violation() {
+    run_seed(378, &Config::default()).expect("seed 378 keeps every invariant");
+}
+
+#[test]
+fn seed_588_replays_without_a_violation() {
+    run_seed(588, &Config::default()).expect("seed 588 keeps every invariant");
+}
