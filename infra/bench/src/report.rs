@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::cold::ColdRun;
 use crate::cost::{billed_ms, per_million, Cost, Usage, PRICES};
 use crate::ops::{self, Load, Op, Sequential};
+use crate::process::Window;
 use crate::stats::{ms, round1, round3, summarize, Summary};
 use crate::{Args, Plan};
 
@@ -19,6 +20,31 @@ pub struct OpRow {
     pub op: Op,
     pub sequential: Option<Sequential>,
     pub loads: Vec<Load>,
+    /// Queue workers (called as services in the bench process): the bench process's CPU over
+    /// the sequential calls.
+    pub service_cpu: Option<std::time::Duration>,
+}
+
+/// Process CPU of an HTTP operation's function binary at c=1 and c=8.
+pub struct ProcessRow {
+    pub op: Op,
+    pub windows: Vec<Result<Window, String>>,
+}
+
+/// Another build of accrue and redeem, measured in the same run: c=1 per round, and c=8 once.
+pub struct VariantRow {
+    pub label: String,
+    pub dir: std::path::PathBuf,
+    /// Per round: [accrue, redeem] at c=1.
+    pub rounds: Vec<Vec<Result<Window, String>>>,
+    /// [accrue, redeem] at c=8.
+    pub c8: Vec<Result<Window, String>>,
+}
+
+/// A perf profile of an accrual (c=1) of one build: the window and `(dso + symbol, share %)`.
+pub struct ProfileRow {
+    pub label: String,
+    pub result: Result<(Window, Vec<(String, f64)>), String>,
 }
 
 pub struct FlatRow {
@@ -91,6 +117,9 @@ pub struct Report {
     pub spends: Option<Spends>,
     pub cpu: Vec<CpuRow>,
     pub cold: Vec<ColdRow>,
+    pub process: Vec<ProcessRow>,
+    pub variants: Vec<VariantRow>,
+    pub profiles: Vec<ProfileRow>,
     pub elapsed: Duration,
     /// `/proc/loadavg` when the run started: the machine may be shared.
     pub load_at_start: String,
@@ -210,6 +239,9 @@ impl Report {
             spends: None,
             cpu: Vec::new(),
             cold: Vec::new(),
+            process: Vec::new(),
+            variants: Vec::new(),
+            profiles: Vec::new(),
             elapsed: Duration::ZERO,
             load_at_start: std::fs::read_to_string("/proc/loadavg")
                 .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -311,17 +343,17 @@ impl Report {
         let _ = writeln!(w, "## Per operation\n");
         let _ = writeln!(
             w,
-            "| operation | function | round trips | RRU | WRU (DynamoDB Local) | WRU billed on AWS | p50 ms | p99 ms | ops/s c=1 | ops/s c=8 | ops/s c=32 | $ / million |"
+            "| operation | function | round trips | RRU | WRU (DynamoDB Local) | WRU billed on AWS | p50 ms | p99 ms | process CPU ms/op c=1 | process CPU ms/op c=8 | ops/s c=1 | ops/s c=8 | ops/s c=32 | $ / million |"
         );
         let _ = writeln!(
             w,
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for row in &self.ops {
             let Some(seq) = &row.sequential else {
                 let _ = writeln!(
                     w,
-                    "| {} | — | not yet built | | | | | | | | | |",
+                    "| {} | — | not yet built | | | | | | | | | | | |",
                     row.op.name()
                 );
                 continue;
@@ -353,7 +385,7 @@ impl Report {
             };
             let _ = writeln!(
                 w,
-                "| {} | {} | {}{} | {} | {} | **{}** | {}{latency_note} | {}{latency_note} | {} | ${} |",
+                "| {} | {} | {}{} | {} | {} | **{}** | {}{latency_note} | {}{latency_note} | {} | {} | ${} |",
                 row.op.name(),
                 function,
                 fmt_units(rt),
@@ -363,6 +395,7 @@ impl Report {
                 fmt_units(ops::billed_wru_for(row.op, wru)),
                 ms(s.p50_us),
                 ms(s.p99_us),
+                self.process_cpu_cells(row),
                 tput.join(" | "),
                 dollars(self.cost(seq, row.op).total()),
             );
@@ -370,7 +403,7 @@ impl Report {
                 let _ =
                     writeln!(
                     w,
-                    "|  ↳ {} of {} calls answered unexpectedly, first: `{}` | | | | | | | | | | | |",
+                    "|  ↳ {} of {} calls answered unexpectedly, first: `{}` | | | | | | | | | | | | | |",
                     seq.unexpected,
                     seq.latencies.len(),
                     seq.first_unexpected.clone().unwrap_or_default().replace('|', "\\|")
@@ -633,6 +666,9 @@ impl Report {
             }
         }
         let _ = writeln!(w);
+
+        self.process_section(w);
+        self.profile_section(w);
 
         // Cold start.
         let _ = writeln!(w, "## Cold start\n");
@@ -909,6 +945,30 @@ impl Report {
                 "write_units": round3(s.capacity.write_units),
                 "elapsed_ms": round1(s.elapsed.as_secs_f64() * 1e3),
             })),
+            "process_cpu": self.process.iter().map(|r| json!({
+                "operation": r.op.id(),
+                "function": r.op.binary(),
+                "windows": r.windows.iter().map(window_json).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "process_cpu_variants": self.variants.iter().map(|v| json!({
+                "label": v.label,
+                "dir": v.dir.display().to_string(),
+                "accrue_c1_ms_per_op": v.rounds.iter().map(|r| r.first().and_then(|w| w.as_ref().ok()).map(|w| round3(w.cpu_ms_per_op()))).collect::<Vec<_>>(),
+                "redeem_c1_ms_per_op": v.rounds.iter().map(|r| r.get(1).and_then(|w| w.as_ref().ok()).map(|w| round3(w.cpu_ms_per_op()))).collect::<Vec<_>>(),
+                "c8": v.c8.iter().map(window_json).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "accrual_profiles": self.profiles.iter().map(|p| match &p.result {
+                Ok((window, entries)) => {
+                    let (shares, top) = crate::profile::summarise(entries);
+                    json!({
+                        "label": p.label,
+                        "window": window_json(&Ok(window.clone())),
+                        "cost_centres_percent": shares.iter().map(|(c, s)| json!({ "centre": c, "share": round1(*s) })).collect::<Vec<_>>(),
+                        "top_symbols_percent": top.iter().map(|(e, s)| json!({ "symbol": e, "share": round1(*s) })).collect::<Vec<_>>(),
+                    })
+                }
+                Err(error) => json!({ "label": p.label, "error": error }),
+            }).collect::<Vec<_>>(),
             "cpu_in_memory": self.cpu.iter().map(|r| json!({ "path": r.name, "latency": r.summary.json() })).collect::<Vec<_>>(),
             "criterion": criterion,
             "cold_start": cold,
@@ -920,6 +980,187 @@ impl Report {
                 "concurrent_spends_through_of_50_on_balance_for_10": "6-10",
             },
         })
+    }
+}
+
+fn window_json(w: &Result<Window, String>) -> Value {
+    match w {
+        Ok(w) => json!({
+            "concurrency": w.concurrency,
+            "invocations": w.completed,
+            "unexpected_responses": w.unexpected,
+            "process_cpu_ms": round3(w.cpu.as_secs_f64() * 1e3),
+            "process_cpu_ms_per_op": round3(w.cpu_ms_per_op()),
+            "elapsed_ms": round1(w.elapsed.as_secs_f64() * 1e3),
+            "latency": summarize(w.latencies.clone()).json(),
+        }),
+        Err(error) => json!({ "error": error }),
+    }
+}
+
+/// Median and range of `xs`, as "median (min–max)".
+fn median_range(mut xs: Vec<f64>) -> Option<(f64, f64, f64)> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    Some((xs[xs.len() / 2], xs[0], xs[xs.len() - 1]))
+}
+
+fn cpu_cell(w: Option<&Result<Window, String>>) -> String {
+    match w {
+        Some(Ok(w)) if w.unexpected == 0 => format!("{:.3}", w.cpu_ms_per_op()),
+        Some(Ok(w)) => format!("{:.3} ({} failed)", w.cpu_ms_per_op(), w.unexpected),
+        Some(Err(e)) => format!("— ({})", e.replace('|', "\\|")),
+        None => "—".to_owned(),
+    }
+}
+
+impl Report {
+    /// The two process CPU cells of the per-operation table.
+    fn process_cpu_cells(&self, row: &OpRow) -> String {
+        if let Some(p) = self.process.iter().find(|p| p.op == row.op) {
+            return format!("{} | {}", cpu_cell(p.windows.first()), cpu_cell(p.windows.get(1)));
+        }
+        match (row.service_cpu, &row.sequential) {
+            (Some(cpu), Some(seq)) => format!(
+                "{:.3} (bench process, per member) | —",
+                cpu.as_secs_f64() * 1e3 / (seq.latencies.len() * row.op.members_per_call()).max(1) as f64
+            ),
+            _ => "— | —".to_owned(),
+        }
+    }
+
+    fn process_section(&self, w: &mut String) {
+        let _ = writeln!(w, "## Process CPU per operation\n");
+        let _ = writeln!(
+            w,
+            "The *process CPU* columns of the per-operation table: the release function binary from `--bin-dir` \
+             runs as Lambda runs it, against the local runner's Lambda Runtime API (`infra/local/src/runtime.rs`), \
+             one process per execution environment; `utime + stime` of each process is read from \
+             `/proc/<pid>/stat` before and after a window of {:.1} s in which a known number of invocations \
+             completed (after 20 warm-up invocations per process), and the sum is divided by that number. At \
+             c=8 there are 8 processes, each fed back to back by its own caller on its own member. It includes \
+             everything the process does for a request — Runtime API client, event parsing, logging to stdout \
+             (discarded), the SDK, the tokio runtime — and nothing of the bench or of DynamoDB Local. The \
+             resolution is one clock tick (10 ms) over the whole window. Queue workers have no such window: \
+             their figure is the bench process's own CPU over their sequential service calls (the SDK call path \
+             is the same; the Runtime API and event decoding are not in it).\n",
+            self.plan.process_seconds
+        );
+        if self.variants.is_empty() {
+            return;
+        }
+        let _ = writeln!(w, "### Process CPU per change, measured in this run\n");
+        let _ = writeln!(
+            w,
+            "Each row is a build of the functions as of one change (`--cpu-variant LABEL=DIR`, in order), all \
+             measured in this run against the same DynamoDB Local: accrue and redeem at c=1 in {} alternating \
+             rounds (median, with the range over rounds), then c=8 once. The machine is shared with other \
+             work; process CPU is far less sensitive to that than latency, and the rounds show how much it \
+             still moves.\n",
+            self.plan.process_rounds
+        );
+        let _ = writeln!(
+            w,
+            "| build | accrue c=1 ms/op | redeem c=1 ms/op | accrue c=8 ms/op | redeem c=8 ms/op | accrue c=1 saved vs previous row |"
+        );
+        let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|");
+        let mut previous: Option<f64> = None;
+        for v in &self.variants {
+            let column = |i: usize| {
+                median_range(
+                    v.rounds
+                        .iter()
+                        .filter_map(|r| r.get(i).and_then(|w| w.as_ref().ok()))
+                        .map(Window::cpu_ms_per_op)
+                        .collect(),
+                )
+            };
+            let fmt = |m: Option<(f64, f64, f64)>| {
+                m.map_or("—".to_owned(), |(m, lo, hi)| format!("{m:.3} ({lo:.3}–{hi:.3})"))
+            };
+            let accrue = column(0);
+            let saved = match (previous, accrue) {
+                (Some(p), Some((a, _, _))) => format!("{:+.3}", a - p),
+                _ => "—".to_owned(),
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {saved} |",
+                v.label,
+                fmt(accrue),
+                fmt(column(1)),
+                cpu_cell(v.c8.first()),
+                cpu_cell(v.c8.get(1)),
+            );
+            previous = accrue.map(|a| a.0).or(previous);
+        }
+        let _ = writeln!(w);
+    }
+
+    fn profile_section(&self, w: &mut String) {
+        if self.profiles.is_empty() {
+            return;
+        }
+        let _ = writeln!(w, "### Where an accrual's CPU goes (profile)\n");
+        let _ = writeln!(
+            w,
+            "`perf record -F 4999` attached to one accrue process (a build with symbols: `cargo build --profile \
+             profiling`, the release profile unstripped) for a {:.1} s window at c=1, user and kernel samples; \
+             `perf report --sort dso,sym`, each symbol assigned to the crate it names first \
+             (`infra/bench/src/profile.rs`). Leaf frames only: code inlined into a caller counts for the caller's \
+             crate. Shares are of all samples of the process.\n",
+            self.plan.process_seconds
+        );
+        let ok: Vec<(&ProfileRow, Vec<(&'static str, f64)>, &Window)> = self
+            .profiles
+            .iter()
+            .filter_map(|p| {
+                p.result
+                    .as_ref()
+                    .ok()
+                    .map(|(win, entries)| (p, crate::profile::summarise(entries).0, win))
+            })
+            .collect();
+        for p in &self.profiles {
+            if let Err(e) = &p.result {
+                let _ = writeln!(w, "- {}: not profiled ({e})", p.label);
+            }
+        }
+        if ok.is_empty() {
+            let _ = writeln!(w);
+            return;
+        }
+        let _ = write!(w, "| cost centre |");
+        for (p, _, win) in &ok {
+            let _ = write!(w, " {} ({:.3} ms/op) |", p.label, win.cpu_ms_per_op());
+        }
+        let _ = writeln!(w);
+        let _ = writeln!(w, "|---|{}", "---:|".repeat(ok.len()));
+        for (i, (centre, _)) in crate::profile::CENTRES.iter().enumerate() {
+            let _ = write!(w, "| {centre} |");
+            for (_, shares, win) in &ok {
+                let share = shares[i].1;
+                let _ = write!(
+                    w,
+                    " {share:.1}% ({:.3} ms) |",
+                    share / 100.0 * win.cpu_ms_per_op()
+                );
+            }
+            let _ = writeln!(w);
+        }
+        let _ = writeln!(w);
+        for (p, _, _) in &ok {
+            if let Ok((_, entries)) = &p.result {
+                let (_, top) = crate::profile::summarise(entries);
+                let _ = writeln!(w, "Top symbols, {}:\n", p.label);
+                for (entry, share) in top {
+                    let _ = writeln!(w, "- {share:.1}% `{}`", entry.replace('`', "'"));
+                }
+                let _ = writeln!(w);
+            }
+        }
     }
 }
 
