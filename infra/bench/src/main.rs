@@ -350,7 +350,10 @@ async fn process_cpu(args: &Args, bench: &Arc<Bench>, plan: Plan, report: &mut R
                         String::new()
                     }
                 )),
-                Err(e) => say(format!("{:<18} process CPU c={concurrency}: {e}", op.name())),
+                Err(e) => say(format!(
+                    "{:<18} process CPU c={concurrency}: {e}",
+                    op.name()
+                )),
             }
             row.windows.push(measured);
         }
@@ -417,9 +420,17 @@ async fn process_cpu(args: &Args, bench: &Arc<Bench>, plan: Plan, report: &mut R
         .is_ok_and(|o| o.status.success());
     for (label, dir) in &args.profiles {
         let row = if perf_installed {
-            let out = std::env::temp_dir().join(format!("loyalty-bench-{}-{label}", std::process::id()));
-            process::perf_profile(&target(dir), &api, Op::Accrue, window, &format!("prof-{label}"), &out)
-                .await
+            let out =
+                std::env::temp_dir().join(format!("loyalty-bench-{}-{label}", std::process::id()));
+            process::perf_profile(
+                &target(dir),
+                &api,
+                Op::Accrue,
+                window,
+                &format!("prof-{label}"),
+                &out,
+            )
+            .await
         } else {
             Err("perf is not installed".to_owned())
         };
@@ -666,18 +677,7 @@ async fn cpu(iterations: usize) -> Vec<CpuRow> {
 
 async fn cold_starts(args: &Args, bench: &Arc<Bench>, runs: usize) -> Vec<ColdRow> {
     bench.member_with_balance("cold", 1_000_000_000).await;
-    let env: Vec<(String, String)> = [
-        ("TABLE_NAME", bench.table.as_str()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", args.dynamodb.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("PROGRAM_CACHE_SECONDS", "30"),
-        ("RUST_LOG", "info"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+    let env = process::function_env(&bench.table, &args.dynamodb);
     let mut rows = Vec::new();
     // The HTTP functions and the route each is started with (GET or POST, per the brief).
     type ColdTarget<'a> = (&'a str, &'a str, Option<(Function, String)>);

@@ -62,7 +62,11 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
 fn ticks(n: u64) -> Duration {
     // SAFETY: sysconf only reads a system constant.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let per_second = if per_second > 0 { per_second as u64 } else { 100 };
+    let per_second = if per_second > 0 {
+        per_second as u64
+    } else {
+        100
+    };
     Duration::from_nanos(n * 1_000_000_000 / per_second)
 }
 
@@ -276,10 +280,7 @@ pub async fn perf_profile(
 ) -> Result<(Window, Vec<(String, f64)>), String> {
     let binary = target.bin_dir.join(op.binary());
     let environments = Environments::start(&binary, &target.env, 1).await?;
-    let pid = environments.handles()[0]
-        .process()
-        .ok_or("no process")?
-        .pid;
+    let pid = environments.handles()[0].process().ok_or("no process")?.pid;
     let data = output.with_extension("perf.data");
     let mut perf = tokio::process::Command::new("perf")
         .args(["record", "-F", "4999", "-q", "-o"])
@@ -301,7 +302,14 @@ pub async fn perf_profile(
     let _ = tokio::time::timeout(Duration::from_secs(30), perf.wait()).await;
     let window = result?;
     let report = tokio::process::Command::new("perf")
-        .args(["report", "--stdio", "--no-children", "-q", "--percent-limit", "0.01"])
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "-q",
+            "--percent-limit",
+            "0.01",
+        ])
         .args(["--sort", "dso,sym", "-i"])
         .arg(&data)
         .stderr(Stdio::null())

@@ -39,10 +39,18 @@ pub const CENTRES: [(&str, &[&str]); 9] = [
         "HTTP client (hyper, connection pool)",
         &["hyper", "hyper_util", "h2", "http", "http_body", "tower"],
     ),
-    ("tokio runtime (scheduler, park, timers, I/O driver)", &["tokio", "mio"]),
+    (
+        "tokio runtime (scheduler, park, timers, I/O driver)",
+        &["tokio", "mio"],
+    ),
     (
         "logging (tracing)",
-        &["tracing_subscriber", "tracing_core", "tracing", "sharded_slab"],
+        &[
+            "tracing_subscriber",
+            "tracing_core",
+            "tracing",
+            "sharded_slab",
+        ],
     ),
     (
         "own code, JSON, Lambda event and runtime client",
@@ -62,7 +70,9 @@ pub const CENTRES: [(&str, &[&str]); 9] = [
     ),
     (
         "allocator, memcpy, libc",
-        &["malloc", "free", "realloc", "memcpy", "memmove", "memset", "cfree", "_int_"],
+        &[
+            "malloc", "free", "realloc", "memcpy", "memmove", "memset", "cfree", "_int_",
+        ],
     ),
     ("kernel (syscalls: loopback TCP, futex, epoll)", &["[k]"]),
     ("other", &[]),
@@ -86,7 +96,10 @@ pub fn centre_of(entry: &str) -> &'static str {
                         && symbol.as_bytes()[at - 1] != b'_';
                 let after = symbol.as_bytes().get(at + prefix.len()).copied();
                 let boundary_after = prefix.ends_with('_')
-                    || matches!(after, None | Some(b':') | Some(b'<') | Some(b'>') | Some(b' '));
+                    || matches!(
+                        after,
+                        None | Some(b':') | Some(b'<') | Some(b'>') | Some(b' ')
+                    );
                 if boundary_before && boundary_after {
                     if best.is_none_or(|(b, _)| at < b) {
                         best = Some((at, centre));
@@ -113,8 +126,13 @@ pub fn centre_of(entry: &str) -> &'static str {
     CENTRES[8].0
 }
 
+/// `(cost centre, share %)` in [`CENTRES`] order.
+pub type Shares = Vec<(&'static str, f64)>;
+/// `(dso + symbol, share %)`.
+pub type Symbols = Vec<(String, f64)>;
+
 /// Shares (of all samples) per centre, in [`CENTRES`] order, and the top symbols.
-pub fn summarise(entries: &[(String, f64)]) -> (Vec<(&'static str, f64)>, Vec<(String, f64)>) {
+pub fn summarise(entries: &[(String, f64)]) -> (Shares, Symbols) {
     let total: f64 = entries.iter().map(|e| e.1).sum::<f64>().max(1e-9);
     let shares = CENTRES
         .iter()
@@ -154,7 +172,10 @@ mod tests {
             centre_of("[kernel.kallsyms]  [k] do_syscall_64"),
             CENTRES[7].0
         );
-        assert_eq!(centre_of("libc.so.6  [.] __memmove_avx_unaligned"), CENTRES[6].0);
+        assert_eq!(
+            centre_of("libc.so.6  [.] __memmove_avx_unaligned"),
+            CENTRES[6].0
+        );
         assert_eq!(
             centre_of("accrue  [.] loyalty_core::service::accrue::plan"),
             CENTRES[5].0
