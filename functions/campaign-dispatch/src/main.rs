@@ -4,7 +4,7 @@ use aws_config::BehaviorVersion;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     loyalty_http::init_tracing();
     let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;

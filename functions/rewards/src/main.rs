@@ -3,7 +3,7 @@
 
 use aws_config::BehaviorVersion;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     loyalty_http::init_tracing();
     let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;

@@ -43,6 +43,9 @@ pub struct Args {
     pub cpu_variants: Vec<(String, PathBuf)>,
     /// Builds with symbols (`cargo build --profile profiling`) to profile an accrual of.
     pub profiles: Vec<(String, PathBuf)>,
+    /// Overrides of the plan's process CPU window and rounds.
+    pub process_seconds: Option<f64>,
+    pub process_rounds: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -92,13 +95,14 @@ impl Plan {
 const USAGE: &str =
     "usage: loyalty-bench --dynamodb http://127.0.0.1:PORT [--quick] [--out FILE.md] \
 [--json FILE.json] [--bin-dir DIR] [--arm64-dir DIR] [--no-cold-start]
-[--cpu-variant LABEL=DIR]... [--profile LABEL=DIR]...
+[--cpu-variant LABEL=DIR]... [--profile LABEL=DIR]... [--process-seconds S] [--process-rounds N]
   --dynamodb     DynamoDB Local endpoint (default: $LOYALTY_TEST_DYNAMODB)
   --quick        small samples, flatness 10 vs 200, no cold start (CI)
   --bin-dir      where the release function binaries are (default: target/release)
   --arm64-dir    cargo-lambda output, for arm64 sizes (default: target/lambda)
   --cpu-variant  another build of accrue/redeem to measure process CPU of, in this run
-  --profile      a build with symbols whose accrual is profiled with perf (when installed)";
+  --profile      a build with symbols whose accrual is profiled with perf (when installed)
+  --process-seconds, --process-rounds  process CPU window length and rounds over the variants";
 
 fn parse_args() -> Result<Args, String> {
     let raw: Vec<String> = std::env::args().collect();
@@ -112,6 +116,8 @@ fn parse_args() -> Result<Args, String> {
         cold_start: true,
         cpu_variants: Vec::new(),
         profiles: Vec::new(),
+        process_seconds: None,
+        process_rounds: None,
         command_line: format!(
             "cargo run --release -p loyalty_bench -- {}",
             raw[1..].join(" ")
@@ -130,6 +136,12 @@ fn parse_args() -> Result<Args, String> {
             "--no-cold-start" => args.cold_start = false,
             "--cpu-variant" => args.cpu_variants.push(labelled(&value()?)?),
             "--profile" => args.profiles.push(labelled(&value()?)?),
+            "--process-seconds" => {
+                args.process_seconds = Some(value()?.parse().map_err(|_| USAGE.to_owned())?)
+            }
+            "--process-rounds" => {
+                args.process_rounds = Some(value()?.parse().map_err(|_| USAGE.to_owned())?)
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
@@ -165,7 +177,9 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let plan = Plan::for_mode(args.quick);
+    let mut plan = Plan::for_mode(args.quick);
+    plan.process_seconds = args.process_seconds.unwrap_or(plan.process_seconds);
+    plan.process_rounds = args.process_rounds.unwrap_or(plan.process_rounds);
     let started = Instant::now();
     say(format!(
         "{} mode against {}",
