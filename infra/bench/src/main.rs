@@ -385,7 +385,7 @@ async fn process_cpu(args: &Args, bench: &Arc<Bench>, plan: Plan, report: &mut R
         })
         .collect();
     for round in 0..plan.process_rounds {
-        for variant in &mut variants {
+        for (index, variant) in variants.iter_mut().enumerate() {
             let target = target(&variant.dir);
             let mut measured = Vec::new();
             for op in [Op::Accrue, Op::Redeem] {
@@ -395,7 +395,8 @@ async fn process_cpu(args: &Args, bench: &Arc<Bench>, plan: Plan, report: &mut R
                     op,
                     1,
                     window,
-                    &format!("var{round}-{}-{}", variant.label, op.id()),
+                    // The index, not the label: tags become order ids and keys.
+                    &format!("var{round}-{index}-{}", op.id()),
                 )
                 .await;
                 say(format!(
@@ -411,7 +412,7 @@ async fn process_cpu(args: &Args, bench: &Arc<Bench>, plan: Plan, report: &mut R
             variant.rounds.push(measured);
         }
     }
-    for variant in &mut variants {
+    for (index, variant) in variants.iter_mut().enumerate() {
         let target = target(&variant.dir);
         for op in [Op::Accrue, Op::Redeem] {
             let w = process::measure(
@@ -420,7 +421,7 @@ async fn process_cpu(args: &Args, bench: &Arc<Bench>, plan: Plan, report: &mut R
                 op,
                 8,
                 window,
-                &format!("var8-{}-{}", variant.label, op.id()),
+                &format!("var8-{index}-{}", op.id()),
             )
             .await;
             variant.c8.push(w);
