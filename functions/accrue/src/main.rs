@@ -1,7 +1,7 @@
 //! The `accrue` Lambda function. Wiring only: everything is built once per execution
 //! environment, then every request goes to the shared generic handler.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), loyalty_runtime::Error> {
     let mut wiring = loyalty_runtime::Wiring::start("accrue").await;
     // A referee's first qualifying purchase is announced on the referral queue.

@@ -1,6 +1,6 @@
 //! Wiring only: the table and both campaign queues are set up once per execution environment.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), loyalty_runtime::Error> {
     let mut wiring = loyalty_runtime::Wiring::start("campaign-dispatch").await;
     let app = wiring.app()?;

@@ -5,6 +5,7 @@
 
 mod audience;
 mod capacity;
+mod client;
 mod commit;
 mod items;
 pub mod keys;
@@ -23,6 +24,7 @@ use loyalty_core::service::AppConfig;
 use loyalty_core::App;
 
 pub use capacity::{Capacity, CapacityMeter};
+pub use client::dynamodb_client;
 pub use commit::classify_cancellation;
 
 #[derive(Debug, Clone)]
@@ -65,7 +67,7 @@ pub fn app_from_env(aws: &aws_config::SdkConfig) -> Result<App<DynamoStore>, Str
             .map_err(|_| format!("PROGRAM_CACHE_SECONDS '{raw}' is not a number"))?,
         Err(_) => AppConfig::default().program_cache_ttl.as_secs(),
     };
-    let store = DynamoStore::new(Client::new(aws), table);
+    let store = DynamoStore::new(dynamodb_client(aws), table);
     let config = AppConfig {
         program_cache_ttl: Duration::from_secs(cache_seconds),
         ..AppConfig::default()

@@ -1,7 +1,7 @@
 //! Wiring only: the table, the billing queue and the payment provider are set up once per
 //! execution environment.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), loyalty_runtime::Error> {
     let mut wiring = loyalty_runtime::Wiring::start("subscription-billing").await;
     let mut app = wiring.app()?.with_events(wiring.events());

@@ -4,10 +4,13 @@
 //!   loyalty-bench --dynamodb http://127.0.0.1:PORT [--quick] [--out BENCHMARKS.md]
 //!                 [--json infra/bench/results/latest.json] [--bin-dir target/release]
 //!                 [--arm64-dir target/lambda] [--no-cold-start]
+//!                 [--cpu-variant LABEL=DIR]... [--profile LABEL=DIR]...
 
 mod cold;
 mod cost;
 mod ops;
+mod process;
+mod profile;
 mod report;
 mod services;
 mod stats;
@@ -23,7 +26,7 @@ use loyalty_core::App;
 use loyalty_http::Function;
 
 use ops::{invoke, Bench, Op};
-use report::{ColdRow, CpuRow, FlatRow, OpRow, Report, Spends};
+use report::{ColdRow, CpuRow, FlatRow, OpRow, ProcessRow, ProfileRow, Report, Spends, VariantRow};
 
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -35,6 +38,14 @@ pub struct Args {
     pub arm64_dir: PathBuf,
     pub cold_start: bool,
     pub command_line: String,
+    /// Other builds of the functions whose process CPU is measured in the same run, in order
+    /// (before/after a change): `LABEL=DIR`.
+    pub cpu_variants: Vec<(String, PathBuf)>,
+    /// Builds with symbols (`cargo build --profile profiling`) to profile an accrual of.
+    pub profiles: Vec<(String, PathBuf)>,
+    /// Overrides of the plan's process CPU window and rounds.
+    pub process_seconds: Option<f64>,
+    pub process_rounds: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +57,9 @@ pub struct Plan {
     pub flat_samples: usize,
     pub cpu_iterations: usize,
     pub cold_runs: usize,
+    /// Process CPU windows: seconds each, and alternating rounds over the variants.
+    pub process_seconds: f64,
+    pub process_rounds: usize,
 }
 
 impl Plan {
@@ -59,6 +73,8 @@ impl Plan {
                 flat_samples: 10,
                 cpu_iterations: 10_000,
                 cold_runs: 1,
+                process_seconds: 0.5,
+                process_rounds: 1,
             }
         } else {
             Plan {
@@ -69,6 +85,8 @@ impl Plan {
                 flat_samples: 50,
                 cpu_iterations: 100_000,
                 cold_runs: 5,
+                process_seconds: 3.0,
+                process_rounds: 3,
             }
         }
     }
@@ -77,10 +95,14 @@ impl Plan {
 const USAGE: &str =
     "usage: loyalty-bench --dynamodb http://127.0.0.1:PORT [--quick] [--out FILE.md] \
 [--json FILE.json] [--bin-dir DIR] [--arm64-dir DIR] [--no-cold-start]
+[--cpu-variant LABEL=DIR]... [--profile LABEL=DIR]... [--process-seconds S] [--process-rounds N]
   --dynamodb     DynamoDB Local endpoint (default: $LOYALTY_TEST_DYNAMODB)
   --quick        small samples, flatness 10 vs 200, no cold start (CI)
   --bin-dir      where the release function binaries are (default: target/release)
-  --arm64-dir    cargo-lambda output, for arm64 sizes (default: target/lambda)";
+  --arm64-dir    cargo-lambda output, for arm64 sizes (default: target/lambda)
+  --cpu-variant  another build of accrue/redeem to measure process CPU of, in this run
+  --profile      a build with symbols whose accrual is profiled with perf (when installed)
+  --process-seconds, --process-rounds  process CPU window length and rounds over the variants";
 
 fn parse_args() -> Result<Args, String> {
     let raw: Vec<String> = std::env::args().collect();
@@ -92,6 +114,10 @@ fn parse_args() -> Result<Args, String> {
         bin_dir: ops::repo_root().join("target/release"),
         arm64_dir: ops::repo_root().join("target/lambda"),
         cold_start: true,
+        cpu_variants: Vec::new(),
+        profiles: Vec::new(),
+        process_seconds: None,
+        process_rounds: None,
         command_line: format!(
             "cargo run --release -p loyalty_bench -- {}",
             raw[1..].join(" ")
@@ -108,6 +134,14 @@ fn parse_args() -> Result<Args, String> {
             "--bin-dir" => args.bin_dir = value()?.into(),
             "--arm64-dir" => args.arm64_dir = value()?.into(),
             "--no-cold-start" => args.cold_start = false,
+            "--cpu-variant" => args.cpu_variants.push(labelled(&value()?)?),
+            "--profile" => args.profiles.push(labelled(&value()?)?),
+            "--process-seconds" => {
+                args.process_seconds = Some(value()?.parse().map_err(|_| USAGE.to_owned())?)
+            }
+            "--process-rounds" => {
+                args.process_rounds = Some(value()?.parse().map_err(|_| USAGE.to_owned())?)
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
@@ -123,6 +157,13 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// `LABEL=DIR`.
+fn labelled(raw: &str) -> Result<(String, PathBuf), String> {
+    raw.split_once('=')
+        .map(|(label, dir)| (label.to_owned(), PathBuf::from(dir)))
+        .ok_or(format!("'{raw}' is not LABEL=DIR\n{USAGE}"))
+}
+
 fn say(message: impl AsRef<str>) {
     eprintln!("[bench] {}", message.as_ref());
 }
@@ -136,7 +177,9 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let plan = Plan::for_mode(args.quick);
+    let mut plan = Plan::for_mode(args.quick);
+    plan.process_seconds = args.process_seconds.unwrap_or(plan.process_seconds);
+    plan.process_rounds = args.process_rounds.unwrap_or(plan.process_rounds);
     let started = Instant::now();
     say(format!(
         "{} mode against {}",
@@ -165,6 +208,7 @@ async fn main() {
                 op,
                 sequential: None,
                 loads: Vec::new(),
+                service_cpu: None,
             });
             continue;
         }
@@ -186,6 +230,7 @@ async fn main() {
             };
             services::measure(&bench, op, calls).await
         };
+        let service_cpu = (!op.http()).then_some(seq.cpu);
         let (rt, rru, wru) = ops::per_member(op, &seq);
         say(format!(
             "{:<18} {rt:.2} round trips, {rru:.2} RRU, {wru:.2} WRU (Local), p50 {} ms{}",
@@ -204,6 +249,7 @@ async fn main() {
             op,
             sequential: Some(seq),
             loads: Vec::new(),
+            service_cpu,
         });
     }
 
@@ -246,6 +292,7 @@ async fn main() {
     report.flat = flatness(&bench, plan).await;
     report.spends = Some(spends(&bench).await);
     report.cpu = cpu(plan.cpu_iterations).await;
+    process_cpu(&args, &bench, plan, &mut report).await;
 
     if args.cold_start {
         report.cold = cold_starts(&args, &bench, plan.cold_runs).await;
@@ -270,6 +317,152 @@ async fn main() {
         say(format!("wrote {}", path.display()));
     }
     say(format!("done in {:.1} s", report.elapsed.as_secs_f64()));
+}
+
+/// Process CPU per operation of the real function binaries (see `process.rs`): every HTTP
+/// operation at c=1 and c=8 from `--bin-dir` (accrue and redeem only in quick mode), then
+/// accrue and redeem of each `--cpu-variant` in alternating rounds, then the perf profiles.
+async fn process_cpu(args: &Args, bench: &Arc<Bench>, plan: Plan, report: &mut Report) {
+    let template =
+        loyalty_local::template::Template::load(&ops::repo_root().join("infra/template.yaml"))
+            .expect("template");
+    let api = Arc::new(ops::Api::new(&template));
+    let env = process::function_env(&bench.table, &args.dynamodb);
+    let target = |dir: &std::path::Path| process::Target {
+        bin_dir: dir.to_owned(),
+        env: env.clone(),
+    };
+    let window = Duration::from_secs_f64(plan.process_seconds);
+    let current = target(&args.bin_dir);
+    for op in Op::ALL.into_iter().filter(|op| op.http()) {
+        if args.quick && !matches!(op, Op::Accrue | Op::Redeem) {
+            continue;
+        }
+        let mut row = ProcessRow {
+            op,
+            windows: Vec::new(),
+        };
+        for concurrency in [1, 8] {
+            let measured = process::measure(
+                &current,
+                &api,
+                op,
+                concurrency,
+                window,
+                &format!("proc{concurrency}-{}", op.id()),
+            )
+            .await;
+            match &measured {
+                Ok(w) => say(format!(
+                    "{:<18} process CPU c={concurrency}: {:.3} ms/op over {} invocations{}",
+                    op.name(),
+                    w.cpu_ms_per_op(),
+                    w.completed,
+                    if w.unexpected > 0 {
+                        format!(", {} unexpected: {:?}", w.unexpected, w.first_unexpected)
+                    } else {
+                        String::new()
+                    }
+                )),
+                Err(e) => say(format!(
+                    "{:<18} process CPU c={concurrency}: {e}",
+                    op.name()
+                )),
+            }
+            row.windows.push(measured);
+        }
+        report.process.push(row);
+    }
+
+    let mut variants: Vec<VariantRow> = args
+        .cpu_variants
+        .iter()
+        .map(|(label, dir)| VariantRow {
+            label: label.clone(),
+            dir: dir.clone(),
+            rounds: Vec::new(),
+            c8: Vec::new(),
+        })
+        .collect();
+    for round in 0..plan.process_rounds {
+        for (index, variant) in variants.iter_mut().enumerate() {
+            let target = target(&variant.dir);
+            let mut measured = Vec::new();
+            for op in [Op::Accrue, Op::Redeem] {
+                let w = process::measure(
+                    &target,
+                    &api,
+                    op,
+                    1,
+                    window,
+                    // The index, not the label: tags become order ids and keys.
+                    &format!("var{round}-{index}-{}", op.id()),
+                )
+                .await;
+                say(format!(
+                    "variant {} round {round} {}: {}",
+                    variant.label,
+                    op.name(),
+                    w.as_ref()
+                        .map(|w| format!("{:.3} ms/op", w.cpu_ms_per_op()))
+                        .unwrap_or_else(|e| e.clone())
+                ));
+                measured.push(w);
+            }
+            variant.rounds.push(measured);
+        }
+    }
+    for (index, variant) in variants.iter_mut().enumerate() {
+        let target = target(&variant.dir);
+        for op in [Op::Accrue, Op::Redeem] {
+            let w = process::measure(
+                &target,
+                &api,
+                op,
+                8,
+                window,
+                &format!("var8-{index}-{}", op.id()),
+            )
+            .await;
+            variant.c8.push(w);
+        }
+    }
+    report.variants = variants;
+
+    let perf_installed = std::process::Command::new("perf")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    for (label, dir) in &args.profiles {
+        let row = if perf_installed {
+            let out =
+                std::env::temp_dir().join(format!("loyalty-bench-{}-{label}", std::process::id()));
+            process::perf_profile(
+                &target(dir),
+                &api,
+                Op::Accrue,
+                window,
+                &format!("prof-{label}"),
+                &out,
+            )
+            .await
+        } else {
+            Err("perf is not installed".to_owned())
+        };
+        match &row {
+            Ok((w, entries)) => say(format!(
+                "profile {label}: {} symbols over {} accruals ({:.3} ms/op)",
+                entries.len(),
+                w.completed,
+                w.cpu_ms_per_op()
+            )),
+            Err(e) => say(format!("profile {label}: {e}")),
+        }
+        report.profiles.push(ProfileRow {
+            label: label.clone(),
+            result: row,
+        });
+    }
 }
 
 /// `Globals.Function.MemorySize` from the template (what Lambda bills), 256 if not found.
@@ -499,18 +692,7 @@ async fn cpu(iterations: usize) -> Vec<CpuRow> {
 
 async fn cold_starts(args: &Args, bench: &Arc<Bench>, runs: usize) -> Vec<ColdRow> {
     bench.member_with_balance("cold", 1_000_000_000).await;
-    let env: Vec<(String, String)> = [
-        ("TABLE_NAME", bench.table.as_str()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", args.dynamodb.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("PROGRAM_CACHE_SECONDS", "30"),
-        ("RUST_LOG", "info"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+    let env = process::function_env(&bench.table, &args.dynamodb);
     let mut rows = Vec::new();
     // The HTTP functions and the route each is started with (GET or POST, per the brief).
     type ColdTarget<'a> = (&'a str, &'a str, Option<(Function, String)>);

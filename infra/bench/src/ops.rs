@@ -397,6 +397,8 @@ pub struct Sequential {
     pub first_unexpected: Option<String>,
     /// Whether every invocation cost the same round trips and units.
     pub constant: bool,
+    /// This process's CPU (`utime + stime`) over the calls, where measured (service calls).
+    pub cpu: Duration,
 }
 
 /// Runs `op` `samples` times on `member`, one at a time, metering each call.

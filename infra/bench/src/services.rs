@@ -84,9 +84,13 @@ impl<'a> Meter<'a> {
         T: std::fmt::Debug,
     {
         let before = self.bench.meter();
+        let cpu_before = crate::process::cpu_time(std::process::id());
         let started = Instant::now();
         let result = f.await;
         let elapsed = started.elapsed();
+        if let (Some(b), Some(a)) = (cpu_before, crate::process::cpu_time(std::process::id())) {
+            self.out.cpu += a.saturating_sub(b);
+        }
         let used = self.bench.meter() - before;
         self.out.latencies.push(elapsed);
         self.out.capacity = ops::add(self.out.capacity, used);

@@ -181,6 +181,7 @@ impl Runner {
                 executable,
                 env,
                 timeout: Duration::from_secs(function.timeout_seconds.max(1)),
+                output: runtime::Output::Forward,
             };
             let (handle, task) = runtime::start(spec, watcher.clone());
             tasks.spawn(async move {

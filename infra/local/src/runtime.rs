@@ -71,6 +71,25 @@ pub struct ProcessSpec {
     /// The function's environment (template variables resolved, Lambda's own variables).
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
+    /// Where the process's stdout and stderr go: forwarded line by line to the runner's own,
+    /// prefixed with the function's id, or discarded (a benchmark, which must not print or
+    /// spend its own CPU on them; the function still formats and writes every line).
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Forward,
+    Discard,
+}
+
+/// The process currently serving a function, for tools that measure it (cold start, CPU).
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub spawned: Instant,
+    /// Its first `GET …/invocation/next`: the moment it was ready for work.
+    pub first_poll: Option<Instant>,
 }
 
 struct Shared {
@@ -80,6 +99,7 @@ struct Shared {
     queue: tokio::sync::Mutex<mpsc::Receiver<Pending>>,
     inflight: Mutex<HashMap<String, Reply>>,
     kill: Notify,
+    process: Mutex<Option<ProcessInfo>>,
 }
 
 /// Invokes one function; cheap to clone.
@@ -92,6 +112,25 @@ pub struct FunctionHandle {
 impl FunctionHandle {
     pub fn logical_id(&self) -> &str {
         &self.shared.logical_id
+    }
+
+    /// The running process, if one is up.
+    pub fn process(&self) -> Option<ProcessInfo> {
+        *self.shared.process.lock().expect("process lock")
+    }
+
+    /// Waits (up to `limit`) until a process has asked for its first event, and returns it.
+    pub async fn ready(&self, limit: Duration) -> Option<ProcessInfo> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(process) = self.process().filter(|p| p.first_poll.is_some()) {
+                return Some(process);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Sends `payload` to the function and waits for its response body.
@@ -123,6 +162,7 @@ pub fn start(
         queue: tokio::sync::Mutex::new(receiver),
         inflight: Mutex::new(HashMap::new()),
         kill: Notify::new(),
+        process: Mutex::new(None),
     });
     let handle = FunctionHandle {
         sender,
@@ -164,12 +204,14 @@ async fn supervise(spec: ProcessSpec, shared: Arc<Shared>, mut shutdown: watch::
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .kill_on_drop(true)
             // Its own process group: a terminal's Ctrl-C reaches the runner, which stops the
             // functions itself, instead of killing them mid-invocation first.
             .process_group(0);
+        match spec.output {
+            Output::Forward => command.stdout(Stdio::piped()).stderr(Stdio::piped()),
+            Output::Discard => command.stdout(Stdio::null()).stderr(Stdio::null()),
+        };
         for key in ["PATH", "HOME"] {
             if let Some(value) = std::env::var_os(key) {
                 command.env(key, value);
@@ -194,7 +236,14 @@ async fn supervise(spec: ProcessSpec, shared: Arc<Shared>, mut shutdown: watch::
         }
         let started = Instant::now();
         let mut child = match command.spawn() {
-            Ok(child) => child,
+            Ok(child) => {
+                *shared.process.lock().expect("process lock") = child.id().map(|pid| ProcessInfo {
+                    pid,
+                    spawned: started,
+                    first_poll: None,
+                });
+                child
+            }
             Err(error) => {
                 server.abort();
                 eprintln!("[{id}] cannot start {}: {error}", spec.executable.display());
@@ -248,6 +297,7 @@ async fn supervise(spec: ProcessSpec, shared: Arc<Shared>, mut shutdown: watch::
                 ("stopped".to_owned(), true)
             }
         };
+        *shared.process.lock().expect("process lock") = None;
         server.abort();
         let _ = server.await;
         if stopping {
@@ -361,6 +411,9 @@ async fn route(shared: &Arc<Shared>, request: http::Request<Incoming>) -> Respon
 }
 
 async fn next(shared: &Arc<Shared>) -> Response<Full<Bytes>> {
+    if let Some(process) = shared.process.lock().expect("process lock").as_mut() {
+        process.first_poll.get_or_insert_with(Instant::now);
+    }
     let pending = {
         let mut queue = shared.queue.lock().await;
         queue.recv().await
