@@ -24,6 +24,8 @@ use tokio::sync::watch;
 
 use crate::ops::{Api, Op};
 
+const UNUSED_QUEUE: &str = "http://127.0.0.1:9/000000000000/bench-unused";
+
 /// The environment a function binary is started with: what the template gives it, pointed at
 /// DynamoDB Local, with Lambda's own variables (as `make run` sets them).
 pub fn function_env(table: &str, dynamodb: &str) -> Vec<(String, String)> {
@@ -41,6 +43,10 @@ pub fn function_env(table: &str, dynamodb: &str) -> Vec<(String, String)> {
         ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
+        // Queues a function refuses to start without (accrue, rewards). The benchmark's members
+        // have no referrer and it creates no campaign, so nothing is ever sent to them.
+        ("REFERRAL_QUEUE_URL", UNUSED_QUEUE),
+        ("CAMPAIGN_DISPATCH_QUEUE_URL", UNUSED_QUEUE),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
