@@ -260,6 +260,35 @@ async fn a_refund_by_webhook_takes_the_bonus_back_once_and_ends_the_subscription
 }
 
 #[tokio::test]
+async fn a_refund_takes_back_what_the_period_granted_even_after_the_plan_bonus_changed() {
+    let p = pay_app(at(2027, 4, 3)).await;
+    let member = enrol(&p.app, &unique("m")).await;
+    started(&p, &member).await;
+    let intent = p.payments.payments()[0].1.id.clone();
+    assert_eq!(member_state(&p.app, &member).await.balance.available, 350);
+
+    // The merchant doubles the plan's bonus after this period was granted 250.
+    let mut document = p.app.program().await.expect("program").document.clone();
+    for plan in &mut document.plans {
+        plan.monthly_bonus_points *= 2;
+    }
+    let body = serde_json::to_vec(&document).expect("document");
+    p.app
+        .replace_program("test-admin", &body)
+        .await
+        .expect("program replaced");
+
+    let refunded = refund_event(&unique("evt"), "charge.refunded", &intent, &unique("re"));
+    let (status, _) = webhook(&p, &refunded).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        member_state(&p.app, &member).await.balance.available,
+        100,
+        "the 250 granted are taken back, not today's 500"
+    );
+}
+
+#[tokio::test]
 async fn a_dispute_by_webhook_ends_the_subscription_and_reverses_the_bonus() {
     let p = pay_app(at(2027, 4, 2)).await;
     let member = enrol(&p.app, &unique("m")).await;

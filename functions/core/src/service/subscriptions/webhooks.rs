@@ -18,6 +18,7 @@ use super::{charge_write, commit_failed, event, retryable, subscription_write, V
 use crate::error::{ApiError, ErrorCode};
 use crate::events::DomainEvent;
 use crate::ledger::{EntryType, LedgerEntry, Source};
+use crate::program::ReturnPolicy;
 use crate::ports::{Commit, Expect, Record, RecordWrite, Store};
 use crate::service::App;
 use crate::subscriptions::attempt::record_payment;
@@ -299,10 +300,25 @@ impl<S: Store> App<S> {
             return Ok(None);
         };
         let program = self.program().await?;
-        let bonus = program
-            .plan(&charge.plan_id)
-            .map_or(0, |p| p.monthly_bonus_points);
-        let points = bonus.min(member.balance.available.max(0));
+        // What the period actually granted (its entry, read by key), not what the plan grants
+        // today: a plan changed since must not take back more or less than was given.
+        let grant = Source::Subscription {
+            subscription_id: charge.subscription_id.clone(),
+            period: charge.period,
+        };
+        let granted = self
+            .store()
+            .entry(&charge.member_id, &grant.entry_id())
+            .await?
+            .map_or(0, |entry| entry.points.max(0));
+        // The money is already back with the customer, so a refund cannot be refused: `reject`
+        // stops at the balance like `cap_at_balance`; `allow_negative` takes it all.
+        let points = match program.document.return_policy {
+            ReturnPolicy::AllowNegative => granted,
+            ReturnPolicy::CapAtBalance | ReturnPolicy::Reject => {
+                granted.min(member.balance.available.max(0))
+            }
+        };
         let holds_plan = member
             .plan
             .as_ref()
