@@ -21,6 +21,7 @@ pub enum Operation {
     Campaign,
     Promotion,
     Reward,
+    Transfer,
 }
 
 impl Operation {
@@ -33,6 +34,7 @@ impl Operation {
             Self::Campaign => "campaign",
             Self::Promotion => "promotion",
             Self::Reward => "reward",
+            Self::Transfer => "transfer",
         }
     }
 }

@@ -59,6 +59,33 @@ pub enum Source {
         subscription_id: String,
         period: u32,
     },
+    /// One side of a transfer between members: both sides share the transfer id, and each
+    /// names the other member.
+    Transfer {
+        transfer_id: String,
+        direction: TransferDirection,
+        counterparty: MemberId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferDirection {
+    /// The sender's side: points leave.
+    Out,
+    /// The receiver's side: points arrive.
+    In,
+}
+
+impl TransferDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Out => "out",
+            Self::In => "in",
+        }
+    }
 }
 
 impl Source {
@@ -77,6 +104,11 @@ impl Source {
                 subscription_id,
                 period,
             } => format!("subscription:{subscription_id}:{period}"),
+            Self::Transfer {
+                transfer_id,
+                direction,
+                ..
+            } => format!("transfer:{transfer_id}:{}", direction.as_str()),
         }
     }
 }

@@ -53,7 +53,7 @@ impl Function {
                     | Route::ChangeSubscriptionPlan(_)
                     | Route::Referrals(_)
             ) | (Self::Accrue, Route::Accrue(_))
-                | (Self::Redeem, Route::Redeem(_))
+                | (Self::Redeem, Route::Redeem(_) | Route::Transfer(_))
                 | (
                     Self::Rewards,
                     Route::ListRewards
@@ -86,6 +86,7 @@ pub enum Route {
     Ledger(String),
     Accrue(String),
     Redeem(String),
+    Transfer(String),
     TierHistory(String),
     EvaluateTier(String),
     GrantTier(String),
@@ -114,7 +115,7 @@ const ENROL: Scopes = Scopes::of(&[Scope::Member, Scope::Pos]);
 const ACCRUE: Scopes = Scopes::of(&[Scope::Pos]);
 const REDEEM: Scopes = Scopes::of(&[Scope::Member, Scope::Pos, Scope::Support]);
 /// The member itself, or customer service acting on its behalf (a re-evaluation after a
-/// complaint, cancelling a membership over the phone).
+/// complaint, cancelling a membership over the phone, a transfer to a family member).
 const MEMBER_SELF_SERVICE: Scopes = Scopes::of(&[Scope::Member, Scope::Support]);
 const TIER_GRANT: Scopes = Scopes::of(&[Scope::Admin, Scope::Support]);
 const ADMIN_WRITE: Scopes = Scopes::of(&[Scope::Admin]);
@@ -134,6 +135,7 @@ impl Route {
             Route::Accrue(_) => ACCRUE,
             Route::Redeem(_) => REDEEM,
             Route::EvaluateTier(_)
+            | Route::Transfer(_)
             | Route::StartSubscription(_)
             | Route::ChangeSubscriptionPlan(_)
             | Route::CancelSubscription(_) => MEMBER_SELF_SERVICE,
@@ -156,6 +158,7 @@ impl Route {
             | Route::Ledger(id)
             | Route::Accrue(id)
             | Route::Redeem(id)
+            | Route::Transfer(id)
             | Route::TierHistory(id)
             | Route::EvaluateTier(id)
             | Route::GrantTier(id)
@@ -189,6 +192,10 @@ impl Route {
             ),
             ["v1", "members", id, "redemptions"] => (
                 Some(Route::Redeem((*id).to_owned())).filter(|_| method == Method::POST),
+                "POST",
+            ),
+            ["v1", "members", id, "transfers"] => (
+                Some(Route::Transfer((*id).to_owned())).filter(|_| method == Method::POST),
                 "POST",
             ),
             ["v1", "members", id, "tier-history"] => (

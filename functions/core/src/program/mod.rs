@@ -4,6 +4,7 @@
 
 mod earning;
 mod rewards;
+mod transfers;
 
 use std::collections::HashSet;
 
@@ -16,6 +17,7 @@ pub use earning::{
     PurchaseLine,
 };
 pub use rewards::{Reward, RewardKind};
+pub use transfers::{TransferDay, TransferPolicy};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ActionName, Category};
@@ -59,6 +61,9 @@ pub struct ProgramDocument {
     /// which a member enrols at the till is stamped a moment before the enrolment is recorded.
     #[serde(default = "default_checkout_grace_seconds")]
     pub checkout_grace_seconds: u32,
+    /// Whether and how much members may give each other; off by default.
+    #[serde(default)]
+    pub transfers: TransferPolicy,
 }
 
 /// Default of [`ProgramDocument::late_events_days`].
@@ -249,6 +254,9 @@ impl ProgramDocument {
                 format!("checkout_grace_seconds must be 0 to {MAX_CHECKOUT_GRACE_SECONDS}"),
             ));
         }
+        self.transfers
+            .validate(&self.tiers)
+            .map_err(|message| invalid("transfers", message))?;
         self.referrals
             .validate(self.currency)
             .map_err(|message| invalid("referrals", message))?;

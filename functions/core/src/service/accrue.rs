@@ -411,6 +411,7 @@ impl<S: Store> App<S> {
             stock: None,
             tier_change: tier_change.clone(),
             records: Vec::new(),
+            counterparts: Vec::new(),
             response,
             status: 201,
             duplicate,

@@ -15,6 +15,7 @@ mod referrals;
 mod retry;
 mod subscriptions;
 mod tiers;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub use subscriptions::{
     BillingBatch, BillingPlan, BillingResult, PlanChange, SubscriptionView, BILLING_CATCH_UP_DAYS,
     PENDING_LEASE,
 };
+pub use transfer::{TransferReceipt, TRANSFER_DAY};
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};

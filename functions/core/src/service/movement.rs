@@ -25,6 +25,9 @@ pub(crate) struct Movement<E> {
     pub tier_change: Option<TierChange>,
     /// Records written in the same transaction (a redemption, an order's earnings).
     pub records: Vec<RecordWrite>,
+    /// Other members' changes in the same transaction (a transfer's receiver), each under its
+    /// own version condition: a lost race on any of them retries the whole movement.
+    pub counterparts: Vec<Commit>,
     /// The response body, stored with the idempotency record so a retry answers it again.
     pub response: Value,
     /// The status the response is stored with (201 for every movement so far).
@@ -100,7 +103,9 @@ impl<S: Store> App<S> {
                 stock: movement.stock,
                 tier_change: movement.tier_change,
             };
-            match self.store().transact(vec![commit], movement.records).await {
+            let mut commits = vec![commit];
+            commits.extend(movement.counterparts);
+            match self.store().transact(commits, movement.records).await {
                 Ok(()) => Ok(Attempt::Done((
                     Outcome::Created(movement.response),
                     Some(movement.effects),

@@ -181,6 +181,7 @@ impl<S: Store> App<S> {
             }),
             tier_change: None,
             records: Vec::new(),
+            counterparts: Vec::new(),
             response,
             status: 201,
             duplicate: ApiError::new(
