@@ -66,6 +66,13 @@ pub enum Op {
         key: String,
         reward: String,
     },
+    /// `member` gives `points` to `to`.
+    Transfer {
+        member: String,
+        key: String,
+        to: String,
+        points: i64,
+    },
     StartSubscription {
         member: String,
         key: String,
@@ -273,6 +280,16 @@ impl Op {
                 let body = json!({ "reward_id": reward });
                 let id = member_id(member);
                 keyed(|| async { reply(app.redeem(&id, key(k), &body).await) }).await
+            }
+            Op::Transfer {
+                member,
+                key: k,
+                to,
+                points,
+            } => {
+                let body = json!({ "to_member_id": to, "points": points });
+                let id = member_id(member);
+                keyed(|| async { reply(app.transfer(&id, key(k), &body).await) }).await
             }
             Op::StartSubscription {
                 member,

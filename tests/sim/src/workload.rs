@@ -354,6 +354,13 @@ impl Gen {
             81..85 => Some(Op::EvaluateTier {
                 member: self.member()?,
             }),
+            // Sometimes to oneself or beyond the balance: those are refused, never paid.
+            85..89 => Some(Op::Transfer {
+                member: self.member()?,
+                key: self.id("k"),
+                to: self.member()?,
+                points: self.rng.random_range(5..400),
+            }),
             _ => Some(Op::Drain {
                 queue: *QueueName::ALL.choose(&mut self.rng)?,
                 max: self.rng.random_range(1..8),
