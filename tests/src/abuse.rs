@@ -101,6 +101,14 @@ pub enum Step {
         reason: Option<&'static str>,
         expect: Expect,
     },
+    /// `from` gives `points` to `to`.
+    Transfer {
+        from: &'static str,
+        to: &'static str,
+        key: &'static str,
+        points: Points,
+        expect: Expect,
+    },
     CreatePromotion {
         key: Option<&'static str>,
         body: Value,
@@ -466,6 +474,23 @@ impl<S: Store> World<S> {
                         .await;
                     Self::check(*expect, &result)
                 }
+                Step::Transfer {
+                    from,
+                    to,
+                    key,
+                    points,
+                    expect,
+                } => {
+                    let result = self
+                        .edge
+                        .transfer(
+                            &self.member(from),
+                            Some(idempotency_key(key)),
+                            &json!({ "to_member_id": self.member(to), "points": points }),
+                        )
+                        .await;
+                    Self::check(*expect, &result)
+                }
                 Step::CreatePromotion { key, body, expect } => {
                     let result = self
                         .admin
@@ -675,6 +700,8 @@ pub fn rows() -> Vec<Row> {
         returns_never_take_back_more_than_an_order_earned(),
         a_return_after_spending_stops_at_zero(),
         an_adjustment_needs_a_reason_and_a_retry_pays_once(),
+        a_transfer_moves_points_once_however_it_is_retried(),
+        members_sending_to_each_other_at_once_neither_overdraw_nor_deadlock(),
     ]
 }
 
@@ -1457,5 +1484,83 @@ fn a_promotion_limit_holds_against_20_parallel_orders() -> Row {
             Step::Parallel(orders),
         ],
         moved: vec![("a", WELCOME + 20 * 10 + 2 * 100)],
+    }
+}
+
+fn transfer(
+    from: &'static str,
+    to: &'static str,
+    key: &'static str,
+    points: Points,
+    expect: Expect,
+) -> Step {
+    Step::Transfer {
+        from,
+        to,
+        key,
+        points,
+        expect,
+    }
+}
+
+/// Issue 15: a transfer retried, reused with another amount, sent to oneself, over the
+/// program's maximum and over the balance (the shipped program: 10 to 5,000 per transfer).
+fn a_transfer_moves_points_once_however_it_is_retried() -> Row {
+    Row {
+        name: "a transfer moves points once however it is retried",
+        steps: vec![
+            enrol("a"),
+            enrol("b"),
+            purchase("a", "o-1", 1_000, None, Expect::Created),
+            transfer("a", "b", "gift", 50, Expect::Created),
+            transfer("a", "b", "gift", 50, Expect::Replayed),
+            transfer(
+                "a",
+                "b",
+                "gift",
+                60,
+                Expect::Refused(422, "idempotency_key_reused"),
+            ),
+            transfer(
+                "a",
+                "a",
+                "self",
+                10,
+                Expect::Refused(422, "transfer_to_self"),
+            ),
+            transfer(
+                "a",
+                "b",
+                "huge",
+                5_001,
+                Expect::Refused(422, "transfer_above_maximum"),
+            ),
+            transfer(
+                "a",
+                "b",
+                "broke",
+                61,
+                Expect::Refused(409, "insufficient_points"),
+            ),
+        ],
+        moved: vec![("a", WELCOME + 10 - 50), ("b", WELCOME + 50)],
+    }
+}
+
+/// Issue 15: A→B and B→A at once, each affordable in any order: all land, nothing is lost.
+fn members_sending_to_each_other_at_once_neither_overdraw_nor_deadlock() -> Row {
+    Row {
+        name: "members sending to each other at once neither overdraw nor deadlock",
+        steps: vec![
+            enrol("a"),
+            enrol("b"),
+            Step::Parallel(vec![
+                transfer("a", "b", "a-1", 60, Expect::Created),
+                transfer("b", "a", "b-1", 60, Expect::Created),
+                transfer("a", "b", "a-2", 40, Expect::Created),
+                transfer("b", "a", "b-2", 40, Expect::Created),
+            ]),
+        ],
+        moved: vec![("a", WELCOME), ("b", WELCOME)],
     }
 }

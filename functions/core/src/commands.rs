@@ -101,6 +101,40 @@ pub struct RedemptionRequest {
     pub reward_id: RewardId,
 }
 
+/// The longest note a transfer may carry.
+pub const MAX_TRANSFER_NOTE: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    pub to_member_id: MemberId,
+    pub points: crate::Points,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl TransferRequest {
+    /// The shape rules that need no program: a positive amount and a short printable note.
+    /// The program's limits are checked by the service.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if self.points < 1 {
+            return Err(ApiError::invalid("points", "points must be at least 1"));
+        }
+        if let Some(note) = &self.note {
+            if note.trim().is_empty()
+                || note.chars().count() > MAX_TRANSFER_NOTE
+                || note.chars().any(char::is_control)
+            {
+                return Err(ApiError::invalid(
+                    "note",
+                    format!("note must be 1 to {MAX_TRANSFER_NOTE} printable characters"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

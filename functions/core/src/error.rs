@@ -35,6 +35,16 @@ pub enum ErrorCode {
     PromotionAlreadyEnded,
     /// A counter (stock, uses, campaign totals, qualifying days) would pass its largest value.
     CounterOverflow,
+    /// Transfers: the program has them off, or one of its limits refuses this one.
+    TransfersDisabled,
+    TransferToSelf,
+    ReceiverNotFound,
+    ReceiverInactive,
+    TransferBelowMinimum,
+    TransferAboveMaximum,
+    TransferDailyCountExceeded,
+    TransferDailyPointsExceeded,
+    TransferTierNotAllowed,
     CurrencyMismatch,
     InvalidProgram,
     ProgramNotConfigured,
@@ -52,7 +62,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for what documents them (docs/openapi.yaml is checked against this list).
-    pub const ALL: [ErrorCode; 40] = [
+    pub const ALL: [ErrorCode; 49] = [
         Self::ValidationError,
         Self::InvalidJson,
         Self::PayloadTooLarge,
@@ -80,6 +90,15 @@ impl ErrorCode {
         Self::OccurredAtOutOfRange,
         Self::PromotionAlreadyEnded,
         Self::CounterOverflow,
+        Self::TransfersDisabled,
+        Self::TransferToSelf,
+        Self::ReceiverNotFound,
+        Self::ReceiverInactive,
+        Self::TransferBelowMinimum,
+        Self::TransferAboveMaximum,
+        Self::TransferDailyCountExceeded,
+        Self::TransferDailyPointsExceeded,
+        Self::TransferTierNotAllowed,
         Self::CurrencyMismatch,
         Self::InvalidProgram,
         Self::ProgramNotConfigured,
@@ -124,6 +143,15 @@ impl ErrorCode {
             Self::OccurredAtOutOfRange => "occurred_at_out_of_range",
             Self::PromotionAlreadyEnded => "promotion_already_ended",
             Self::CounterOverflow => "counter_overflow",
+            Self::TransfersDisabled => "transfers_disabled",
+            Self::TransferToSelf => "transfer_to_self",
+            Self::ReceiverNotFound => "receiver_not_found",
+            Self::ReceiverInactive => "receiver_inactive",
+            Self::TransferBelowMinimum => "transfer_below_minimum",
+            Self::TransferAboveMaximum => "transfer_above_maximum",
+            Self::TransferDailyCountExceeded => "transfer_daily_count_exceeded",
+            Self::TransferDailyPointsExceeded => "transfer_daily_points_exceeded",
+            Self::TransferTierNotAllowed => "transfer_tier_not_allowed",
             Self::CurrencyMismatch => "currency_mismatch",
             Self::InvalidProgram => "invalid_program",
             Self::ProgramNotConfigured => "program_not_configured",
@@ -172,6 +200,15 @@ impl ErrorCode {
             | Self::OccurredAtOutOfRange
             | Self::PromotionAlreadyEnded
             | Self::CounterOverflow
+            | Self::TransfersDisabled
+            | Self::TransferToSelf
+            | Self::ReceiverNotFound
+            | Self::ReceiverInactive
+            | Self::TransferBelowMinimum
+            | Self::TransferAboveMaximum
+            | Self::TransferDailyCountExceeded
+            | Self::TransferDailyPointsExceeded
+            | Self::TransferTierNotAllowed
             | Self::UnknownAction
             | Self::CurrencyMismatch
             | Self::InvalidProgram => 422,

@@ -23,6 +23,7 @@ pub enum Operation {
     Reward,
     Adjustment,
     Return,
+    Transfer,
 }
 
 impl Operation {
@@ -37,6 +38,7 @@ impl Operation {
             Self::Reward => "reward",
             Self::Adjustment => "adjustment",
             Self::Return => "return",
+            Self::Transfer => "transfer",
         }
     }
 }

@@ -84,6 +84,33 @@ pub enum Source {
         return_id: String,
         amount: Money,
     },
+    /// One side of a transfer between members: both sides share the transfer id, and each
+    /// names the other member.
+    Transfer {
+        transfer_id: String,
+        direction: TransferDirection,
+        counterparty: MemberId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferDirection {
+    /// The sender's side: points leave.
+    Out,
+    /// The receiver's side: points arrive.
+    In,
+}
+
+impl TransferDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Out => "out",
+            Self::In => "in",
+        }
+    }
 }
 
 impl Source {
@@ -111,6 +138,11 @@ impl Source {
                 return_id,
                 ..
             } => format!("return:{order_id}:{return_id}"),
+            Self::Transfer {
+                transfer_id,
+                direction,
+                ..
+            } => format!("transfer:{transfer_id}:{}", direction.as_str()),
         }
     }
 }

@@ -19,6 +19,8 @@ use crate::Points;
 #[serde(rename_all = "snake_case")]
 pub enum MemberStatus {
     Active,
+    /// Closed by the operator: the member keeps its ledger but receives no transfers.
+    Deactivated,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -274,6 +274,13 @@ async fn dispatch<S: Store>(
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
             Ok(outcome(app.redeem(&member, key, &body).await?))
         }
+        Route::Transfer(id) => {
+            query(request, &[])?;
+            let member = MemberId::parse(&id)?;
+            let key = idempotency_key(request, principal)?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            Ok(outcome(app.transfer(&member, key, &body).await?))
+        }
         Route::TierHistory(id) => {
             let params = query(request, &["limit", "cursor"])?;
             let limit = body::limit(&params)?;

@@ -57,7 +57,7 @@ impl Function {
                     | Route::StripeWebhook
                     | Route::Referrals(_)
             ) | (Self::Accrue, Route::Accrue(_) | Route::Return(_))
-                | (Self::Redeem, Route::Redeem(_))
+                | (Self::Redeem, Route::Redeem(_) | Route::Transfer(_))
                 | (
                     Self::Rewards,
                     Route::ListRewards
@@ -90,6 +90,7 @@ pub enum Route {
     Ledger(String),
     Accrue(String),
     Redeem(String),
+    Transfer(String),
     TierHistory(String),
     EvaluateTier(String),
     GrantTier(String),
@@ -125,7 +126,7 @@ const ENROL: Scopes = Scopes::of(&[Scope::Member, Scope::Pos]);
 const ACCRUE: Scopes = Scopes::of(&[Scope::Pos]);
 const REDEEM: Scopes = Scopes::of(&[Scope::Member, Scope::Pos, Scope::Support]);
 /// The member itself, or customer service acting on its behalf (a re-evaluation after a
-/// complaint, cancelling a membership over the phone).
+/// complaint, cancelling a membership over the phone, a transfer to a family member).
 const MEMBER_SELF_SERVICE: Scopes = Scopes::of(&[Scope::Member, Scope::Support]);
 /// The member's own billing history, or customer service answering a question about a charge.
 const MEMBER_BILLING_READ: Scopes = Scopes::of(&[Scope::Member, Scope::Support]);
@@ -151,6 +152,7 @@ impl Route {
             Route::Accrue(_) => ACCRUE,
             Route::Redeem(_) => REDEEM,
             Route::EvaluateTier(_)
+            | Route::Transfer(_)
             | Route::StartSubscription(_)
             | Route::ChangeSubscriptionPlan(_)
             | Route::ReplaceSubscriptionCard(_)
@@ -177,6 +179,7 @@ impl Route {
             | Route::Ledger(id)
             | Route::Accrue(id)
             | Route::Redeem(id)
+            | Route::Transfer(id)
             | Route::TierHistory(id)
             | Route::EvaluateTier(id)
             | Route::GrantTier(id)
@@ -212,6 +215,7 @@ impl Route {
             Route::GrantTier(_) => "grant_tier",
             Route::Adjust(_) => "adjust",
             Route::Return(_) => "return",
+            Route::Transfer(_) => "transfer",
             Route::StartSubscription(_) => "start_subscription",
             Route::GetSubscription(_) => "get_subscription",
             Route::CancelSubscription(_) => "cancel_subscription",
@@ -252,6 +256,10 @@ impl Route {
             ),
             ["v1", "members", id, "returns"] => (
                 Some(Route::Return((*id).to_owned())).filter(|_| method == Method::POST),
+                "POST",
+            ),
+            ["v1", "members", id, "transfers"] => (
+                Some(Route::Transfer((*id).to_owned())).filter(|_| method == Method::POST),
                 "POST",
             ),
             ["v1", "members", id, "tier-history"] => (

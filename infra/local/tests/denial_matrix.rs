@@ -292,6 +292,9 @@ fn body_for(route: &HttpRoute, member: &str) -> Value {
             "amount": { "minor": 1250, "currency": "USD" },
         }),
         "POST /v1/members/{member_id}/redemptions" => json!({ "reward_id": "free-coffee" }),
+        "POST /v1/members/{member_id}/transfers" => {
+            json!({ "to_member_id": format!("receiver-{unique}"), "points": 10 })
+        }
         "POST /v1/members/{member_id}/subscription" => {
             json!({ "plan_id": "plus", "payment_method": "pm_card_visa" })
         }

@@ -342,6 +342,44 @@ impl Checker {
                 Ok(())
             }
             (
+                Op::Transfer {
+                    member, key, to, ..
+                },
+                Reply::Created(body) | Reply::Replayed(body),
+            ) => {
+                self.remember("transfer", member, key, body)?;
+                let transfer_id = body["transfer_id"].as_str().unwrap_or_default();
+                let out = format!("transfer:{transfer_id}:out");
+                let incoming = format!("transfer:{transfer_id}:in");
+                if !self.has_entry(member, &out) || !self.has_entry(to, &incoming) {
+                    return fail(format!(
+                        "{member}: transfer {transfer_id} to {to} lacks a side in the ledgers"
+                    ));
+                }
+                Ok(())
+            }
+            (
+                Op::Transfer {
+                    member, to, points, ..
+                },
+                Reply::Failed(code, _),
+            ) => {
+                let fine = match code {
+                    ErrorCode::TransferToSelf => member == to,
+                    ErrorCode::ValidationError | ErrorCode::TransferBelowMinimum => *points < 10,
+                    ErrorCode::ReceiverNotFound => !members_before.contains(to.as_str()),
+                    ErrorCode::InsufficientPoints
+                    | ErrorCode::TransferDailyCountExceeded
+                    | ErrorCode::TransferDailyPointsExceeded => true,
+                    c => transient(*c) || missing(member, *c),
+                };
+                if fine {
+                    Ok(())
+                } else {
+                    fail(format!("transfer refused with {}", code.as_str()))
+                }
+            }
+            (
                 Op::StartSubscription { member, key, .. },
                 Reply::Created(body) | Reply::Replayed(body),
             ) => self.remember("subscription", member, key, body),
@@ -500,6 +538,8 @@ impl Checker {
         let mut keys_paid: BTreeMap<String, String> = BTreeMap::new();
         let mut redeemed: BTreeMap<String, u32> = BTreeMap::new();
         let mut campaign_totals: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+        // Per transfer, its sides as (member, counterparty, points): exactly one out and one in.
+        let mut transfers: BTreeMap<String, Vec<(String, String, i64)>> = BTreeMap::new();
         for (id, known) in &self.members {
             let member = world
                 .inner_store()
@@ -549,6 +589,20 @@ impl Checker {
                         *redeemed.entry(reward_id.as_str().to_owned()).or_default() += 1;
                         None
                     }
+                    Source::Transfer {
+                        transfer_id,
+                        counterparty,
+                        ..
+                    } => {
+                        transfers.entry(transfer_id.clone()).or_default().push((
+                            id.clone(),
+                            counterparty.as_str().to_owned(),
+                            entry.points,
+                        ));
+                        // Each side's id is unique within its member's ledger by construction;
+                        // the pairing below checks the two sides across members.
+                        None
+                    }
                     _ => None,
                 };
                 if let Some(key) = business_key {
@@ -573,6 +627,7 @@ impl Checker {
             self.check_counters(id, &member, &entries, &program)?;
             self.check_tier(id, &member, &entries, &program, now)?;
         }
+        check_transfers_conserve(&transfers)?;
         for (request, payment) in world.payments().payments() {
             let paid = world.payments().succeeded_for(&request.charge_id);
             if paid > 1 {
@@ -1064,6 +1119,27 @@ fn check_returns(id: &str, entries: &[LedgerEntry]) -> Result<(), Violation> {
             return fail(format!(
                 "{id}: order {} took back {back} on {} which earned {paid}",
                 line.0, line.1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every transfer has exactly one side in each of its two members' ledgers, each naming the
+/// other, and the two sides sum to zero: transfers move points, never make or lose them.
+fn check_transfers_conserve(
+    transfers: &BTreeMap<String, Vec<(String, String, i64)>>,
+) -> Result<(), Violation> {
+    for (transfer_id, sides) in transfers {
+        let paired = match sides.as_slice() {
+            [(a, a_other, a_points), (b, b_other, b_points)] => {
+                a == b_other && b == a_other && a != b && a_points + b_points == 0
+            }
+            _ => false,
+        };
+        if !paired {
+            return fail(format!(
+                "transfer {transfer_id} does not conserve points: sides {sides:?}"
             ));
         }
     }

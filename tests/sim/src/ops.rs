@@ -80,6 +80,13 @@ pub enum Op {
         key: String,
         points: i64,
     },
+    /// `member` gives `points` to `to`.
+    Transfer {
+        member: String,
+        key: String,
+        to: String,
+        points: i64,
+    },
     StartSubscription {
         member: String,
         key: String,
@@ -311,6 +318,16 @@ impl Op {
                     json!({ "points": points, "reason": "Simulated goodwill or correction" });
                 let id = member_id(member);
                 keyed(|| async { reply(app.adjust(ADMIN, &id, key(k), &body).await) }).await
+            }
+            Op::Transfer {
+                member,
+                key: k,
+                to,
+                points,
+            } => {
+                let body = json!({ "to_member_id": to, "points": points });
+                let id = member_id(member);
+                keyed(|| async { reply(app.transfer(&id, key(k), &body).await) }).await
             }
             Op::StartSubscription {
                 member,

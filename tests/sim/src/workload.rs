@@ -383,6 +383,13 @@ impl Gen {
                 points: self.rng.random_range(-300..=300_i64).max(1),
             }),
             87..91 => self.give_back(),
+            // Sometimes to oneself or beyond the balance: those are refused, never paid.
+            91..94 => Some(Op::Transfer {
+                member: self.member()?,
+                key: self.id("k"),
+                to: self.member()?,
+                points: self.rng.random_range(5..400),
+            }),
             _ => Some(Op::Drain {
                 queue: *QueueName::ALL.choose(&mut self.rng)?,
                 max: self.rng.random_range(1..8),

@@ -4,6 +4,7 @@
 
 mod earning;
 mod rewards;
+mod transfers;
 
 use std::collections::HashSet;
 
@@ -16,6 +17,7 @@ pub use earning::{
     PurchaseLine,
 };
 pub use rewards::{Reward, RewardKind};
+pub use transfers::{TransferDay, TransferPolicy};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ActionName, Category};
@@ -63,6 +65,9 @@ pub struct ProgramDocument {
     /// member has already spent them.
     #[serde(default)]
     pub return_policy: ReturnPolicy,
+    /// Whether and how much members may give each other; off by default.
+    #[serde(default)]
+    pub transfers: TransferPolicy,
 }
 
 /// What taking back points a member has already spent does. The ledger is exact under each:
@@ -284,6 +289,9 @@ impl ProgramDocument {
                 format!("checkout_grace_seconds must be 0 to {MAX_CHECKOUT_GRACE_SECONDS}"),
             ));
         }
+        self.transfers
+            .validate(&self.tiers)
+            .map_err(|message| invalid("transfers", message))?;
         self.referrals
             .validate(self.currency)
             .map_err(|message| invalid("referrals", message))?;

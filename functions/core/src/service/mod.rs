@@ -17,6 +17,7 @@ mod retry;
 mod returns;
 mod subscriptions;
 mod tiers;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub use subscriptions::{
     PeriodCharges, PlanChange, SubscriptionView, WebhookReceipt, WebhookResult,
     BILLING_CATCH_UP_DAYS, PENDING_LEASE, PROVIDER_EVENT_KIND, SUBSCRIPTIONS_PER_MESSAGE,
 };
+pub use transfer::{TransferReceipt, TRANSFER_DAY};
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
