@@ -18,8 +18,8 @@ use super::{charge_write, commit_failed, event, retryable, subscription_write, V
 use crate::error::{ApiError, ErrorCode};
 use crate::events::DomainEvent;
 use crate::ledger::{EntryType, LedgerEntry, Source};
-use crate::program::ReturnPolicy;
 use crate::ports::{Commit, Expect, Record, RecordWrite, Store};
+use crate::program::ReturnPolicy;
 use crate::service::App;
 use crate::subscriptions::attempt::record_payment;
 use crate::subscriptions::payments::{Payment, PaymentOutcome};
