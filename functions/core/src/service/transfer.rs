@@ -147,10 +147,10 @@ impl<S: Store> App<S> {
         let program = self.program_at_least(program_stamp).await?;
         let receiver_id = &request.to_member_id;
         let counter_id = day_counter_id(&sender.member_id, now.date_naive());
-        let (receiver, counter) = tokio::try_join!(
-            self.store().member(receiver_id),
-            self.store().record(TRANSFER_DAY, &counter_id),
-        )?;
+        // One store call at a time: a request stays one sequence of calls, so its interleavings
+        // with other requests are the ones the simulator's scheduler explores.
+        let receiver = self.store().member(receiver_id).await?;
+        let counter = self.store().record(TRANSFER_DAY, &counter_id).await?;
         let sent_today: TransferDay = match &counter {
             Some(record) => record.parse()?,
             None => TransferDay::default(),
