@@ -7,7 +7,13 @@ use loyalty_http::{Access, Route, Scope};
 use loyalty_tests::repo_root;
 use serde_yaml::Value;
 
-const PUBLIC_ROUTES: [&str; 2] = ["GET /v1/program", "GET /v1/rewards"];
+/// Public by design: the catalogue and the program, and Stripe's webhook (whose signature is
+/// its credential).
+const PUBLIC_ROUTES: [&str; 3] = [
+    "GET /v1/program",
+    "GET /v1/rewards",
+    "POST /v1/webhooks/stripe",
+];
 const AUTHORIZER: &str = "LoyaltyJwt";
 
 fn template() -> Value {
