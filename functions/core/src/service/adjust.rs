@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{missing_key, parse_body, to_json, App, Keyed, Movement, Outcome, Read};
+use super::{missing_key, parse_body, to_json, App, Movement, Outcome, Read};
 use crate::error::{ApiError, ErrorCode};
-use crate::idempotency::{derived_id, fingerprint, IdempotencyScope, Operation};
+use crate::idempotency::{derived_id, Operation};
 use crate::ids::{IdempotencyKey, MemberId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::member::Balance;
@@ -78,22 +78,10 @@ impl<S: Store> App<S> {
         let request = parse_body::<AdjustmentRequest>(body)?.validated()?;
         let key = key.ok_or_else(|| missing_key("adjustments need"))?;
         let adjustment_id = derived_id("adj_", Operation::Adjustment, &key);
-        let scope = IdempotencyScope {
-            operation: Operation::Adjustment,
-            key,
-        };
-        let fingerprint = fingerprint(Operation::Adjustment, body);
-        let keyed = Keyed {
-            member_id,
-            scope: Some(&scope),
-            fingerprint: &fingerprint,
-        };
-        let (outcome, _) = self
-            .keyed_movement(keyed, |read| {
-                self.adjustment_rules(read, actor, &adjustment_id, &request)
-            })
-            .await?;
-        Ok(outcome)
+        self.keyed_request(member_id, Operation::Adjustment, key, body, |read| {
+            self.adjustment_rules(read, actor, &adjustment_id, &request)
+        })
+        .await
     }
 
     async fn adjustment_rules(

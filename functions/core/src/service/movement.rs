@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::{member_not_found, App, Attempt, Outcome};
 use crate::error::ApiError;
-use crate::idempotency::{IdempotencyRecord, IdempotencyScope};
-use crate::ids::MemberId;
+use crate::idempotency::{fingerprint, IdempotencyRecord, IdempotencyScope, Operation};
+use crate::ids::{IdempotencyKey, MemberId};
 use crate::ledger::LedgerEntry;
 use crate::member::Member;
 use crate::ports::{Commit, RecordWrite, StockClaim, Store};
@@ -53,6 +53,30 @@ pub(crate) struct Read {
 }
 
 impl<S: Store> App<S> {
+    /// The movement a keyed request asks for: `operation` and `key` name it, `body` is what a
+    /// retry under the same key must repeat. Answers the outcome only.
+    pub(crate) async fn keyed_request<E, Fut>(
+        &self,
+        member_id: &MemberId,
+        operation: Operation,
+        key: IdempotencyKey,
+        body: &Value,
+        rules: impl Fn(Read) -> Fut,
+    ) -> Result<Outcome, ApiError>
+    where
+        Fut: std::future::Future<Output = Result<Movement<E>, ApiError>>,
+    {
+        let fingerprint = fingerprint(operation, body);
+        let scope = IdempotencyScope { operation, key };
+        let keyed = Keyed {
+            member_id,
+            scope: Some(&scope),
+            fingerprint: &fingerprint,
+        };
+        let (outcome, _) = self.keyed_movement(keyed, rules).await?;
+        Ok(outcome)
+    }
+
     /// Runs a movement's `rules` on the keyed-movement path. Returns the outcome, and the
     /// movement's effects when this call wrote it.
     pub(crate) async fn keyed_movement<E, Fut>(

@@ -3,10 +3,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{missing_key, parse_body, to_json, App, Keyed, Movement, Outcome, Read};
+use super::{missing_key, parse_body, to_json, App, Movement, Outcome, Read};
 use crate::commands::RedemptionRequest;
 use crate::error::{ApiError, ErrorCode};
-use crate::idempotency::{fingerprint, IdempotencyScope, Operation};
+use crate::idempotency::Operation;
 use crate::ids::{random_crockford, IdempotencyKey, MemberId, RewardId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::member::Balance;
@@ -55,22 +55,10 @@ impl<S: Store> App<S> {
         let request: RedemptionRequest = parse_body(body)?;
         let key = key.ok_or_else(|| missing_key("redemptions need"))?;
         let redemption_id = redemption_id(member_id, &key);
-        let scope = IdempotencyScope {
-            operation: Operation::Redemption,
-            key,
-        };
-        let fingerprint = fingerprint(Operation::Redemption, body);
-        let keyed = Keyed {
-            member_id,
-            scope: Some(&scope),
-            fingerprint: &fingerprint,
-        };
-        let (outcome, _) = self
-            .keyed_movement(keyed, |read| {
-                self.redemption_rules(read, &request, &redemption_id)
-            })
-            .await?;
-        Ok(outcome)
+        self.keyed_request(member_id, Operation::Redemption, key, body, |read| {
+            self.redemption_rules(read, &request, &redemption_id)
+        })
+        .await
     }
 
     /// A redemption's rules: the reward must be redeemable by this member now, within its

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::accrue::purchase_lines;
-use super::{missing_key, parse_body, to_json, App, Keyed, Movement, Outcome, Read};
+use super::{missing_key, parse_body, to_json, App, Movement, Outcome, Read};
 use crate::commands::ItemRequest;
 use crate::error::{ApiError, ErrorCode};
-use crate::idempotency::{fingerprint, IdempotencyScope, Operation};
+use crate::idempotency::Operation;
 use crate::ids::{IdempotencyKey, MemberId, OrderId, ReturnId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::member::Balance;
@@ -120,23 +120,11 @@ impl<S: Store> App<S> {
             ));
         }
         let key = key.ok_or_else(|| missing_key("returns need"))?;
-        let scope = IdempotencyScope {
-            operation: Operation::Return,
-            key,
-        };
-        let fingerprint = fingerprint(Operation::Return, body);
         let order_entry = Source::order_entry_id(&request.order_id);
-        let keyed = Keyed {
-            member_id,
-            scope: Some(&scope),
-            fingerprint: &fingerprint,
-        };
-        let (outcome, _) = self
-            .keyed_movement(keyed, |read| {
-                self.return_rules(read, &request, &order_entry)
-            })
-            .await?;
-        Ok(outcome)
+        self.keyed_request(member_id, Operation::Return, key, body, |read| {
+            self.return_rules(read, &request, &order_entry)
+        })
+        .await
     }
 
     async fn return_rules(

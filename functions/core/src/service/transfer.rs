@@ -9,10 +9,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{missing_key, parse_body, to_json, App, Keyed, Movement, Outcome, Read};
+use super::{missing_key, parse_body, to_json, App, Movement, Outcome, Read};
 use crate::commands::TransferRequest;
 use crate::error::{ApiError, ErrorCode};
-use crate::idempotency::{fingerprint, IdempotencyScope, Operation};
+use crate::idempotency::Operation;
 use crate::ids::{IdempotencyKey, MemberId};
 use crate::ledger::{EntryType, LedgerEntry, Source, TransferDirection};
 use crate::member::{Balance, Member, MemberStatus};
@@ -113,22 +113,10 @@ impl<S: Store> App<S> {
             ));
         }
         let transfer_id = transfer_id(member_id, &key);
-        let scope = IdempotencyScope {
-            operation: Operation::Transfer,
-            key,
-        };
-        let fingerprint = fingerprint(Operation::Transfer, body);
-        let keyed = Keyed {
-            member_id,
-            scope: Some(&scope),
-            fingerprint: &fingerprint,
-        };
-        let (outcome, _) = self
-            .keyed_movement(keyed, |read| {
-                self.transfer_rules(read, &request, &transfer_id)
-            })
-            .await?;
-        Ok(outcome)
+        self.keyed_request(member_id, Operation::Transfer, key, body, |read| {
+            self.transfer_rules(read, &request, &transfer_id)
+        })
+        .await
     }
 
     /// A transfer's rules: the program allows it for this sender today, the receiver exists and
