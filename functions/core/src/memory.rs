@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use crate::events::catalog::Change;
 use crate::idempotency::{IdempotencyRecord, IdempotencyScope};
 use crate::ids::{MemberId, ReferralCode, RewardId};
 use crate::ledger::LedgerEntry;
@@ -32,6 +33,9 @@ struct State {
     tier_history: HashMap<MemberId, Vec<TierChange>>,
     records: HashMap<(String, String), Record>,
     commits: u64,
+    /// The change feed (what the table's stream reports): every item a commit wrote, in commit
+    /// order, not yet taken by [`MemoryStore::take_changes`].
+    feed: Vec<Change>,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +61,12 @@ impl MemoryStore {
     /// How many commits were applied; tests use it to prove a request wrote nothing.
     pub fn commits(&self) -> u64 {
         self.state().commits
+    }
+
+    /// The changes committed since the last call, oldest first, as the table's stream would
+    /// deliver them to the consumer (see [`crate::App::relay_all`]).
+    pub fn take_changes(&self) -> Vec<Change> {
+        std::mem::take(&mut self.state().feed)
     }
 }
 
@@ -135,10 +145,14 @@ impl MemberStore for MemoryStore {
             state.apply(commit);
         }
         for write in records {
-            state.records.insert(
+            let before = state.records.insert(
                 (write.record.kind.clone(), write.record.id.clone()),
-                write.record,
+                write.record.clone(),
             );
+            state.feed.push(Change::Record {
+                before,
+                after: write.record,
+            });
         }
         state.commits += 1;
         Ok(())
@@ -207,6 +221,10 @@ impl State {
             self.idempotency.insert((id.clone(), key), record);
         }
         if let Some(change) = commit.tier_change {
+            self.feed.push(Change::Tier {
+                member_id: id.clone(),
+                change: change.clone(),
+            });
             self.tier_history
                 .entry(id.clone())
                 .or_default()
@@ -218,12 +236,15 @@ impl State {
             }
             self.entry_ids
                 .insert((id.clone(), entry.entry_id.clone()), entry.seq);
+            self.feed.push(Change::Entry(Box::new(entry.clone())));
             self.ledgers
                 .entry(id.clone())
                 .or_default()
                 .insert(entry.seq, entry);
         }
-        self.members.insert(id, commit.member);
+        let after = Box::new(commit.member.clone());
+        let before = self.members.insert(id, commit.member).map(Box::new);
+        self.feed.push(Change::Member { before, after });
     }
 }
 

@@ -12,6 +12,7 @@ mod ledger;
 mod members;
 mod program;
 mod records;
+pub mod stream;
 mod tiers;
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@ mod admin_keys;
 mod campaigns;
 mod due;
 mod enrol;
+mod outbox;
 mod program_admin;
 mod promotions;
 mod queries;
@@ -24,6 +25,7 @@ use tokio::sync::RwLock;
 use tokio::time::Instant;
 
 pub use accrue::AccrualReceipt;
+pub use outbox::{RelayError, Relayed};
 pub use redeem::RedemptionReceipt;
 pub use referrals::{
     ReferralError, ReferralMessage, ReferralOutcome, SweepReport, SWEEP_CATCH_UP_DAYS,
