@@ -310,3 +310,71 @@ async fn an_item_that_does_not_parse_is_reported_so_it_ends_in_the_on_failure_de
         json!([{ "itemIdentifier": format!("{:021}", 1) }])
     );
 }
+
+#[tokio::test]
+async fn a_season_promotion_whose_writer_died_after_the_commit_is_still_announced() {
+    // Simulator seed 588: the hourly run committed the season's promotion and lost the reply, so
+    // it never republished the program; a later run finds the record and does nothing. The stream
+    // carries the committed record anyway, and the outbox announces it.
+    use loyalty_core::ports::{
+        Expect, MemberStore, ProgramStore, Record, RecordStore, RecordWrite,
+    };
+    let events = Arc::new(MemoryQueue::default());
+    let app = app(events.clone());
+    let before = app.program().await.expect("program").version;
+    app.store().take_changes();
+    let at = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+    let body = json!({
+        "promotion_id": "season-bf-2026", "name": "Black Friday double points",
+        "reward": serde_json::to_value(loyalty_core::promotions::PromotionReward::Multiplier { percent: 200 }).unwrap(),
+        "starts_at": at, "ends_at": at + chrono::Duration::days(3),
+        "status": "active",
+        "source": serde_json::to_value(loyalty_core::promotions::PromotionSource::Season { season_id: "bf".into(), year: 2026 }).unwrap(),
+        "created_at": at
+    });
+    let record = Record {
+        kind: loyalty_core::promotions::RECORD_KIND.into(),
+        id: "season-bf-2026".into(),
+        owner: None,
+        version: 1,
+        due: None,
+        body,
+    };
+    app.store()
+        .transact(
+            Vec::new(),
+            vec![RecordWrite {
+                record,
+                expect: Expect::Absent,
+            }],
+        )
+        .await
+        .expect("committed; the writer dies here");
+    assert!(app
+        .store()
+        .record("promotion", "season-bf-2026")
+        .await
+        .unwrap()
+        .is_some());
+    app.relay_all(app.store().take_changes())
+        .await
+        .expect("relayed");
+    let after = app
+        .store()
+        .active_program()
+        .await
+        .unwrap()
+        .expect("program")
+        .version;
+    assert!(
+        after > before,
+        "the catalog change was announced: version {before} → {after}"
+    );
+    let sent = bodies(&events);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["type"], "promotion.opened");
+    assert_eq!(
+        sent[0]["event_id"],
+        "promotion.opened:promotion:season-bf-2026:v1"
+    );
+}

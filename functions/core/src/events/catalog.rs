@@ -426,3 +426,246 @@ fn redemption(before: Option<&Record>, after: &Record, derived: &mut Derived) {
         after.body.clone(),
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, TimeZone, Utc};
+
+    use super::*;
+    use crate::campaigns::{Audience, Counters};
+    use crate::promotions::{PromotionReward, PromotionSource};
+    use crate::referrals::ReferralPolicy;
+    use crate::subscriptions::Dunning;
+
+    fn at(day: u32) -> chrono::DateTime<chrono::Utc> {
+        Utc.with_ymd_and_hms(2026, 3, day, 12, 0, 0).unwrap()
+    }
+
+    fn rec<T: serde::Serialize>(kind: &str, id: &str, version: u64, body: &T) -> Record {
+        Record {
+            kind: kind.into(),
+            id: id.into(),
+            owner: None,
+            version,
+            due: None,
+            body: serde_json::to_value(body).unwrap(),
+        }
+    }
+
+    fn types(derived: &Derived) -> Vec<&'static str> {
+        derived.events.iter().map(|e| e.event_type).collect()
+    }
+
+    fn subscription(status: SubscriptionStatus, period: u32) -> Subscription {
+        Subscription {
+            subscription_id: "s-1".into(),
+            member_id: MemberId::parse("ada").unwrap(),
+            plan_id: "plus".into(),
+            next_plan_id: None,
+            status,
+            payment_method: "pm_card_visa".into(),
+            anchor: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
+            period,
+            cancel_at_period_end: false,
+            dunning: None,
+            created_at: at(2),
+            updated_at: at(2),
+        }
+    }
+
+    fn sub_change(was: &Subscription, now: &Subscription, version: u64) -> Derived {
+        derive(&Change::Record {
+            before: Some(rec("subscription", "s-1", version - 1, was)),
+            after: rec("subscription", "s-1", version, now),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_subscription_announces_each_move_of_its_lifecycle_once() {
+        let incomplete = subscription(SubscriptionStatus::Incomplete, 0);
+        let active = subscription(SubscriptionStatus::Active, 1);
+        assert_eq!(
+            types(&sub_change(&incomplete, &active, 2)),
+            ["subscription.started"]
+        );
+        let renewed = subscription(SubscriptionStatus::Active, 2);
+        assert_eq!(
+            types(&sub_change(&active, &renewed, 3)),
+            ["subscription.renewed"]
+        );
+        let mut past_due = subscription(SubscriptionStatus::PastDue, 2);
+        past_due.dunning = Some(Dunning {
+            period: 3,
+            first_failed_on: NaiveDate::from_ymd_opt(2026, 5, 2).unwrap(),
+            failed_attempts: 1,
+            next_retry_on: NaiveDate::from_ymd_opt(2026, 5, 3).unwrap(),
+        });
+        assert_eq!(
+            types(&sub_change(&renewed, &past_due, 4)),
+            ["subscription.past_due"]
+        );
+        // The same write delivered again: same event, same id.
+        assert_eq!(
+            sub_change(&renewed, &past_due, 4),
+            sub_change(&renewed, &past_due, 4)
+        );
+        // A write that moves nothing announces nothing.
+        assert!(types(&sub_change(&past_due, &past_due, 5)).is_empty());
+        let mut lapsed = past_due.clone();
+        lapsed.status = SubscriptionStatus::Lapsed;
+        assert_eq!(
+            types(&sub_change(&past_due, &lapsed, 6)),
+            ["subscription.lapsed"]
+        );
+        let mut canceling = renewed.clone();
+        canceling.cancel_at_period_end = true;
+        assert_eq!(
+            types(&sub_change(&renewed, &canceling, 7)),
+            ["subscription.canceled"]
+        );
+        let mut canceled = canceling.clone();
+        canceled.status = SubscriptionStatus::Canceled;
+        assert!(types(&sub_change(&canceling, &canceled, 8)).is_empty());
+    }
+
+    #[test]
+    fn a_referral_is_announced_when_it_is_rewarded_or_rejected() {
+        let referrer = MemberId::parse("ada").unwrap();
+        let referee = MemberId::parse("bob").unwrap();
+        let pending = Referral::pending(&referrer, &referee, &ReferralPolicy::default(), at(2));
+        let mut rewarded = pending.clone();
+        rewarded.status = ReferralStatus::Rewarded;
+        rewarded.decided_at = Some(at(3));
+        let derived = derive(&Change::Record {
+            before: Some(rec("referral", &pending.referral_id, 1, &pending)),
+            after: rec("referral", &pending.referral_id, 2, &rewarded),
+        })
+        .unwrap();
+        assert_eq!(types(&derived), ["referral.rewarded"]);
+        assert_eq!(derived.events[0].member_id.as_ref(), Some(&referrer));
+        let mut rejected = pending.clone();
+        rejected.status = ReferralStatus::Rejected;
+        let derived = derive(&Change::Record {
+            before: Some(rec("referral", &pending.referral_id, 1, &pending)),
+            after: rec("referral", &pending.referral_id, 2, &rejected),
+        })
+        .unwrap();
+        assert_eq!(types(&derived), ["referral.rejected"]);
+    }
+
+    fn campaign(status: CampaignStatus, pages: u64, counters: Counters) -> Campaign {
+        Campaign {
+            campaign_id: "c-1".into(),
+            name: "Spring".into(),
+            points: 100,
+            audience: Audience::Tier("gold".into()),
+            budget_points: None,
+            reason: "spring".into(),
+            status,
+            created_at: at(2),
+            created_by: Some("admin".into()),
+            canceled_by: None,
+            pages_dispatched: pages,
+            counters,
+        }
+    }
+
+    #[test]
+    fn a_new_campaign_starts_its_dispatch_and_announces_completion_once() {
+        let new = campaign(CampaignStatus::Dispatching, 0, Counters::default());
+        let derived = derive(&Change::Record {
+            before: None,
+            after: rec("campaign", "c-1", 1, &new),
+        })
+        .unwrap();
+        assert_eq!(
+            derived.follow_ups,
+            [FollowUp::DispatchCampaign {
+                campaign_id: "c-1".into()
+            }]
+        );
+        let counters = Counters {
+            targeted: 2,
+            granted: 2,
+            ..Counters::default()
+        };
+        let dispatched = campaign(CampaignStatus::Dispatched, 1, counters);
+        let derived = derive(&Change::Record {
+            before: Some(rec("campaign", "c-1", 1, &new)),
+            after: rec("campaign", "c-1", 2, &dispatched),
+        })
+        .unwrap();
+        assert_eq!(types(&derived), ["campaign.completed"]);
+        assert!(
+            derived.follow_ups.is_empty(),
+            "an existing campaign is not dispatched again"
+        );
+        let again = derive(&Change::Record {
+            before: Some(rec("campaign", "c-1", 2, &dispatched)),
+            after: rec("campaign", "c-1", 3, &dispatched),
+        })
+        .unwrap();
+        assert!(types(&again).is_empty());
+    }
+
+    #[test]
+    fn a_season_promotion_opening_and_closing_announces_itself_and_a_catalog_change() {
+        let open = Promotion {
+            promotion_id: "season-bf-2026".into(),
+            name: "Black Friday".into(),
+            reward: PromotionReward::Multiplier { percent: 200 },
+            starts_at: at(2),
+            ends_at: at(5),
+            categories: Vec::new(),
+            tiers: Vec::new(),
+            per_member_limit: None,
+            status: PromotionStatus::Active,
+            source: PromotionSource::Season {
+                season_id: "bf".into(),
+                year: 2026,
+            },
+            created_at: at(2),
+            created_by: None,
+            canceled_by: None,
+        };
+        let opened = derive(&Change::Record {
+            before: None,
+            after: rec("promotion", "season-bf-2026", 1, &open),
+        })
+        .unwrap();
+        assert_eq!(types(&opened), ["promotion.opened"]);
+        assert_eq!(
+            opened.follow_ups,
+            [FollowUp::CatalogChanged {
+                promotion_id: "season-bf-2026".into()
+            }]
+        );
+        let mut closed = open.clone();
+        closed.status = PromotionStatus::Closed;
+        let derived = derive(&Change::Record {
+            before: Some(rec("promotion", "season-bf-2026", 1, &open)),
+            after: rec("promotion", "season-bf-2026", 2, &closed),
+        })
+        .unwrap();
+        assert_eq!(types(&derived), ["promotion.closed"]);
+        assert_eq!(derived.follow_ups.len(), 1);
+    }
+
+    #[test]
+    fn a_record_body_that_does_not_parse_is_an_error_not_silence() {
+        let bad = Record {
+            kind: "subscription".into(),
+            id: "s-1".into(),
+            owner: None,
+            version: 1,
+            due: None,
+            body: serde_json::json!({ "status": 7 }),
+        };
+        assert!(derive(&Change::Record {
+            before: None,
+            after: bad
+        })
+        .is_err());
+    }
+}
