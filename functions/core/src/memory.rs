@@ -34,8 +34,9 @@ struct State {
     records: HashMap<(String, String), Record>,
     commits: u64,
     /// The change feed (what the table's stream reports): every item a commit wrote, in commit
-    /// order, not yet taken by [`MemoryStore::take_changes`].
-    feed: Vec<Change>,
+    /// order, not yet taken by [`MemoryStore::take_changes`]. Off unless asked for
+    /// ([`MemoryStore::with_change_feed`]), so long runs do not keep a copy of every write.
+    feed: Option<Vec<Change>>,
 }
 
 #[derive(Debug, Default)]
@@ -66,7 +67,18 @@ impl MemoryStore {
     /// The changes committed since the last call, oldest first, as the table's stream would
     /// deliver them to the consumer (see [`crate::App::relay_all`]).
     pub fn take_changes(&self) -> Vec<Change> {
-        std::mem::take(&mut self.state().feed)
+        self.state()
+            .feed
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// A store that keeps a change feed, as a table with a stream does.
+    pub fn with_change_feed() -> Self {
+        let store = Self::default();
+        store.state().feed = Some(Vec::new());
+        store
     }
 }
 
@@ -149,7 +161,7 @@ impl MemberStore for MemoryStore {
                 (write.record.kind.clone(), write.record.id.clone()),
                 write.record.clone(),
             );
-            state.feed.push(Change::Record {
+            state.record_change(Change::Record {
                 before,
                 after: write.record,
             });
@@ -160,6 +172,12 @@ impl MemberStore for MemoryStore {
 }
 
 impl State {
+    fn record_change(&mut self, change: Change) {
+        if let Some(feed) = &mut self.feed {
+            feed.push(change);
+        }
+    }
+
     fn check(&self, commit: &Commit) -> Result<(), CommitError> {
         let id = &commit.member.member_id;
         match (commit.expected_version, self.members.get(id)) {
@@ -221,7 +239,7 @@ impl State {
             self.idempotency.insert((id.clone(), key), record);
         }
         if let Some(change) = commit.tier_change {
-            self.feed.push(Change::Tier {
+            self.record_change(Change::Tier {
                 member_id: id.clone(),
                 change: change.clone(),
             });
@@ -236,7 +254,7 @@ impl State {
             }
             self.entry_ids
                 .insert((id.clone(), entry.entry_id.clone()), entry.seq);
-            self.feed.push(Change::Entry(Box::new(entry.clone())));
+            self.record_change(Change::Entry(Box::new(entry.clone())));
             self.ledgers
                 .entry(id.clone())
                 .or_default()
@@ -244,7 +262,7 @@ impl State {
         }
         let after = Box::new(commit.member.clone());
         let before = self.members.insert(id, commit.member).map(Box::new);
-        self.feed.push(Change::Member { before, after });
+        self.record_change(Change::Member { before, after });
     }
 }
 

@@ -25,7 +25,7 @@ fn app(events: Arc<dyn MessageQueue>) -> App<MemoryStore> {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 3, 2, 12, 0, 0).unwrap(),
     ));
-    App::new(MemoryStore::new(), clock, AppConfig::default()).with_events(events)
+    App::new(MemoryStore::with_change_feed(), clock, AppConfig::default()).with_events(events)
 }
 
 fn bodies(queue: &MemoryQueue) -> Vec<Value> {
@@ -377,4 +377,51 @@ async fn a_season_promotion_whose_writer_died_after_the_commit_is_still_announce
         sent[0]["event_id"],
         "promotion.opened:promotion:season-bf-2026:v1"
     );
+}
+
+#[tokio::test]
+async fn a_referees_first_qualifying_purchase_hands_the_referral_to_the_worker_once() {
+    let events = Arc::new(MemoryQueue::default());
+    let referrals = Arc::new(MemoryQueue::default());
+    let app = app(events.clone()).with_referral_queue(referrals.clone());
+    let enrol = |id: &str, code: Option<loyalty_core::ids::ReferralCode>| EnrolRequest {
+        member_id: Some(MemberId::parse(id).unwrap()),
+        email: Some(format!("{id}@example.com")),
+        name: None,
+        referral_code: code,
+    };
+    let ada = app.enrol(enrol("ada", None)).await.expect("referrer");
+    app.enrol(enrol("bob", Some(ada.referral_code.clone())))
+        .await
+        .expect("referee");
+    let bob = MemberId::parse("bob").unwrap();
+    for (order, key) in [("o-1", "k1"), ("o-2", "k2")] {
+        let body = json!({ "kind": "purchase", "order_id": order,
+                           "amount": { "minor": 50_000, "currency": "USD" } });
+        app.accrue(
+            &bob,
+            Some(IdempotencyKey::parse(key).unwrap()),
+            &body,
+            false,
+        )
+        .await
+        .expect("accrued");
+    }
+    // What the accrual itself still sends after its commit (until that send is removed) is not
+    // what this test is about.
+    referrals.take();
+    let changes = app.store().take_changes();
+    app.relay_all(changes.clone()).await.expect("relayed");
+    let sent = referrals.take();
+    assert_eq!(
+        sent.len(),
+        1,
+        "only the first purchase marks the referral: {sent:?}"
+    );
+    let message: Value = serde_json::from_str(&sent[0]).unwrap();
+    assert!(message["referral_id"].as_str().unwrap().ends_with("-bob"));
+    // The stream delivering the same records again sends the same message again (the worker
+    // decides a referral once), never a different one.
+    app.relay_all(changes).await.expect("relayed again");
+    assert_eq!(referrals.take(), sent);
 }
