@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use crate::events::catalog::Change;
 use crate::idempotency::{IdempotencyRecord, IdempotencyScope};
 use crate::ids::{MemberId, ReferralCode, RewardId};
 use crate::ledger::LedgerEntry;
@@ -32,6 +33,10 @@ struct State {
     tier_history: HashMap<MemberId, Vec<TierChange>>,
     records: HashMap<(String, String), Record>,
     commits: u64,
+    /// The change feed (what the table's stream reports): every item a commit wrote, in commit
+    /// order, not yet taken by [`MemoryStore::take_changes`]. Off unless asked for
+    /// ([`MemoryStore::with_change_feed`]), so long runs do not keep a copy of every write.
+    feed: Option<Vec<Change>>,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +62,23 @@ impl MemoryStore {
     /// How many commits were applied; tests use it to prove a request wrote nothing.
     pub fn commits(&self) -> u64 {
         self.state().commits
+    }
+
+    /// The changes committed since the last call, oldest first, as the table's stream would
+    /// deliver them to the consumer (see [`crate::App::relay_all`]).
+    pub fn take_changes(&self) -> Vec<Change> {
+        self.state()
+            .feed
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// A store that keeps a change feed, as a table with a stream does.
+    pub fn with_change_feed() -> Self {
+        let store = Self::default();
+        store.state().feed = Some(Vec::new());
+        store
     }
 }
 
@@ -135,10 +157,14 @@ impl MemberStore for MemoryStore {
             state.apply(commit);
         }
         for write in records {
-            state.records.insert(
+            let before = state.records.insert(
                 (write.record.kind.clone(), write.record.id.clone()),
-                write.record,
+                write.record.clone(),
             );
+            state.record_change(Change::Record {
+                before,
+                after: write.record,
+            });
         }
         state.commits += 1;
         Ok(())
@@ -146,6 +172,12 @@ impl MemberStore for MemoryStore {
 }
 
 impl State {
+    fn record_change(&mut self, change: Change) {
+        if let Some(feed) = &mut self.feed {
+            feed.push(change);
+        }
+    }
+
     fn check(&self, commit: &Commit) -> Result<(), CommitError> {
         let id = &commit.member.member_id;
         match (commit.expected_version, self.members.get(id)) {
@@ -207,6 +239,10 @@ impl State {
             self.idempotency.insert((id.clone(), key), record);
         }
         if let Some(change) = commit.tier_change {
+            self.record_change(Change::Tier {
+                member_id: id.clone(),
+                change: change.clone(),
+            });
             self.tier_history
                 .entry(id.clone())
                 .or_default()
@@ -218,12 +254,15 @@ impl State {
             }
             self.entry_ids
                 .insert((id.clone(), entry.entry_id.clone()), entry.seq);
+            self.record_change(Change::Entry(Box::new(entry.clone())));
             self.ledgers
                 .entry(id.clone())
                 .or_default()
                 .insert(entry.seq, entry);
         }
-        self.members.insert(id, commit.member);
+        let after = Box::new(commit.member.clone());
+        let before = self.members.insert(id, commit.member).map(Box::new);
+        self.record_change(Change::Member { before, after });
     }
 }
 

@@ -14,6 +14,7 @@ mod members;
 mod observed;
 mod program;
 mod records;
+pub mod stream;
 mod tiers;
 
 use std::sync::Arc;

@@ -55,6 +55,7 @@ pub struct FunctionDef {
     pub http_routes: Vec<HttpRoute>,
     pub sqs_events: Vec<SqsEvent>,
     pub schedules: Vec<ScheduleEvent>,
+    pub stream_events: Vec<StreamEvent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +124,27 @@ pub struct SqsEvent {
     pub batch_size: usize,
     pub batching_window_seconds: u64,
     pub report_batch_item_failures: bool,
+    pub enabled: bool,
+}
+
+/// A `DynamoDB` event: the table's stream, read as Lambda's event source mapping reads it.
+/// The model carries what a local poller needs to behave the same way; the runner does not
+/// poll DynamoDB Local's stream yet (issue #16, M2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEvent {
+    pub name: String,
+    /// Logical id of the table (from `!GetAtt X.StreamArn`).
+    pub table: String,
+    pub starting_position: String,
+    pub batch_size: usize,
+    pub batching_window_seconds: u64,
+    pub bisect_on_error: bool,
+    pub maximum_retry_attempts: Option<u64>,
+    pub report_batch_item_failures: bool,
+    /// `FilterCriteria.Filters[].Pattern`, as written.
+    pub filter_patterns: Vec<String>,
+    /// Logical id of the on-failure queue (from `!GetAtt X.Arn`).
+    pub on_failure: Option<String>,
     pub enabled: bool,
 }
 
@@ -266,7 +288,10 @@ impl Template {
         self.functions
             .iter()
             .filter(|f| {
-                f.http_routes.is_empty() && f.sqs_events.is_empty() && f.schedules.is_empty()
+                f.http_routes.is_empty()
+                    && f.sqs_events.is_empty()
+                    && f.schedules.is_empty()
+                    && f.stream_events.is_empty()
             })
             .map(|f| f.logical_id.as_str())
             .collect()
@@ -785,6 +810,7 @@ fn parse_function(
         http_routes: Vec::new(),
         sqs_events: Vec::new(),
         schedules: Vec::new(),
+        stream_events: Vec::new(),
     };
     let events = mapping(
         props.and_then(|p| p.get("Events")),
@@ -828,6 +854,77 @@ fn parse_function(
                     )
                     .unwrap_or(0),
                     report_batch_item_failures: report,
+                    enabled: enabled(ev),
+                });
+            }
+            Some("DynamoDB") => {
+                let table = match ev.and_then(|p| p.get("Stream")) {
+                    Some(value) => match intrinsic(value, &format!("{what}.Stream"))? {
+                        Intrinsic::GetAtt(table, attr) if attr == "StreamArn" => table,
+                        other => {
+                            return Err(err(format!(
+                                "{what}.Stream must be !GetAtt <Table>.StreamArn locally, got {other:?}"
+                            )))
+                        }
+                    },
+                    None => return Err(err(format!("{what}.Stream is missing"))),
+                };
+                let flag = |key: &str| {
+                    ev.and_then(|p| p.get(key))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                };
+                let on_failure = match ev
+                    .and_then(|p| p.get("DestinationConfig"))
+                    .and_then(|d| d.get("OnFailure"))
+                    .and_then(|d| d.get("Destination"))
+                {
+                    Some(value) => match intrinsic(value, &format!("{what}.DestinationConfig"))? {
+                        Intrinsic::GetAtt(queue, attr) if attr == "Arn" => Some(queue),
+                        other => {
+                            return Err(err(format!(
+                                "{what}.DestinationConfig.OnFailure.Destination must be !GetAtt <Queue>.Arn locally, got {other:?}"
+                            )))
+                        }
+                    },
+                    None => None,
+                };
+                function.stream_events.push(StreamEvent {
+                    name,
+                    table,
+                    starting_position: ev
+                        .and_then(|p| p.get("StartingPosition"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("LATEST")
+                        .to_owned(),
+                    batch_size: number(ev.and_then(|p| p.get("BatchSize"))).unwrap_or(100) as usize,
+                    batching_window_seconds: number(
+                        ev.and_then(|p| p.get("MaximumBatchingWindowInSeconds")),
+                    )
+                    .unwrap_or(0),
+                    bisect_on_error: flag("BisectBatchOnFunctionError"),
+                    maximum_retry_attempts: number(ev.and_then(|p| p.get("MaximumRetryAttempts"))),
+                    report_batch_item_failures: ev
+                        .and_then(|p| p.get("FunctionResponseTypes"))
+                        .and_then(Value::as_sequence)
+                        .is_some_and(|types| {
+                            types
+                                .iter()
+                                .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
+                        }),
+                    filter_patterns: ev
+                        .and_then(|p| p.get("FilterCriteria"))
+                        .and_then(|f| f.get("Filters"))
+                        .and_then(Value::as_sequence)
+                        .map(|filters| {
+                            filters
+                                .iter()
+                                .filter_map(|f| f.get("Pattern").and_then(Value::as_str))
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    on_failure,
                     enabled: enabled(ev),
                 });
             }
@@ -1192,6 +1289,30 @@ Resources:
             Err(LocalError::Template(_))
         ));
         assert!(matches!(Template::parse("a: [b"), Err(LocalError::Yaml(_))));
+    }
+
+    #[test]
+    fn the_outbox_reads_the_table_stream_with_the_mapping_lambda_uses() {
+        let template = Template::parse(REAL_TEMPLATE).expect("parses");
+        let outbox = template
+            .functions
+            .iter()
+            .find(|f| f.logical_id == "OutboxFunction")
+            .expect("the outbox function");
+        let stream = outbox.stream_events.first().expect("a DynamoDB event");
+        assert_eq!(stream.table, "LoyaltyTable");
+        assert_eq!(stream.starting_position, "TRIM_HORIZON");
+        assert!(stream.bisect_on_error && stream.report_batch_item_failures);
+        assert!(stream.maximum_retry_attempts.is_some_and(|n| n > 0));
+        assert_eq!(stream.on_failure.as_deref(), Some("OutboxDLQ"));
+        assert_eq!(
+            stream.filter_patterns,
+            loyalty_dynamo::stream::FILTER_PATTERNS
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>(),
+            "the template's filters are the ones the adapter documents"
+        );
     }
 
     #[test]

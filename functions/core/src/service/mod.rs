@@ -8,6 +8,7 @@ mod campaigns;
 mod due;
 mod enrol;
 mod movement;
+mod outbox;
 mod program_admin;
 mod promotions;
 mod queries;
@@ -32,6 +33,7 @@ pub(crate) use retry::Attempt;
 
 pub use accrue::AccrualReceipt;
 pub use adjust::{AdjustmentReceipt, AdjustmentRequest, MAX_ADJUSTMENT};
+pub use outbox::{RelayError, Relayed};
 pub use redeem::RedemptionReceipt;
 pub use referrals::{
     ReferralError, ReferralMessage, ReferralOutcome, SweepReport, SWEEP_CATCH_UP_DAYS,

@@ -83,7 +83,7 @@ impl<S: Store> App<S> {
         Ok(list)
     }
 
-    async fn forget_promotions(&self) {
+    pub(crate) async fn forget_promotions(&self) {
         *self.promotions.write().await = None;
     }
 

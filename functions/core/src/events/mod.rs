@@ -1,5 +1,9 @@
-//! Outgoing domain events ("welcome to Gold"), sent after the change they describe is stored.
-//! Ids are derived from what happened, so a consumer can drop the duplicates that retries send.
+//! Outgoing domain events ("welcome to Gold"). They are derived from committed items by the
+//! stream consumer ([`catalog`]), never sent by the request that made the change: a change that
+//! commits is announced, one that doesn't isn't. Ids are derived from what was stored, so a
+//! consumer can drop the duplicates that at-least-once delivery brings.
+
+pub mod catalog;
 
 #[cfg(any(test, feature = "testing"))]
 use std::sync::Mutex;
@@ -13,15 +17,34 @@ use crate::ids::MemberId;
 use crate::ports::{MessageQueue, StoreError};
 use crate::tiers::TierChange;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The version of the event envelope and of every type's `data`; a breaking change to either
+/// gets a new number, so receivers can tell which shape they hold.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `{"event_id", "type", "version", "occurred_at", "member_id"?, "data"}`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DomainEvent {
     pub event_id: String,
-    #[serde(rename = "type")]
     pub event_type: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub member_id: Option<MemberId>,
     pub occurred_at: DateTime<Utc>,
     pub data: Value,
+}
+
+impl Serialize for DomainEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("event_id", &self.event_id)?;
+        map.serialize_entry("type", self.event_type)?;
+        map.serialize_entry("version", &SCHEMA_VERSION)?;
+        map.serialize_entry("occurred_at", &self.occurred_at)?;
+        if let Some(member) = &self.member_id {
+            map.serialize_entry("member_id", member)?;
+        }
+        map.serialize_entry("data", &self.data)?;
+        map.end()
+    }
 }
 
 impl DomainEvent {
