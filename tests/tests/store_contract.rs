@@ -266,6 +266,7 @@ async fn limited_stock_is_never_oversold<S: Store>(store: &S) {
         let (next, entry) = earn(&member, "redemption:r", -0);
         let mut claim = commit(next, Some(member.version), Some(entry));
         claim.stock = Some(StockClaim {
+            release: false,
             reward_id: reward.clone(),
             stock: 2,
         });

@@ -99,6 +99,10 @@ impl AccrualRequest {
 #[serde(deny_unknown_fields)]
 pub struct RedemptionRequest {
     pub reward_id: RewardId,
+    /// Two-phase: reserve the points now (status `held`); the till's `use` confirms it, and an
+    /// unconfirmed hold is released after the program's `codes.hold_minutes`.
+    #[serde(default)]
+    pub hold: bool,
 }
 
 /// The longest note a transfer may carry.

@@ -50,6 +50,12 @@ pub enum ErrorCode {
     ProgramNotConfigured,
     SubscriptionNotFound,
     SubscriptionConflict,
+    /// No redemption has this code (or it is another member's).
+    RedemptionNotFound,
+    /// The code was already used at the till.
+    CodeAlreadyUsed,
+    /// The code was canceled, or expired (a lapsed hold included).
+    CodeNotUsable,
     PaymentDeclined,
     PaymentProviderUnavailable,
     ConcurrentModification,
@@ -62,7 +68,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for what documents them (docs/openapi.yaml is checked against this list).
-    pub const ALL: [ErrorCode; 49] = [
+    pub const ALL: [ErrorCode; 52] = [
         Self::ValidationError,
         Self::InvalidJson,
         Self::PayloadTooLarge,
@@ -104,6 +110,9 @@ impl ErrorCode {
         Self::ProgramNotConfigured,
         Self::SubscriptionNotFound,
         Self::SubscriptionConflict,
+        Self::RedemptionNotFound,
+        Self::CodeAlreadyUsed,
+        Self::CodeNotUsable,
         Self::PaymentDeclined,
         Self::PaymentProviderUnavailable,
         Self::ConcurrentModification,
@@ -157,6 +166,9 @@ impl ErrorCode {
             Self::ProgramNotConfigured => "program_not_configured",
             Self::SubscriptionNotFound => "subscription_not_found",
             Self::SubscriptionConflict => "subscription_conflict",
+            Self::RedemptionNotFound => "redemption_not_found",
+            Self::CodeAlreadyUsed => "code_already_used",
+            Self::CodeNotUsable => "code_not_usable",
             Self::PaymentDeclined => "payment_declined",
             Self::PaymentProviderUnavailable => "payment_provider_unavailable",
             Self::ConcurrentModification => "concurrent_modification",
@@ -215,6 +227,8 @@ impl ErrorCode {
             Self::ProgramNotConfigured => 503,
             Self::SubscriptionNotFound | Self::OrderNotFound => 404,
             Self::SubscriptionConflict => 409,
+            Self::RedemptionNotFound => 404,
+            Self::CodeAlreadyUsed | Self::CodeNotUsable => 409,
             Self::PaymentDeclined => 402,
             Self::PaymentProviderUnavailable => 503,
             Self::Internal => 500,

@@ -24,6 +24,9 @@ pub enum Operation {
     Adjustment,
     Return,
     Transfer,
+    /// Points of a redemption given back (a cancel, a released hold, a refunded expired code),
+    /// keyed by the redemption: whichever comes first is the only one.
+    RedemptionReversal,
 }
 
 impl Operation {
@@ -39,6 +42,7 @@ impl Operation {
             Self::Adjustment => "adjustment",
             Self::Return => "return",
             Self::Transfer => "transfer",
+            Self::RedemptionReversal => "redemption_reversal",
         }
     }
 }

@@ -59,6 +59,14 @@ pub enum Source {
         referral_id: String,
         role: String,
     },
+    /// A redemption's points given back: canceled, a hold released, or an expired code refunded
+    /// (`cause`). One per redemption, whichever comes first.
+    RedemptionReversal {
+        redemption_id: String,
+        reward_id: RewardId,
+        code: String,
+        cause: String,
+    },
     /// A paid period of a subscription: its monthly bonus is granted once per period.
     Subscription {
         subscription_id: String,
@@ -124,6 +132,9 @@ impl Source {
             Self::Enrolment => "welcome".to_owned(),
             Self::Campaign { campaign_id } => format!("campaign:{campaign_id}"),
             Self::Redemption { redemption_id, .. } => format!("redemption:{redemption_id}"),
+            Self::RedemptionReversal { redemption_id, .. } => {
+                format!("redemption_cancel:{redemption_id}")
+            }
             Self::Referral { referral_id, role } => format!("referral:{referral_id}:{role}"),
             Self::Subscription {
                 subscription_id,

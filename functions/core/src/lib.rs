@@ -17,6 +17,7 @@ pub mod money;
 pub mod ports;
 pub mod program;
 pub mod promotions;
+pub mod redemptions;
 pub mod referrals;
 pub mod service;
 pub mod subscriptions;

@@ -30,6 +30,10 @@ pub struct Balance {
     pub lifetime_earned: Points,
     pub lifetime_redeemed: Points,
     pub expired: Points,
+    /// Points held by unconfirmed two-phase redemptions: already out of `available` (so they
+    /// cannot be spent twice), confirmed by the till's `use` or given back when the hold lapses.
+    #[serde(default)]
+    pub reserved: Points,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -216,8 +216,13 @@ impl State {
             return Err(CommitError::ReferralCodeTaken);
         }
         if let Some(claim) = &commit.stock {
+            let used = self.stock_used.get(&claim.reward_id).copied().unwrap_or(0);
+            // A release gives back a unit that was taken; there must be one.
+            if claim.release && used == 0 {
+                return Err(CommitError::OutOfStock);
+            }
             // `used < stock <= u32::MAX`, so the increment in `apply` cannot wrap.
-            if self.stock_used.get(&claim.reward_id).copied().unwrap_or(0) >= claim.stock {
+            if !claim.release && used >= claim.stock {
                 return Err(CommitError::OutOfStock);
             }
         }
@@ -228,7 +233,11 @@ impl State {
         let id = commit.member.member_id.clone();
         if let Some(claim) = commit.stock {
             let used = self.stock_used.entry(claim.reward_id).or_default();
-            *used = used.saturating_add(1);
+            *used = if claim.release {
+                used.saturating_sub(1)
+            } else {
+                used.saturating_add(1)
+            };
         }
         if commit.claim_referral_code {
             self.referral_codes

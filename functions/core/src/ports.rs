@@ -37,6 +37,8 @@ pub struct Snapshot {
 pub struct StockClaim {
     pub reward_id: RewardId,
     pub stock: u32,
+    /// Give a unit back instead of taking one (a canceled or refunded redemption).
+    pub release: bool,
 }
 
 /// Everything one points movement writes, applied all-or-nothing.

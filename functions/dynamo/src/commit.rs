@@ -103,7 +103,21 @@ impl DynamoStore {
             let item = items::tier_change_item(&commit.member, change)?;
             writes.push((Role::TierHistory, put(table, item, NEW_ITEM)?));
         }
-        if let Some(claim) = &commit.stock {
+        if let Some(claim) = commit.stock.as_ref().filter(|claim| claim.release) {
+            // A unit given back: the counter goes down, never below zero.
+            let update = Update::builder()
+                .table_name(table)
+                .set_key(Some(key(keys::stock_pk(&claim.reward_id), keys::STOCK_SK)))
+                .update_expression("SET redeemed = redeemed - :one")
+                .condition_expression("redeemed >= :one")
+                .expression_attribute_values(":one", n(1))
+                .build()
+                .map_err(|e| StoreError(format!("build update: {e}")))?;
+            writes.push((
+                Role::Stock,
+                TransactWriteItem::builder().update(update).build(),
+            ));
+        } else if let Some(claim) = &commit.stock {
             // A counter of units taken, checked against the stock the program sets now: raising
             // the stock in a new program version frees units without touching this item.
             let update = Update::builder()

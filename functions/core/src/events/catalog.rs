@@ -15,7 +15,7 @@
 //! | campaign record, every targeted member done   | `campaign.completed`                     |                           |
 //! | promotion record, new / closed                | `promotion.opened` / `promotion.closed`  | catalog change            |
 //! | subscription record, status or period moved  | `subscription.*`                         |                           |
-//! | redemption record, status moved               | `redemption.<status>`                    |                           |
+//! | redemption record, status moved               | `redemption.used` / `.canceled` / `.released` / `.expired` |         |
 
 use serde_json::{json, Value};
 
@@ -26,12 +26,13 @@ use crate::ledger::{EntryType, LedgerEntry};
 use crate::member::Member;
 use crate::ports::Record;
 use crate::promotions::{Promotion, PromotionStatus};
+use crate::redemptions::{Redemption, RedemptionStatus};
 use crate::referrals::{Referral, ReferralStatus};
 use crate::subscriptions::{Subscription, SubscriptionStatus};
 use crate::tiers::TierChange;
 
-/// The record kind of redemptions that carry a lifecycle status.
-pub const REDEMPTION_KIND: &str = "redemption";
+/// The record kind of redemptions (see [`crate::redemptions`]).
+pub const REDEMPTION_KIND: &str = crate::redemptions::KIND;
 
 /// One item a committed transaction wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,7 +214,11 @@ fn record(
             let now: Subscription = parse(after)?;
             subscription(was.as_ref(), &now, after, derived);
         }
-        REDEMPTION_KIND => redemption(before, after, derived),
+        REDEMPTION_KIND => {
+            let was: Option<Redemption> = parse_before(before)?;
+            let now: Redemption = parse(after)?;
+            redemption(was.as_ref(), &now, after, derived);
+        }
         _ => {}
     }
     Ok(())
@@ -390,40 +395,38 @@ fn subscription(
     }
 }
 
-/// Redemption records that carry a lifecycle `status` announce each new status as
-/// `redemption.<status>` (`redemption.used`, `redemption.canceled`).
-fn redemption(before: Option<&Record>, after: &Record, derived: &mut Derived) {
-    let status = |r: &Record| {
-        r.body
-            .get("status")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let Some(now) = status(after) else { return };
-    if before.and_then(status).as_deref() == Some(now.as_str()) {
+/// A redemption announces each move of its lifecycle once: `redemption.used` at the till,
+/// `redemption.canceled`, `redemption.released` (a hold nobody confirmed) and
+/// `redemption.expired` (an unused code past its expiry). Creating one announces nothing here:
+/// its ledger entry is `points.redeemed`.
+fn redemption(was: Option<&Redemption>, now: &Redemption, record: &Record, derived: &mut Derived) {
+    let was_status = was.map(|w| w.status);
+    if was_status == Some(now.status) {
         return;
     }
-    let event_type = match now.as_str() {
-        "used" => "redemption.used",
-        "canceled" => "redemption.canceled",
-        _ => return,
+    let event_type = match now.status {
+        RedemptionStatus::Used => "redemption.used",
+        RedemptionStatus::Canceled => "redemption.canceled",
+        RedemptionStatus::Expired if was_status == Some(RedemptionStatus::Held) => {
+            "redemption.released"
+        }
+        RedemptionStatus::Expired => "redemption.expired",
+        RedemptionStatus::Issued | RedemptionStatus::Held => return,
     };
-    let member_id = after
-        .body
-        .get("member_id")
-        .and_then(Value::as_str)
-        .and_then(|m| MemberId::parse(m).ok());
-    let occurred_at = after
-        .body
-        .get("updated_at")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
     derived.events.push(record_event(
         event_type,
-        after,
-        member_id,
-        occurred_at,
-        after.body.clone(),
+        record,
+        Some(now.member_id.clone()),
+        now.updated_at,
+        json!({
+            "code": now.code,
+            "redemption_id": now.redemption_id,
+            "reward_id": now.reward_id,
+            "points": now.points,
+            "status": now.status,
+            "from_status": was_status,
+            "expires_at": now.expires_at,
+        }),
     ));
 }
 
@@ -652,6 +655,73 @@ mod tests {
         .unwrap();
         assert_eq!(types(&derived), ["promotion.closed"]);
         assert_eq!(derived.follow_ups.len(), 1);
+    }
+
+    fn redemption_change(was: &Redemption, now: &Redemption, version: u64) -> Derived {
+        derive(&Change::Record {
+            before: Some(rec("redemption", &was.code, version - 1, was)),
+            after: rec("redemption", &now.code, version, now),
+        })
+        .unwrap()
+    }
+
+    fn redemption(hold: bool) -> Redemption {
+        Redemption::new(
+            "ABCD-EFGH-JKMN".into(),
+            "rdm_1".into(),
+            MemberId::parse("ada").unwrap(),
+            crate::ids::RewardId::parse("coffee").unwrap(),
+            500,
+            30,
+            hold.then(|| at(3)),
+            true,
+            at(2),
+        )
+    }
+
+    #[test]
+    fn a_redemption_announces_use_cancel_release_and_expiry_once_each() {
+        let issued = redemption(false);
+        let created = derive(&Change::Record {
+            before: None,
+            after: rec("redemption", &issued.code, 1, &issued),
+        })
+        .unwrap();
+        assert!(types(&created).is_empty(), "points.redeemed announces it");
+        let used = issued.moved(RedemptionStatus::Used, at(3));
+        let derived = redemption_change(&issued, &used, 2);
+        assert_eq!(types(&derived), ["redemption.used"]);
+        assert_eq!(
+            derived.events[0].event_id,
+            "redemption.used:redemption:ABCD-EFGH-JKMN:v2"
+        );
+        assert_eq!(
+            derived.events[0].member_id,
+            Some(MemberId::parse("ada").unwrap())
+        );
+        let canceled = issued.moved(RedemptionStatus::Canceled, at(3));
+        assert_eq!(
+            types(&redemption_change(&issued, &canceled, 2)),
+            ["redemption.canceled"]
+        );
+        let expired = issued.moved(RedemptionStatus::Expired, at(4));
+        assert_eq!(
+            types(&redemption_change(&issued, &expired, 2)),
+            ["redemption.expired"]
+        );
+        let held = redemption(true);
+        let released = held.moved(RedemptionStatus::Expired, at(4));
+        assert_eq!(
+            types(&redemption_change(&held, &released, 2)),
+            ["redemption.released"]
+        );
+        // The same write delivered again derives the same event; a write that moves nothing
+        // derives none.
+        assert_eq!(
+            redemption_change(&issued, &used, 2),
+            redemption_change(&issued, &used, 2)
+        );
+        assert!(types(&redemption_change(&used, &used, 3)).is_empty());
     }
 
     #[test]

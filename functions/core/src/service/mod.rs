@@ -5,6 +5,7 @@ mod accrue;
 mod adjust;
 mod admin_keys;
 mod campaigns;
+mod codes;
 mod due;
 mod enrol;
 mod movement;
@@ -33,6 +34,9 @@ pub(crate) use retry::Attempt;
 
 pub use accrue::AccrualReceipt;
 pub use adjust::{AdjustmentReceipt, AdjustmentRequest, MAX_ADJUSTMENT};
+pub use codes::{
+    CodeBatch, CodeBatchReport, CodeSweep, CODES_PER_MESSAGE, CODE_SWEEP_CATCH_UP_DAYS,
+};
 pub use outbox::{RelayError, Relayed};
 pub use redeem::RedemptionReceipt;
 pub use referrals::{

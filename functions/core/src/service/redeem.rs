@@ -1,4 +1,5 @@
 use chrono::{DateTime, Duration, Utc};
+
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -7,10 +8,11 @@ use super::{missing_key, parse_body, to_json, App, Movement, Outcome, Read};
 use crate::commands::RedemptionRequest;
 use crate::error::{ApiError, ErrorCode};
 use crate::idempotency::Operation;
-use crate::ids::{random_crockford, IdempotencyKey, MemberId, RewardId};
+use crate::ids::{IdempotencyKey, MemberId, RewardId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::member::Balance;
 use crate::ports::{StockClaim, Store};
+use crate::redemptions::{new_code, Redemption, RedemptionStatus};
 use crate::Points;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -21,7 +23,12 @@ pub struct RedemptionReceipt {
     pub points: Points,
     /// What the customer hands over at the till or types at checkout.
     pub code: String,
+    /// `issued`, or `held` for a two-phase redemption waiting for the till's `use`.
+    pub status: RedemptionStatus,
     pub expires_at: DateTime<Utc>,
+    /// When an unconfirmed hold is released.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold_until: Option<DateTime<Utc>>,
     pub balance: Balance,
 }
 
@@ -31,11 +38,6 @@ fn redemption_id(member: &MemberId, key: &IdempotencyKey) -> String {
     let digest = Sha256::digest(format!("{member}\n{}", key.as_str()).as_bytes());
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     format!("rdm_{hex}")
-}
-
-fn reward_code() -> String {
-    let raw = random_crockford(12);
-    format!("{}-{}-{}", &raw[0..4], &raw[4..8], &raw[8..12])
 }
 
 fn unavailable(message: String, reward: &RewardId) -> ApiError {
@@ -127,7 +129,28 @@ impl<S: Store> App<S> {
         })?;
         next.reward_counts
             .insert(reward_id.as_str().to_owned(), redeemed);
-        let code = reward_code();
+        // A held redemption's points are out of `available` at once, so they cannot be spent
+        // twice, and show as `reserved` until the till confirms them or the hold lapses.
+        let hold_until = request
+            .hold
+            .then(|| now + Duration::minutes(i64::from(program.document.codes.hold_minutes)));
+        if hold_until.is_some() {
+            next.balance.reserved = next.balance.reserved.checked_add(cost).ok_or_else(|| {
+                ApiError::new(ErrorCode::CounterOverflow, "the reserved points are full")
+            })?;
+        }
+        let code = new_code();
+        let record = Redemption::new(
+            code.clone(),
+            redemption_id.to_owned(),
+            member_id.clone(),
+            reward_id.clone(),
+            cost,
+            reward.code_valid_days,
+            hold_until,
+            reward.stock.is_some(),
+            now,
+        );
         let source = Source::Redemption {
             redemption_id: redemption_id.to_owned(),
             reward_id: reward_id.clone(),
@@ -157,18 +180,24 @@ impl<S: Store> App<S> {
             reward_id: reward_id.clone(),
             points: cost,
             code,
-            expires_at: now + Duration::days(i64::from(reward.code_valid_days)),
+            status: record.status,
+            expires_at: record.expires_at,
+            hold_until,
             balance: next.balance,
         })?;
+        // The record is keyed by its code: a code some other redemption already has fails the
+        // write's condition, and the next attempt draws another.
+        let records = vec![record.create().map_err(|_| ApiError::internal())?];
         Ok(Movement {
             member: next,
             entry,
             stock: reward.stock.map(|stock| StockClaim {
                 reward_id: reward_id.clone(),
                 stock,
+                release: false,
             }),
             tier_change: None,
-            records: Vec::new(),
+            records,
             others: Vec::new(),
             response,
             status: 201,
