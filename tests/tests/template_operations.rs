@@ -17,7 +17,7 @@ use serde_yaml::Value;
 /// Puts and Updates; `snapshot` (member, program version stamp, idempotency record: accrue,
 /// redeem, starting a subscription), the reward stock read and the campaign worker's member
 /// reads are BatchGetItem; the ledger and tier history page the table; owner listings (referrals,
-/// promotions) go through GSI1, due days (tier reviews, billing, referral expiry) through GSI2,
+/// promotions) go through GSI1, due days (tier reviews, billing, referral expiry, reward codes) through GSI2,
 /// campaign audiences through GSI1 (enrolment days) and GSI3 (tiers).
 const RIGHTS: &[(&str, &[&str], &[&str])] = &[
     (
@@ -42,6 +42,11 @@ const RIGHTS: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "TierEvaluateFunction",
+        &["GetItem", "PutItem", "UpdateItem"],
+        &["GSI2"],
+    ),
+    (
+        "CodeSweepFunction",
         &["GetItem", "PutItem", "UpdateItem"],
         &["GSI2"],
     ),

@@ -274,6 +274,20 @@ async fn dispatch<S: Store>(
             let body = json_body(request, DEFAULT_BODY_LIMIT)?;
             Ok(outcome(app.redeem(&member, key, &body).await?))
         }
+        Route::GetRedemption(code) => {
+            query(request, &[])?;
+            let view = app.redemption_view(&code, principal.own_member()).await?;
+            Ok(respond(200, &to_json(&view)?))
+        }
+        Route::UseRedemption(code) => {
+            query(request, &[])?;
+            Ok(respond(200, &to_json(&app.use_code(&code).await?)?))
+        }
+        Route::CancelRedemption(code) => {
+            query(request, &[])?;
+            let view = app.cancel_code(&code, principal.own_member()).await?;
+            Ok(respond(200, &to_json(&view)?))
+        }
         Route::Transfer(id) => {
             query(request, &[])?;
             let member = MemberId::parse(&id)?;

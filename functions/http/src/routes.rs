@@ -57,7 +57,14 @@ impl Function {
                     | Route::StripeWebhook
                     | Route::Referrals(_)
             ) | (Self::Accrue, Route::Accrue(_) | Route::Return(_))
-                | (Self::Redeem, Route::Redeem(_) | Route::Transfer(_))
+                | (
+                    Self::Redeem,
+                    Route::Redeem(_)
+                        | Route::Transfer(_)
+                        | Route::GetRedemption(_)
+                        | Route::UseRedemption(_)
+                        | Route::CancelRedemption(_)
+                )
                 | (
                     Self::Rewards,
                     Route::ListRewards
@@ -90,6 +97,10 @@ pub enum Route {
     Ledger(String),
     Accrue(String),
     Redeem(String),
+    /// A reward code, looked up at the till or by its member.
+    GetRedemption(String),
+    UseRedemption(String),
+    CancelRedemption(String),
     Transfer(String),
     TierHistory(String),
     EvaluateTier(String),
@@ -125,6 +136,11 @@ const MEMBER_READ: Scopes = Scopes::of(&[Scope::Member, Scope::Pos, Scope::Suppo
 const ENROL: Scopes = Scopes::of(&[Scope::Member, Scope::Pos]);
 const ACCRUE: Scopes = Scopes::of(&[Scope::Pos]);
 const REDEEM: Scopes = Scopes::of(&[Scope::Member, Scope::Pos, Scope::Support]);
+/// A code is read by the till, customer service, and its own member (another member's code is
+/// "not found"); only the till uses one; any of them may cancel one not yet used.
+const CODE_READ: Scopes = Scopes::of(&[Scope::Member, Scope::Pos, Scope::Support]);
+const CODE_USE: Scopes = Scopes::of(&[Scope::Pos]);
+const CODE_CANCEL: Scopes = Scopes::of(&[Scope::Member, Scope::Pos, Scope::Support]);
 /// The member itself, or customer service acting on its behalf (a re-evaluation after a
 /// complaint, cancelling a membership over the phone, a transfer to a family member).
 const MEMBER_SELF_SERVICE: Scopes = Scopes::of(&[Scope::Member, Scope::Support]);
@@ -151,6 +167,9 @@ impl Route {
             | Route::GetSubscription(_) => MEMBER_READ,
             Route::Accrue(_) => ACCRUE,
             Route::Redeem(_) => REDEEM,
+            Route::GetRedemption(_) => CODE_READ,
+            Route::UseRedemption(_) => CODE_USE,
+            Route::CancelRedemption(_) => CODE_CANCEL,
             Route::EvaluateTier(_)
             | Route::Transfer(_)
             | Route::StartSubscription(_)
@@ -210,6 +229,9 @@ impl Route {
             Route::Ledger(_) => "ledger",
             Route::Accrue(_) => "accrue",
             Route::Redeem(_) => "redeem",
+            Route::GetRedemption(_) => "get_redemption",
+            Route::UseRedemption(_) => "use_redemption",
+            Route::CancelRedemption(_) => "cancel_redemption",
             Route::TierHistory(_) => "tier_history",
             Route::EvaluateTier(_) => "evaluate_tier",
             Route::GrantTier(_) => "grant_tier",
@@ -298,6 +320,19 @@ impl Route {
                 Some(Route::SubscriptionCharges((*id).to_owned()))
                     .filter(|_| method == Method::GET),
                 "GET",
+            ),
+            ["v1", "redemptions", code] => (
+                Some(Route::GetRedemption((*code).to_owned())).filter(|_| method == Method::GET),
+                "GET",
+            ),
+            ["v1", "redemptions", code, "use"] => (
+                Some(Route::UseRedemption((*code).to_owned())).filter(|_| method == Method::POST),
+                "POST",
+            ),
+            ["v1", "redemptions", code, "cancel"] => (
+                Some(Route::CancelRedemption((*code).to_owned()))
+                    .filter(|_| method == Method::POST),
+                "POST",
             ),
             ["v1", "webhooks", "stripe"] => (
                 Some(Route::StripeWebhook).filter(|_| method == Method::POST),
@@ -425,6 +460,21 @@ mod tests {
             (Method::POST, "/v1/webhooks/stripe", Function::Members),
             (Method::POST, "/v1/members/m1/accruals", Function::Accrue),
             (Method::POST, "/v1/members/m1/redemptions", Function::Redeem),
+            (
+                Method::GET,
+                "/v1/redemptions/ABCD-EFGH-JKMN",
+                Function::Redeem,
+            ),
+            (
+                Method::POST,
+                "/v1/redemptions/ABCD-EFGH-JKMN/use",
+                Function::Redeem,
+            ),
+            (
+                Method::POST,
+                "/v1/redemptions/ABCD-EFGH-JKMN/cancel",
+                Function::Redeem,
+            ),
             (Method::GET, "/v1/rewards", Function::Rewards),
             (Method::POST, "/v1/admin/rewards", Function::Rewards),
             (Method::GET, "/v1/program", Function::Rewards),
