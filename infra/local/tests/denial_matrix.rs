@@ -77,6 +77,9 @@ enum Expected {
     Forbidden,
     /// The function: 403 `{"error":{"code":"forbidden"}}`.
     NotYourMember,
+    /// The function: another member's reward code is 404 `redemption_not_found`, as if it did
+    /// not exist.
+    HiddenFromOthers,
     /// Anything but 401 and 403.
     Allowed,
 }
@@ -114,6 +117,8 @@ impl Caller {
                 let scope = caller.scope().expect("a scoped caller");
                 if !granted(scope) {
                     Expected::Forbidden
+                } else if caller == Caller::AnotherMembersToken && route.path.contains("{code}") {
+                    Expected::HiddenFromOthers
                 } else if caller == Caller::AnotherMembersToken {
                     // A route that grants member tokens acts on a member: only on the token's own.
                     Expected::NotYourMember
@@ -134,6 +139,8 @@ struct Matrix {
     owner: String,
     /// Enrolled too; the "another member" token is his.
     other: String,
+    /// A reward code the owner redeemed; every `{code}` in a path names it.
+    code: String,
 }
 
 impl Matrix {
@@ -170,7 +177,9 @@ impl Matrix {
             table,
             owner: format!("owner-{run}"),
             other: format!("other-{run}"),
+            code: String::new(),
         };
+        let mut matrix = matrix;
         for member in [&matrix.owner, &matrix.other] {
             let token = matrix.token(Caller::Pos, "setup");
             let response = matrix
@@ -184,7 +193,39 @@ impl Matrix {
                 .await;
             assert_eq!(response.status(), 201, "enrolling {member}");
         }
+        matrix.code = matrix.owners_code().await;
         matrix
+    }
+
+    /// Funds the owner and redeems a free coffee for her: the code the `{code}` routes name.
+    async fn owners_code(&self) -> String {
+        let token = self.token(Caller::Pos, "setup");
+        let owner = &self.owner;
+        let funded = self
+            .api
+            .call(
+                "POST",
+                &format!("/v1/members/{owner}/accruals"),
+                &headers(Some(&token)),
+                json!({ "kind": "purchase", "order_id": format!("order-{owner}"),
+                        "amount": { "minor": 10_000, "currency": "USD" } })
+                .to_string()
+                .as_bytes(),
+            )
+            .await;
+        assert_eq!(funded.status(), 201, "funding {owner}");
+        let redeemed = self
+            .api
+            .call(
+                "POST",
+                &format!("/v1/members/{owner}/redemptions"),
+                &headers(Some(&token)),
+                json!({ "reward_id": "free-coffee" }).to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(redeemed.status(), 201, "redeeming for {owner}");
+        let receipt: Value = serde_json::from_slice(redeemed.body()).expect("receipt");
+        receipt["code"].as_str().expect("a code").to_owned()
     }
 
     /// A token for `caller`, naming `member` when it is the member's own.
@@ -266,13 +307,15 @@ fn headers(token: Option<&str>) -> HeaderMap {
     headers
 }
 
-/// A concrete path for `route`: `{member_id}` is `member`, other parameters made up.
-fn concrete_path(route: &HttpRoute, member: &str) -> String {
+/// A concrete path for `route`: `{member_id}` is `member`, `{code}` is `code`, other parameters
+/// made up.
+fn concrete_path(route: &HttpRoute, member: &str, code: &str) -> String {
     route
         .path
         .split('/')
         .map(|segment| match segment {
             "{member_id}" => member.to_owned(),
+            "{code}" => code.to_owned(),
             s if s.starts_with('{') => format!("made-up-{}", ulid::Ulid::new()),
             s => s.to_owned(),
         })
@@ -319,6 +362,9 @@ fn verdict(status: u16, body: &Value) -> Result<Expected, String> {
         (401, body) if *body == json!({"message": "Unauthorized"}) => Ok(Expected::Unauthorized),
         (403, body) if *body == json!({"message": "Forbidden"}) => Ok(Expected::Forbidden),
         (403, body) if body["error"]["code"] == "forbidden" => Ok(Expected::NotYourMember),
+        (404, body) if body["error"]["code"] == "redemption_not_found" => {
+            Ok(Expected::HiddenFromOthers)
+        }
         (401 | 403, body) => Err(format!("{status} with an unexpected body {body}")),
         _ => Ok(Expected::Allowed),
     }
@@ -337,14 +383,15 @@ async fn every_route_refuses_every_caller_it_should_and_writes_nothing_when_it_d
     let mut tally: HashMap<&'static str, usize> = HashMap::new();
     for route in &routes {
         for caller in CALLERS {
-            // The route's member: the owner's path, or for enrolment a member not yet enrolled.
-            let member = if route.path.contains("{member_id}") {
+            // The route's member: the owner's path (or code), or for enrolment a member not yet
+            // enrolled.
+            let member = if route.path.contains("{member_id}") || route.path.contains("{code}") {
                 matrix.owner.clone()
             } else {
                 format!("new-{}", ulid::Ulid::new().to_string().to_lowercase())
             };
             let token = (caller != Caller::NoToken).then(|| matrix.token(caller, &member));
-            let path = concrete_path(route, &member);
+            let path = concrete_path(route, &member, &matrix.code);
             let body = body_for(route, &member);
             let expected = caller.expected_on(route);
             let before = matrix.items().await;
@@ -399,6 +446,7 @@ fn label(expected: Expected) -> &'static str {
         Expected::Unauthorized => "unauthorized",
         Expected::Forbidden => "forbidden",
         Expected::NotYourMember => "not your member",
+        Expected::HiddenFromOthers => "hidden from others",
         Expected::Allowed => "allowed",
     }
 }
