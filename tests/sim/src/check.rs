@@ -459,6 +459,27 @@ impl Checker {
                     other => fail(format!("redemption refused with {}", other.as_str())),
                 }
             }
+            (Op::UseCode { member, .. }, Reply::Failed(code, _)) => match code {
+                ErrorCode::CodeAlreadyUsed | ErrorCode::CodeNotUsable => Ok(()),
+                c if transient(*c) || missing(member, *c) => Ok(()),
+                other => fail(format!("use of a code refused with {}", other.as_str())),
+            },
+            (Op::CancelCode { member, .. }, Reply::Failed(code, _)) => match code {
+                ErrorCode::CodeAlreadyUsed | ErrorCode::CodeNotUsable => Ok(()),
+                c if transient(*c) || missing(member, *c) => Ok(()),
+                other => fail(format!("cancel of a code refused with {}", other.as_str())),
+            },
+            (Op::CancelCode { member, .. }, Reply::Done(view)) if !view.is_null() => {
+                // A canceled code's points are back: its reversal is in the ledger.
+                let entry = format!(
+                    "redemption_cancel:{}",
+                    view["redemption_id"].as_str().unwrap_or_default()
+                );
+                if view["status"] != "canceled" || !self.has_entry(member, &entry) {
+                    return fail(format!("{member}: cancel answered {view} without {entry}"));
+                }
+                Ok(())
+            }
             (Op::Enrol { member, .. }, Reply::Failed(code, _)) => match code {
                 ErrorCode::MemberExists | ErrorCode::ReferralCodeNotFound => Ok(()),
                 c if transient(*c) => Ok(()),
@@ -587,6 +608,11 @@ impl Checker {
                     }
                     Source::Redemption { reward_id, .. } => {
                         *redeemed.entry(reward_id.as_str().to_owned()).or_default() += 1;
+                        None
+                    }
+                    // A canceled, released or refunded redemption gives its stock unit back.
+                    Source::RedemptionReversal { reward_id, .. } => {
+                        *redeemed.entry(reward_id.as_str().to_owned()).or_default() -= 1;
                         None
                     }
                     Source::Transfer {
@@ -776,10 +802,16 @@ impl Checker {
             }
         }
         for reward in &program.document.rewards {
-            let used = entries
-                .iter()
-                .filter(|e| matches!(&e.source, Source::Redemption { reward_id, .. } if *reward_id == reward.reward_id))
-                .count() as u32;
+            let of_reward = |e: &&LedgerEntry| match &e.source {
+                Source::Redemption { reward_id, .. } => *reward_id == reward.reward_id,
+                _ => false,
+            };
+            let given_back = |e: &&LedgerEntry| match &e.source {
+                Source::RedemptionReversal { reward_id, .. } => *reward_id == reward.reward_id,
+                _ => false,
+            };
+            let used = (entries.iter().filter(of_reward).count()
+                - entries.iter().filter(given_back).count()) as u32;
             let counted = member
                 .reward_counts
                 .get(reward.reward_id.as_str())
@@ -1153,12 +1185,43 @@ fn check_balances(id: &str, member: &Member, entries: &[LedgerEntry]) -> Result<
         .filter(|e| matches!(e.entry_type, EntryType::Earn | EntryType::Bonus))
         .map(|e| e.points)
         .sum();
+    // Redemptions given back (canceled, released, refunded) are no longer redeemed.
+    let given_back: i64 = entries
+        .iter()
+        .filter(|e| matches!(e.source, Source::RedemptionReversal { .. }))
+        .map(|e| e.points)
+        .sum();
     let redeemed: i64 = -entries
         .iter()
         .filter(|e| e.entry_type == EntryType::Redeem)
         .map(|e| e.points)
-        .sum::<i64>();
+        .sum::<i64>()
+        - given_back;
     let balance = member.balance;
+    // Held points are already out of `available` and are part of what was redeemed: a hold is
+    // never spendable twice, and its reservation never outlives it.
+    if balance.reserved < 0 || balance.reserved > balance.lifetime_redeemed {
+        return fail(format!(
+            "{id}: reserved {} outside 0..=lifetime_redeemed {}",
+            balance.reserved, balance.lifetime_redeemed
+        ));
+    }
+    // Each redemption is given back at most once, and only one that was made.
+    let mut reversed = std::collections::BTreeSet::new();
+    for entry in entries {
+        if let Source::RedemptionReversal { redemption_id, .. } = &entry.source {
+            let redeemed_for = entries.iter().find(
+                |e| matches!(&e.source, Source::Redemption { redemption_id: r, .. } if r == redemption_id),
+            );
+            if !reversed.insert(redemption_id.clone())
+                || redeemed_for.is_none_or(|r| r.points != -entry.points)
+            {
+                return fail(format!(
+                    "{id}: redemption {redemption_id} given back twice or not as redeemed"
+                ));
+            }
+        }
+    }
     if balance.available != sum
         || balance.lifetime_earned != earned
         || balance.lifetime_redeemed != redeemed

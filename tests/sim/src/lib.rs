@@ -217,6 +217,7 @@ async fn daily_jobs<S: Store>(world: &World<S>, checker: &mut Checker) -> Result
     for job in [
         Op::RunSeasons,
         Op::SweepReferrals,
+        Op::SweepCodes,
         Op::PlanTierReviews,
         Op::PlanBilling,
     ] {
@@ -287,6 +288,7 @@ async fn audit<S: Store>(world: &World<S>, checker: &mut Checker) -> Result<(), 
     for _ in 0..6 {
         world.advance(chrono::Duration::days(7)).await;
         run_batch(world, checker, &[(0, Op::SweepReferrals)], false).await?;
+        run_batch(world, checker, &[(0, Op::SweepCodes)], false).await?;
         drain_all(world, checker).await?;
     }
     checker.check_writes(world)?;

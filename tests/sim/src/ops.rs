@@ -65,6 +65,19 @@ pub enum Op {
         member: String,
         key: String,
         reward: String,
+        /// Two-phase: the points are held until the till uses the code.
+        hold: bool,
+    },
+    /// The till uses the `nth` of the member's codes (by code order), if there is one.
+    UseCode {
+        member: String,
+        nth: usize,
+    },
+    /// The `nth` of the member's codes is canceled, by the member itself or by the till.
+    CancelCode {
+        member: String,
+        nth: usize,
+        by_member: bool,
     },
     /// Returns `minor` of an order (the rest of it when `None`).
     Return {
@@ -120,6 +133,8 @@ pub enum Op {
     PlanTierReviews,
     PlanBilling,
     SweepReferrals,
+    /// The code sweep: plans from the due index and settles every batch at once.
+    SweepCodes,
 }
 
 /// What the caller finally saw.
@@ -248,6 +263,7 @@ impl Op {
                 | Op::PlanTierReviews
                 | Op::PlanBilling
                 | Op::SweepReferrals
+                | Op::SweepCodes
         )
     }
 
@@ -290,11 +306,28 @@ impl Op {
                 member,
                 key: k,
                 reward,
+                hold,
             } => {
-                let body = json!({ "reward_id": reward });
+                let body = json!({ "reward_id": reward, "hold": hold });
                 let id = member_id(member);
                 keyed(|| async { reply(app.redeem(&id, key(k), &body).await) }).await
             }
+            Op::UseCode { member, nth } => match member_code(world, member, *nth).await {
+                // The till tries again after an error it may retry, as a client would.
+                Some(code) => keyed(|| async { done(app.use_code(&code).await) }).await,
+                None => one(Reply::Done(Value::Null)),
+            },
+            Op::CancelCode {
+                member,
+                nth,
+                by_member,
+            } => match member_code(world, member, *nth).await {
+                Some(code) => {
+                    let owner = by_member.then(|| member_id(member));
+                    keyed(|| async { done(app.cancel_code(&code, owner.as_ref()).await) }).await
+                }
+                None => one(Reply::Done(Value::Null)),
+            },
             Op::Return {
                 member,
                 key: k,
@@ -394,8 +427,36 @@ impl Op {
                     .map(|p| json!({ "subscriptions": p.subscriptions })),
             )),
             Op::SweepReferrals => one(done(app.sweep_referrals().await)),
+            // A failed batch is delivered again, as SQS redelivers a reported failure.
+            Op::SweepCodes => keyed(|| async { done(sweep_codes(app).await) }).await,
         }
     }
+}
+
+/// The code of the `nth` (by code order) of `member`'s redemptions, looked up as the till would
+/// read it off the member's screen: outside the simulated ports.
+async fn member_code<S: Store>(world: &World<S>, member: &str, nth: usize) -> Option<String> {
+    let records = world
+        .inner_store()
+        .records_of(loyalty_core::redemptions::KIND, member, 100)
+        .await
+        .ok()?;
+    records
+        .get(nth % records.len().max(1))
+        .map(|r| r.id.clone())
+}
+
+/// One run of the code sweep: the scheduled fan-out into a queue, then every message settled.
+async fn sweep_codes<S: Store>(app: &App<SimStore<S>>) -> Result<Value, ApiError> {
+    let queue = loyalty_core::events::MemoryQueue::default();
+    app.plan_code_sweep(&queue).await?;
+    let (mut released, mut expired) = (0, 0);
+    for body in queue.take() {
+        let report = app.settle_code_batch(&body).await?;
+        released += report.released;
+        expired += report.expired;
+    }
+    Ok(json!({ "released": released, "expired": expired }))
 }
 
 /// The `Idempotency-Key` of an admin create: one per thing the admin means to create, reused by

@@ -329,6 +329,7 @@ impl Gen {
             member: self.member()?,
             key: self.id("k"),
             reward: choices.choose(&mut self.rng)?.clone(),
+            hold: self.chance(30),
         })
     }
 
@@ -360,7 +361,16 @@ impl Gen {
             0..14 => Some(self.enrol()),
             14..50 => self.purchase(),
             50..63 => self.action(),
-            63..72 => self.redeem(),
+            63..69 => self.redeem(),
+            69..71 => Some(Op::UseCode {
+                member: self.member()?,
+                nth: self.rng.random_range(0..8),
+            }),
+            71..72 => Some(Op::CancelCode {
+                member: self.member()?,
+                nth: self.rng.random_range(0..8),
+                by_member: self.chance(50),
+            }),
             72..76 => Some(Op::StartSubscription {
                 member: self.member()?,
                 key: self.id("k"),
@@ -499,7 +509,8 @@ impl Gen {
             }
             60..70 => Op::RunSeasons,
             70..80 => Op::PlanTierReviews,
-            80..90 => Op::PlanBilling,
+            80..85 => Op::PlanBilling,
+            85..90 => Op::SweepCodes,
             _ => Op::SweepReferrals,
         })
     }
