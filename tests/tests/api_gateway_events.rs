@@ -29,7 +29,7 @@ async fn a_member_enrols_earns_pages_and_redeems() {
     assert!(id.starts_with("mem_"));
     assert_eq!(
         member["balance"],
-        json!({ "available": 100, "pending": 0, "lifetime_earned": 100, "lifetime_redeemed": 0, "expired": 0 })
+        json!({ "available": 100, "pending": 0, "lifetime_earned": 100, "lifetime_redeemed": 0, "expired": 0, "reserved": 0 })
     );
     assert_eq!(member["tier"], "bronze");
     assert_eq!(member["referral_code"].as_str().map(str::len), Some(8));

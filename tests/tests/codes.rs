@@ -453,3 +453,46 @@ async fn an_expired_unused_code_is_refunded_or_forfeited_by_policy_once() {
         assert_ledger_exact(&app, &member).await;
     }
 }
+
+#[tokio::test]
+async fn use_and_cancel_are_announced_from_the_committed_record_once_each() {
+    let events = Arc::new(MemoryQueue::default());
+    let app = App::new(
+        loyalty_core::memory::MemoryStore::with_change_feed(),
+        Arc::new(ManualClock::new(
+            Utc.with_ymd_and_hms(2026, 3, 2, 12, 0, 0).unwrap(),
+        )),
+        AppConfig::default(),
+    )
+    .with_events(events.clone());
+    let member = funded(&app, 50_000).await;
+    let used = code_of(&redeem(&app, &member, "free-coffee", false).await);
+    let canceled = code_of(&redeem(&app, &member, "free-coffee", false).await);
+    app.use_code(&used).await.expect("used");
+    app.cancel_code(&canceled, None).await.expect("canceled");
+    // Refused and repeated calls commit nothing, so they announce nothing.
+    app.use_code(&used).await.expect_err("used twice");
+    app.cancel_code(&canceled, None)
+        .await
+        .expect("canceled again");
+    app.relay_all(app.store().take_changes())
+        .await
+        .expect("relayed");
+    let sent: Vec<Value> = events
+        .sent()
+        .iter()
+        .map(|body| serde_json::from_str(body).expect("an event is JSON"))
+        .collect();
+    let of_type =
+        |kind: &str| -> Vec<&Value> { sent.iter().filter(|e| e["type"] == kind).collect() };
+    let used_events = of_type("redemption.used");
+    assert_eq!(used_events.len(), 1, "{sent:?}");
+    assert_eq!(used_events[0]["data"]["code"], used.as_str());
+    assert_eq!(used_events[0]["member_id"], member.as_str());
+    let canceled_events = of_type("redemption.canceled");
+    assert_eq!(canceled_events.len(), 1, "{sent:?}");
+    assert_eq!(canceled_events[0]["data"]["code"], canceled.as_str());
+    let reversed = of_type("points.reversed");
+    assert_eq!(reversed.len(), 1, "{sent:?}");
+    assert_eq!(reversed[0]["data"]["points"], 150);
+}

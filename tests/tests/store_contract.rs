@@ -252,7 +252,7 @@ async fn idempotency_records_are_read_with_the_member<S: Store>(store: &S) {
     );
 }
 
-async fn limited_stock_is_never_oversold<S: Store>(store: &S) {
+async fn limited_stock_is_never_oversold_and_a_released_unit_is_claimed_again<S: Store>(store: &S) {
     let reward = RewardId::parse("c-tote").expect("reward");
     for (i, (name, code)) in [
         ("c-erin", "EEEEEEEE"),
@@ -277,6 +277,39 @@ async fn limited_stock_is_never_oversold<S: Store>(store: &S) {
             assert!(matches!(result, Err(CommitError::OutOfStock)), "{result:?}");
         }
     }
+    let used = store
+        .stock_used(std::slice::from_ref(&reward))
+        .await
+        .expect("read");
+    assert_eq!(used.get(&reward).copied(), Some(2));
+
+    // A canceled redemption gives its unit back, and the next claim gets it.
+    let erin = store
+        .member(&MemberId::parse("c-erin").expect("id"))
+        .await
+        .expect("read")
+        .expect("erin");
+    let (next, entry) = earn(&erin, "redemption_cancel:r", 0);
+    let mut release = commit(next, Some(erin.version), Some(entry));
+    release.stock = Some(StockClaim {
+        release: true,
+        reward_id: reward.clone(),
+        stock: 0,
+    });
+    store.commit(release).await.expect("released");
+    let gus = store
+        .member(&MemberId::parse("c-gus").expect("id"))
+        .await
+        .expect("read")
+        .expect("gus");
+    let (next, entry) = earn(&gus, "redemption:r", 0);
+    let mut claim = commit(next, Some(gus.version), Some(entry));
+    claim.stock = Some(StockClaim {
+        release: false,
+        reward_id: reward.clone(),
+        stock: 2,
+    });
+    store.commit(claim).await.expect("the released unit");
     let used = store
         .stock_used(std::slice::from_ref(&reward))
         .await
@@ -414,7 +447,7 @@ contract!(
     a_failed_condition_writes_nothing,
     record_versions_are_conditional,
     idempotency_records_are_read_with_the_member,
-    limited_stock_is_never_oversold,
+    limited_stock_is_never_oversold_and_a_released_unit_is_claimed_again,
     ledgers_page_newest_first,
     an_entry_is_read_by_its_id,
     records_list_newest_first_and_come_due_by_shard,

@@ -23,9 +23,10 @@ use crate::redemptions::{
 
 /// Codes per sweep message.
 pub const CODES_PER_MESSAGE: usize = 25;
-/// Days before today the sweep looks at too: a run missed around midnight is caught up by the
-/// next. A longer outage needs a run with the records of the days it missed.
-pub const CODE_SWEEP_CATCH_UP_DAYS: u64 = 1;
+/// Days before today the sweep looks at too, so an outage of up to a week is caught up by the
+/// first run after it (settled records leave the index, so old days are usually empty: a
+/// keys-only query each).
+pub const CODE_SWEEP_CATCH_UP_DAYS: u64 = 7;
 
 /// One sweep message: codes the due index lists under `day`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
