@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{random_crockford, MemberId, RewardId};
 use crate::ports::{Expect, Record, RecordWrite};
+use crate::program::Reward;
 use crate::Points;
 
 /// The record kind of redemptions; a record's id is its code.
@@ -149,33 +150,29 @@ pub enum Lapse {
 }
 
 impl Redemption {
-    /// A new redemption of `points` for `reward_id`; held until `hold_until` when given.
-    #[allow(clippy::too_many_arguments)]
+    /// A new redemption of `reward` by `member_id` at `now`, under a fresh code; held until
+    /// `hold_until` when given.
     pub fn new(
-        code: String,
         redemption_id: String,
         member_id: MemberId,
-        reward_id: RewardId,
-        points: Points,
-        valid_days: u32,
+        reward: &Reward,
         hold_until: Option<DateTime<Utc>>,
-        stock_claimed: bool,
         now: DateTime<Utc>,
     ) -> Self {
         Self {
-            code,
+            code: new_code(),
             redemption_id,
             member_id,
-            reward_id,
-            points,
+            reward_id: reward.reward_id.clone(),
+            points: reward.points_cost,
             status: if hold_until.is_some() {
                 RedemptionStatus::Held
             } else {
                 RedemptionStatus::Issued
             },
-            expires_at: now + Duration::days(i64::from(valid_days)),
+            expires_at: now + Duration::days(i64::from(reward.code_valid_days)),
             hold_until,
-            stock_claimed,
+            stock_claimed: reward.stock.is_some(),
             created_at: now,
             updated_at: now,
         }
@@ -275,15 +272,15 @@ mod tests {
     }
 
     fn redemption(hold_until: Option<DateTime<Utc>>) -> Redemption {
+        let reward: Reward = serde_json::from_value(serde_json::json!({
+            "reward_id": "coffee", "name": "Coffee", "kind": "free_product", "points_cost": 500,
+        }))
+        .unwrap();
         Redemption::new(
-            new_code(),
             "rdm_1".into(),
             MemberId::parse("ada").unwrap(),
-            RewardId::parse("coffee").unwrap(),
-            500,
-            30,
+            &reward,
             hold_until,
-            false,
             at(0),
         )
     }

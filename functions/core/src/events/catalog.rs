@@ -666,17 +666,20 @@ mod tests {
     }
 
     fn redemption(hold: bool) -> Redemption {
-        Redemption::new(
-            "ABCD-EFGH-JKMN".into(),
+        let reward: crate::program::Reward = serde_json::from_value(json!({
+            "reward_id": "coffee", "name": "Coffee", "kind": "free_product", "points_cost": 500,
+            "stock": 10,
+        }))
+        .unwrap();
+        let mut redemption = Redemption::new(
             "rdm_1".into(),
             MemberId::parse("ada").unwrap(),
-            crate::ids::RewardId::parse("coffee").unwrap(),
-            500,
-            30,
+            &reward,
             hold.then(|| at(3)),
-            true,
             at(2),
-        )
+        );
+        redemption.code = "ABCD-EFGH-JKMN".into();
+        redemption
     }
 
     #[test]

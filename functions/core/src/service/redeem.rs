@@ -12,7 +12,7 @@ use crate::ids::{IdempotencyKey, MemberId, RewardId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::member::Balance;
 use crate::ports::{StockClaim, Store};
-use crate::redemptions::{new_code, Redemption, RedemptionStatus};
+use crate::redemptions::{Redemption, RedemptionStatus};
 use crate::Points;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -139,18 +139,14 @@ impl<S: Store> App<S> {
                 ApiError::new(ErrorCode::CounterOverflow, "the reserved points are full")
             })?;
         }
-        let code = new_code();
         let record = Redemption::new(
-            code.clone(),
             redemption_id.to_owned(),
             member_id.clone(),
-            reward_id.clone(),
-            cost,
-            reward.code_valid_days,
+            reward,
             hold_until,
-            reward.stock.is_some(),
             now,
         );
+        let code = record.code.clone();
         let source = Source::Redemption {
             redemption_id: redemption_id.to_owned(),
             reward_id: reward_id.clone(),
