@@ -98,6 +98,13 @@ fn not_found(code: &str) -> ApiError {
         .with_details(json!({ "code": code }))
 }
 
+/// A code from the path: one that cannot be a code is not found without a read, and is not
+/// echoed back.
+fn parse_code(raw: &str) -> Result<String, ApiError> {
+    normalise_code(raw)
+        .ok_or_else(|| ApiError::new(ErrorCode::RedemptionNotFound, "no redemption has this code"))
+}
+
 fn already_used(code: &str) -> ApiError {
     ApiError::new(ErrorCode::CodeAlreadyUsed, "the code was already used")
         .with_details(json!({ "code": code }))
@@ -153,7 +160,7 @@ impl<S: Store> App<S> {
         raw_code: &str,
         owner: Option<&MemberId>,
     ) -> Result<RedemptionView, ApiError> {
-        let code = normalise_code(raw_code).ok_or_else(|| not_found(raw_code))?;
+        let code = parse_code(raw_code)?;
         let (redemption, _) = self.redemption_by_code(&code, owner).await?;
         Ok(redemption.view(self.now()))
     }
@@ -161,7 +168,7 @@ impl<S: Store> App<S> {
     /// `POST /v1/redemptions/{code}/use`: the till takes the code, once. A held redemption's
     /// reserved points are confirmed spent in the same write.
     pub async fn use_code(&self, raw_code: &str) -> Result<RedemptionView, ApiError> {
-        let code = normalise_code(raw_code).ok_or_else(|| not_found(raw_code))?;
+        let code = parse_code(raw_code)?;
         let code = &code;
         self.retrying(|| async move {
             let (redemption, version) = self.redemption_by_code(code, None).await?;
@@ -217,7 +224,7 @@ impl<S: Store> App<S> {
         raw_code: &str,
         owner: Option<&MemberId>,
     ) -> Result<RedemptionView, ApiError> {
-        let code = normalise_code(raw_code).ok_or_else(|| not_found(raw_code))?;
+        let code = parse_code(raw_code)?;
         let (redemption, _) = self.redemption_by_code(&code, owner).await?;
         if redemption.status == RedemptionStatus::Canceled {
             return Ok(redemption.view(self.now()));
