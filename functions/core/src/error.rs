@@ -19,6 +19,8 @@ pub enum ErrorCode {
     RewardNotFound,
     PromotionNotFound,
     CampaignNotFound,
+    WebhookNotFound,
+    WebhookDeliveryNotFound,
     RewardExists,
     RewardUnavailable,
     InsufficientPoints,
@@ -62,7 +64,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for what documents them (docs/openapi.yaml is checked against this list).
-    pub const ALL: [ErrorCode; 49] = [
+    pub const ALL: [ErrorCode; 51] = [
         Self::ValidationError,
         Self::InvalidJson,
         Self::PayloadTooLarge,
@@ -77,6 +79,8 @@ impl ErrorCode {
         Self::RewardNotFound,
         Self::PromotionNotFound,
         Self::CampaignNotFound,
+        Self::WebhookNotFound,
+        Self::WebhookDeliveryNotFound,
         Self::RewardExists,
         Self::RewardUnavailable,
         Self::InsufficientPoints,
@@ -130,6 +134,8 @@ impl ErrorCode {
             Self::RewardNotFound => "reward_not_found",
             Self::PromotionNotFound => "promotion_not_found",
             Self::CampaignNotFound => "campaign_not_found",
+            Self::WebhookNotFound => "webhook_not_found",
+            Self::WebhookDeliveryNotFound => "webhook_delivery_not_found",
             Self::RewardExists => "reward_exists",
             Self::RewardUnavailable => "reward_unavailable",
             Self::InsufficientPoints => "insufficient_points",
@@ -180,6 +186,8 @@ impl ErrorCode {
             | Self::RewardNotFound
             | Self::PromotionNotFound
             | Self::CampaignNotFound
+            | Self::WebhookNotFound
+            | Self::WebhookDeliveryNotFound
             | Self::RouteNotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::Unauthorized => 401,
