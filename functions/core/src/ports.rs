@@ -133,6 +133,8 @@ pub struct Record {
     pub version: u64,
     /// Puts the record in the due index on this day.
     pub due: Option<chrono::NaiveDate>,
+    /// A top-level integer `expires_at` (unix seconds) lets the store drop the record after
+    /// that time (DynamoDB's TTL; it may lag by days, so readers still check).
     pub body: serde_json::Value,
 }
 

@@ -71,6 +71,29 @@ impl MessageQueue for SqsQueue {
         }
         Ok(())
     }
+
+    async fn send_delayed(
+        &self,
+        body: String,
+        delay: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        // SQS caps a message's delay at 900 seconds.
+        let seconds = delay.as_secs().min(900) as i32;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(seconds)
+            .send()
+            .await
+            .map_err(|e| {
+                StoreError(format!(
+                    "SendMessage: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                ))
+            })?;
+        Ok(())
+    }
 }
 
 /// The queue whose URL is in environment variable `name`; built once per execution environment.

@@ -30,6 +30,9 @@ use crate::webhooks::{
 pub const WEBHOOK_CACHE: Duration = Duration::from_secs(10);
 /// The most webhooks a deployment has (one Query reads them all).
 pub const MAX_WEBHOOKS: u32 = 100;
+/// Deliveries one page of `GET …/deliveries` shows by default, and at most.
+const DEFAULT_DELIVERIES: u32 = 20;
+const MAX_DELIVERIES: u32 = 100;
 
 /// The webhook side of an app: its queues, its HTTP client and its URL policy.
 pub(crate) struct WebhookWiring {
@@ -229,8 +232,9 @@ impl<S: Store> App<S> {
         let webhook = self
             .change_webhook(actor, webhook_id, |webhook, now| {
                 webhook.status = WebhookStatus::Deleted;
-                webhook.expires_at =
-                    Some((now + chrono::Duration::days(webhooks::DELETED_RETENTION_DAYS)).timestamp());
+                webhook.expires_at = Some(
+                    (now + chrono::Duration::days(webhooks::DELETED_RETENTION_DAYS)).timestamp(),
+                );
                 false
             })
             .await?;
@@ -278,7 +282,18 @@ impl<S: Store> App<S> {
 
     /// `GET /v1/admin/webhooks/{id}/deliveries`: up to `limit` deliveries, newest event first,
     /// each with its attempts.
-    pub async fn webhook_deliveries(&self, webhook_id: &str, limit: u32) -> Result<Value, ApiError> {
+    pub async fn webhook_deliveries(
+        &self,
+        webhook_id: &str,
+        limit: Option<u32>,
+    ) -> Result<Value, ApiError> {
+        let limit = limit.unwrap_or(DEFAULT_DELIVERIES);
+        if !(1..=MAX_DELIVERIES).contains(&limit) {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("limit must be between 1 and {MAX_DELIVERIES}"),
+            ));
+        }
         self.webhook(webhook_id)
             .await?
             .ok_or_else(|| not_found(webhook_id))?;
@@ -331,7 +346,12 @@ impl<S: Store> App<S> {
         };
         let body = serde_json::to_string(&message).map_err(|_| ApiError::internal())?;
         self.webhooks.deliveries.send(vec![body]).await?;
-        tracing::info!(webhook_id, delivery_id, actor, "webhook delivery retry requested");
+        tracing::info!(
+            webhook_id,
+            delivery_id,
+            actor,
+            "webhook delivery retry requested"
+        );
         Ok(delivery_view(&delivery))
     }
 
@@ -376,9 +396,8 @@ impl<S: Store> App<S> {
         for event in events {
             for webhook in webhooks.iter().filter(|w| w.wants(event.event_type)) {
                 let message = DeliveryMessage::first(&webhook.webhook_id, to_body(event)?);
-                bodies.push(
-                    serde_json::to_string(&message).map_err(|e| StoreError(e.to_string()))?,
-                );
+                bodies
+                    .push(serde_json::to_string(&message).map_err(|e| StoreError(e.to_string()))?);
             }
         }
         let sent = bodies.len();
@@ -416,7 +435,9 @@ impl<S: Store> App<S> {
             && (delivery.status == DeliveryStatus::Parked
                 || delivery.automatic_attempts != message.after_attempts)
         {
-            return Ok(DeliveryStep::Skipped("a later message carries this delivery"));
+            return Ok(DeliveryStep::Skipped(
+                "a later message carries this delivery",
+            ));
         }
         let webhook = match self.store.record(WEBHOOK_KIND, &message.webhook_id).await? {
             Some(record) => record.parse::<Webhook>()?,
@@ -451,7 +472,11 @@ impl<S: Store> App<S> {
         } else if manual {
             DeliveryStep::RetryFailed
         } else {
-            match schedule::next_attempt(delivery.automatic_attempts, delivery.first_attempt_at, now) {
+            match schedule::next_attempt(
+                delivery.automatic_attempts,
+                delivery.first_attempt_at,
+                now,
+            ) {
                 Some(wait) => {
                     let due = now + wait;
                     delivery.status = DeliveryStatus::Retrying;
@@ -464,8 +489,12 @@ impl<S: Store> App<S> {
                         not_before: Some(due),
                         ..message.clone()
                     };
-                    let next = serde_json::to_string(&next).map_err(|e| StoreError(e.to_string()))?;
-                    self.webhooks.deliveries.send_delayed(next, hop(wait)).await?;
+                    let next =
+                        serde_json::to_string(&next).map_err(|e| StoreError(e.to_string()))?;
+                    self.webhooks
+                        .deliveries
+                        .send_delayed(next, hop(wait))
+                        .await?;
                     DeliveryStep::Retrying(wait.to_std().unwrap_or_default())
                 }
                 None => {
@@ -501,9 +530,9 @@ impl<S: Store> App<S> {
         match self.store.transact(Vec::new(), vec![write]).await {
             Ok(()) => Ok(step),
             // Another copy of this message recorded its attempt first; its chain goes on.
-            Err(CommitError::RecordConflict { .. }) | Err(CommitError::Conflict) => {
-                Ok(DeliveryStep::Skipped("another copy of this message recorded first"))
-            }
+            Err(CommitError::RecordConflict { .. }) | Err(CommitError::Conflict) => Ok(
+                DeliveryStep::Skipped("another copy of this message recorded first"),
+            ),
             Err(CommitError::Store(error)) => Err(error),
             Err(error) => Err(StoreError(error.to_string())),
         }

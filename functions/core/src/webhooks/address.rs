@@ -52,7 +52,9 @@ impl UrlPolicy {
 fn is_loopback(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     }
 }
 
@@ -214,7 +216,10 @@ mod tests {
         assert!(UrlPolicy::LOCAL.allows("127.0.0.1".parse().expect("ip")));
         assert!(!UrlPolicy::LOCAL.allows("192.168.0.1".parse().expect("ip")));
         assert_eq!(UrlPolicy::from_env_value(Some("true")), UrlPolicy::LOCAL);
-        assert_eq!(UrlPolicy::from_env_value(Some("1")), UrlPolicy::PUBLIC_HTTPS);
+        assert_eq!(
+            UrlPolicy::from_env_value(Some("1")),
+            UrlPolicy::PUBLIC_HTTPS
+        );
         assert_eq!(UrlPolicy::from_env_value(None), UrlPolicy::PUBLIC_HTTPS);
     }
 }

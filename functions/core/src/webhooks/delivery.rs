@@ -251,7 +251,10 @@ mod tests {
         }
         assert_eq!(delivery.attempts.len(), MAX_KEPT_ATTEMPTS);
         assert_eq!(delivery.automatic_attempts as usize, MAX_KEPT_ATTEMPTS + 5);
-        assert!(delivery.attempts[0].error.as_ref().is_some_and(|e| e.len() <= 300));
+        assert!(delivery.attempts[0]
+            .error
+            .as_ref()
+            .is_some_and(|e| e.len() <= 300));
         let ok = DeliveryAttempt::new(now, &Answer::Status(204), 10, Some("admin".into()));
         delivery.record(ok, true, true);
         assert_eq!(delivery.status, DeliveryStatus::Delivered);

@@ -150,7 +150,10 @@ pub fn new_webhook_id(now: DateTime<Utc>) -> String {
 /// The `Loyalty-Signature` value of `body` sent at unix time `timestamp`:
 /// `t=<timestamp>,v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 pub fn signature_header(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    format!("t={timestamp},v1={}", signature::sign(secret, timestamp, body))
+    format!(
+        "t={timestamp},v1={}",
+        signature::sign(secret, timestamp, body)
+    )
 }
 
 /// Checks a `Loyalty-Signature` value as a receiver would (five minutes' tolerance).
@@ -227,7 +230,15 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(parsed, ["points.earned", "tier.*"]);
-        for bad in ["", "points", "Points.earned", "points.", "*.earned", "a.b.c", "p*"] {
+        for bad in [
+            "",
+            "points",
+            "Points.earned",
+            "points.",
+            "*.earned",
+            "a.b.c",
+            "p*",
+        ] {
             let error = parse_event_types(vec![bad.into()]).expect_err(bad);
             assert_eq!(error.details["field"], "event_types", "{bad}");
         }

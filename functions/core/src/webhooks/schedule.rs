@@ -69,7 +69,11 @@ mod tests {
             attempts += 1;
             assert!(attempts < 100, "the schedule never ends");
         }
-        assert_eq!(now, first + RETRY_WINDOW, "the last attempt is on the 72-hour mark");
+        assert_eq!(
+            now,
+            first + RETRY_WINDOW,
+            "the last attempt is on the 72-hour mark"
+        );
         let before_last = &waits[..waits.len() - 1];
         assert!(before_last.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
         assert!(waits.iter().all(|w| *w <= MAX_BACKOFF));
