@@ -201,7 +201,8 @@ async fn receiver(port: u16, statuses: Vec<u16>) -> Arc<Mutex<Vec<Received>>> {
 #[tokio::test]
 async fn a_receiver_that_fails_twice_then_succeeds_gets_the_same_event_three_times_with_valid_signatures(
 ) {
-    let received = receiver(18510, vec![500, 503, 204]).await;
+    let received_log = receiver(18510, vec![500, 503, 204]).await;
+    let received = received_log.clone();
     let h = harness(local_sender(Duration::from_secs(5)), UrlPolicy::LOCAL);
     let webhook = create(&h, "http://127.0.0.1:18510/hooks", &["member.*"]).await;
     let secret = webhook["secret"].as_str().expect("a secret").to_owned();
@@ -264,6 +265,15 @@ async fn a_receiver_that_fails_twice_then_succeeds_gets_the_same_event_three_tim
         h.app.deliver_webhook(&again).await.expect("handled"),
         DeliveryStep::Skipped("already delivered")
     );
+
+    // An admin may still send a delivered event again (the receiver lost it).
+    let delivery_id = delivery["delivery_id"].as_str().unwrap();
+    h.app
+        .retry_webhook_delivery("admin-9", &webhook_id, delivery_id)
+        .await
+        .expect("retry queued");
+    assert_eq!(drain(&h).await, [DeliveryStep::Delivered]);
+    assert_eq!(received_log.lock().unwrap().len(), 4);
 }
 
 /// Never answers; counts attempts; answers 200 once `answer_now` is set.

@@ -428,16 +428,19 @@ impl<S: Store> App<S> {
             Some(record) => (record.parse::<Delivery>()?, Expect::Version(record.version)),
             None => (fresh, Expect::Absent),
         };
-        if delivery.status == DeliveryStatus::Delivered {
-            return Ok(DeliveryStep::Skipped("already delivered"));
-        }
-        if !manual
-            && (delivery.status == DeliveryStatus::Parked
-                || delivery.automatic_attempts != message.after_attempts)
-        {
-            return Ok(DeliveryStep::Skipped(
-                "a later message carries this delivery",
-            ));
+        // An admin's retry re-sends whatever the status (a receiver may have lost a delivered
+        // event); the automatic chain stops once delivered or parked.
+        if !manual {
+            if delivery.status == DeliveryStatus::Delivered {
+                return Ok(DeliveryStep::Skipped("already delivered"));
+            }
+            if delivery.status == DeliveryStatus::Parked
+                || delivery.automatic_attempts != message.after_attempts
+            {
+                return Ok(DeliveryStep::Skipped(
+                    "a later message carries this delivery",
+                ));
+            }
         }
         let webhook = match self.store.record(WEBHOOK_KIND, &message.webhook_id).await? {
             Some(record) => record.parse::<Webhook>()?,
@@ -529,12 +532,15 @@ impl<S: Store> App<S> {
         };
         match self.store.transact(Vec::new(), vec![write]).await {
             Ok(()) => Ok(step),
-            // Another copy of this message recorded its attempt first; its chain goes on.
-            Err(CommitError::RecordConflict { .. }) | Err(CommitError::Conflict) => Ok(
-                DeliveryStep::Skipped("another copy of this message recorded first"),
-            ),
+            // Another copy of this message, or an admin's retry, recorded first. The message
+            // comes back and reads the delivery again: a duplicate copy then finds itself
+            // stale, and a chain overtaken by a retry goes on (receivers de-duplicate on
+            // event_id if the attempt is repeated).
             Err(CommitError::Store(error)) => Err(error),
-            Err(error) => Err(StoreError(error.to_string())),
+            Err(error) => Err(StoreError(format!(
+                "delivery {} changed while it was attempted: {error}",
+                delivery.delivery_id
+            ))),
         }
     }
 }
