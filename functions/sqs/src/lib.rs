@@ -77,8 +77,9 @@ impl MessageQueue for SqsQueue {
         body: String,
         delay: std::time::Duration,
     ) -> Result<(), StoreError> {
-        // SQS caps a message's delay at 900 seconds.
-        let seconds = delay.as_secs().min(900) as i32;
+        // Whole seconds, rounded up (a message due in 0.4 s must not come back at once and
+        // wait again), capped at SQS's 900.
+        let seconds = (delay.as_secs() + u64::from(delay.subsec_nanos() > 0)).min(900) as i32;
         self.client
             .send_message()
             .queue_url(&self.url)
