@@ -587,3 +587,96 @@ async fn a_member_id_in_a_custom_claim_names_the_member_not_the_subject() {
     assert_eq!(error_code(&other), "forbidden");
     assert_eq!(item_count(&store).await, before);
 }
+
+#[tokio::test]
+async fn webhooks_are_the_admins_alone_reads_included_and_record_who_changed_them() {
+    let (app, store) = app().await;
+    let create = || {
+        ApiRequest::post(
+            "/v1/admin/webhooks",
+            json!({ "url": "https://hooks.example.com/loyalty", "event_types": ["points.*"] }),
+        )
+    };
+    for scopes in [&[REPORTS][..], &[SUPPORT], &[POS], &[MEMBER]] {
+        refused(
+            &app,
+            &store,
+            Function::Rewards,
+            create().caller("someone", scopes),
+            403,
+            "forbidden",
+        )
+        .await;
+        refused(
+            &app,
+            &store,
+            Function::Rewards,
+            ApiRequest::get("/v1/admin/webhooks").caller("someone", scopes),
+            403,
+            "forbidden",
+        )
+        .await;
+    }
+    refused(
+        &app,
+        &store,
+        Function::Rewards,
+        ApiRequest::post(
+            "/v1/admin/webhooks",
+            json!({ "url": "http://hooks.example.com/loyalty", "event_types": ["*"] }),
+        )
+        .caller("ops-ada", &[ADMIN]),
+        400,
+        "validation_error",
+    )
+    .await;
+
+    let response = handle(
+        &app,
+        Function::Rewards,
+        create().caller("ops-ada", &[ADMIN]).request(),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let created = json_of(&response);
+    assert_eq!(created["created_by"], "ops-ada");
+    assert!(created["secret"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("whsec_")));
+    let id = created["webhook_id"].as_str().expect("id").to_owned();
+
+    let listed = ok(
+        &app,
+        Function::Rewards,
+        ApiRequest::get("/v1/admin/webhooks").caller("ops-bob", &[ADMIN]),
+    )
+    .await;
+    assert_eq!(listed["webhooks"][0]["webhook_id"], id.as_str());
+    assert!(listed["webhooks"][0].get("secret").is_none());
+    let disabled = ok(
+        &app,
+        Function::Rewards,
+        ApiRequest::post(&format!("/v1/admin/webhooks/{id}/disable"), json!({}))
+            .caller("ops-bob", &[ADMIN]),
+    )
+    .await;
+    assert_eq!(disabled["updated_by"], "ops-bob");
+    assert_eq!(disabled["status"], "disabled");
+    refused(
+        &app,
+        &store,
+        Function::Rewards,
+        ApiRequest::get("/v1/admin/webhooks/wh_none/deliveries").caller("ops-bob", &[ADMIN]),
+        404,
+        "webhook_not_found",
+    )
+    .await;
+    let deleted = ok(
+        &app,
+        Function::Rewards,
+        ApiRequest::new("DELETE", &format!("/v1/admin/webhooks/{id}"))
+            .caller("ops-carol", &[ADMIN]),
+    )
+    .await;
+    assert_eq!(deleted["updated_by"], "ops-carol");
+}

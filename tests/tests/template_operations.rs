@@ -77,7 +77,14 @@ const RIGHTS: &[(&str, &[&str], &[&str])] = &[
     ),
     // The outbox reads the program and publishes it again unchanged when the promotion list
     // changed (the catalog-change follow-up).
-    ("OutboxFunction", &["GetItem", "PutItem", "UpdateItem"], &[]),
+    // ... and lists the active webhooks (by owner, GSI1) for the fan-out.
+    (
+        "OutboxFunction",
+        &["GetItem", "BatchGetItem", "PutItem", "UpdateItem"],
+        &["GSI1"],
+    ),
+    // A delivery and its webhook by key; the delivery record written under its condition.
+    ("WebhookDeliveryFunction", &["GetItem", "PutItem"], &[]),
 ];
 
 /// Functions that read the table's stream (the outbox), and the stream actions an event source

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     RewardNotFound,
     PromotionNotFound,
     CampaignNotFound,
+    WebhookNotFound,
+    WebhookDeliveryNotFound,
     RewardExists,
     RewardUnavailable,
     InsufficientPoints,
@@ -68,7 +70,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for what documents them (docs/openapi.yaml is checked against this list).
-    pub const ALL: [ErrorCode; 52] = [
+    pub const ALL: [ErrorCode; 54] = [
         Self::ValidationError,
         Self::InvalidJson,
         Self::PayloadTooLarge,
@@ -83,6 +85,8 @@ impl ErrorCode {
         Self::RewardNotFound,
         Self::PromotionNotFound,
         Self::CampaignNotFound,
+        Self::WebhookNotFound,
+        Self::WebhookDeliveryNotFound,
         Self::RewardExists,
         Self::RewardUnavailable,
         Self::InsufficientPoints,
@@ -139,6 +143,8 @@ impl ErrorCode {
             Self::RewardNotFound => "reward_not_found",
             Self::PromotionNotFound => "promotion_not_found",
             Self::CampaignNotFound => "campaign_not_found",
+            Self::WebhookNotFound => "webhook_not_found",
+            Self::WebhookDeliveryNotFound => "webhook_delivery_not_found",
             Self::RewardExists => "reward_exists",
             Self::RewardUnavailable => "reward_unavailable",
             Self::InsufficientPoints => "insufficient_points",
@@ -192,6 +198,8 @@ impl ErrorCode {
             | Self::RewardNotFound
             | Self::PromotionNotFound
             | Self::CampaignNotFound
+            | Self::WebhookNotFound
+            | Self::WebhookDeliveryNotFound
             | Self::RouteNotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::Unauthorized => 401,

@@ -22,6 +22,7 @@ pub mod referrals;
 pub mod service;
 pub mod subscriptions;
 pub mod tiers;
+pub mod webhooks;
 
 pub use error::{ApiError, ErrorCode};
 pub use service::App;

@@ -135,6 +135,8 @@ pub struct Record {
     pub version: u64,
     /// Puts the record in the due index on this day.
     pub due: Option<chrono::NaiveDate>,
+    /// A top-level integer `expires_at` (unix seconds) lets the store drop the record after
+    /// that time (DynamoDB's TTL; it may lag by days, so readers still check).
     pub body: serde_json::Value,
 }
 
@@ -271,6 +273,16 @@ impl<
 #[async_trait]
 pub trait MessageQueue: Send + Sync {
     async fn send(&self, bodies: Vec<String>) -> Result<(), StoreError>;
+
+    /// Sends one message that becomes visible after `delay` (SQS allows at most 15 minutes).
+    /// Queues that cannot delay refuse, rather than deliver early.
+    async fn send_delayed(
+        &self,
+        _body: String,
+        _delay: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        Err(StoreError("this queue cannot delay messages".into()))
+    }
 }
 
 /// The due-index shard of an id: a stable hash (FNV-1a), so an id's shard never moves.

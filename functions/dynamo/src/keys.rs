@@ -25,6 +25,8 @@ use loyalty_core::ids::{MemberId, ReferralCode, RewardId};
 
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";
+/// The table's TTL attribute (unix seconds).
+pub const TTL: &str = "expires_at";
 pub const GSI1_PK: &str = "gsi1pk";
 pub const GSI1_SK: &str = "gsi1sk";
 pub const GSI3: &str = "GSI3";

@@ -24,6 +24,11 @@ fn record_item(record: &Record) -> Item {
         );
         item.insert(keys::GSI1_SK.into(), s(record.id.as_str()));
     }
+    // A body's top-level `expires_at` (unix seconds) becomes the table's TTL attribute: records
+    // that only matter for a while (webhook deliveries, deleted webhooks) go by themselves.
+    if let Some(expires_at) = record.body.get("expires_at").and_then(|v| v.as_i64()) {
+        item.insert(keys::TTL.into(), n(expires_at));
+    }
     if let Some(day) = record.due {
         item.insert("due".into(), s(day.to_string()));
         item.insert(

@@ -441,6 +441,44 @@ async fn dispatch<S: Store>(
             let campaign = app.cancel_campaign(actor(principal)?, &id).await?;
             Ok(respond(200, &to_json(&campaign)?))
         }
+        Route::CreateWebhook => {
+            query(request, &[])?;
+            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            Ok(respond(
+                201,
+                &app.create_webhook(actor(principal)?, &body).await?,
+            ))
+        }
+        Route::ListWebhooks => {
+            query(request, &[])?;
+            Ok(respond(200, &app.list_webhooks().await?))
+        }
+        Route::DisableWebhook(id) => {
+            query(request, &[])?;
+            Ok(respond(
+                200,
+                &app.disable_webhook(actor(principal)?, &id).await?,
+            ))
+        }
+        Route::DeleteWebhook(id) => {
+            query(request, &[])?;
+            Ok(respond(
+                200,
+                &app.delete_webhook(actor(principal)?, &id).await?,
+            ))
+        }
+        Route::WebhookDeliveries(id) => {
+            let params = query(request, &["limit"])?;
+            let limit = body::limit(&params)?;
+            Ok(respond(200, &app.webhook_deliveries(&id, limit).await?))
+        }
+        Route::RetryWebhookDelivery(id, delivery) => {
+            query(request, &[])?;
+            let retried = app
+                .retry_webhook_delivery(actor(principal)?, &id, &delivery)
+                .await?;
+            Ok(respond(202, &retried))
+        }
         Route::ListRewards => {
             query(request, &[])?;
             let rewards = app.rewards().await?;

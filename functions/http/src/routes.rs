@@ -77,6 +77,12 @@ impl Function {
                         | Route::CreateCampaign
                         | Route::GetCampaign(_)
                         | Route::CancelCampaign(_)
+                        | Route::CreateWebhook
+                        | Route::ListWebhooks
+                        | Route::DisableWebhook(_)
+                        | Route::DeleteWebhook(_)
+                        | Route::WebhookDeliveries(_)
+                        | Route::RetryWebhookDelivery(_, _)
                 )
         )
     }
@@ -120,6 +126,13 @@ pub enum Route {
     CreateReward,
     GetProgram,
     PutProgram,
+    CreateWebhook,
+    ListWebhooks,
+    DisableWebhook(String),
+    DeleteWebhook(String),
+    WebhookDeliveries(String),
+    /// The webhook, then the delivery.
+    RetryWebhookDelivery(String, String),
 }
 
 /// Who may call a route.
@@ -153,6 +166,8 @@ const ADJUST: Scopes = Scopes::of(&[Scope::Admin, Scope::Support]);
 const RETURN: Scopes = Scopes::of(&[Scope::Pos, Scope::Support]);
 const ADMIN_WRITE: Scopes = Scopes::of(&[Scope::Admin]);
 const ADMIN_READ: Scopes = Scopes::of(&[Scope::Admin, Scope::Reports]);
+/// Webhooks are the admin's alone, reads included: URLs, and deliveries carrying members' events.
+const WEBHOOKS: Scopes = Scopes::of(&[Scope::Admin]);
 
 impl Route {
     /// The route's scopes: one table for the function's own check, the template and the docs.
@@ -187,6 +202,12 @@ impl Route {
             | Route::CreateCampaign
             | Route::CancelCampaign(_) => ADMIN_WRITE,
             Route::ListPromotions | Route::GetCampaign(_) => ADMIN_READ,
+            Route::CreateWebhook
+            | Route::ListWebhooks
+            | Route::DisableWebhook(_)
+            | Route::DeleteWebhook(_)
+            | Route::WebhookDeliveries(_)
+            | Route::RetryWebhookDelivery(_, _) => WEBHOOKS,
         };
         Access::Scoped(scopes)
     }
@@ -250,6 +271,12 @@ impl Route {
             Route::CreateReward => "create_reward",
             Route::GetProgram => "get_program",
             Route::PutProgram => "put_program",
+            Route::CreateWebhook => "create_webhook",
+            Route::ListWebhooks => "list_webhooks",
+            Route::DisableWebhook(_) => "disable_webhook",
+            Route::DeleteWebhook(_) => "delete_webhook",
+            Route::WebhookDeliveries(_) => "webhook_deliveries",
+            Route::RetryWebhookDelivery(_, _) => "retry_webhook_delivery",
         }
     }
 
@@ -383,6 +410,31 @@ impl Route {
                 Some(Route::CancelCampaign((*id).to_owned())).filter(|_| method == Method::POST),
                 "POST",
             ),
+            ["v1", "admin", "webhooks"] => match *method {
+                Method::GET => (Some(Route::ListWebhooks), "GET, POST"),
+                Method::POST => (Some(Route::CreateWebhook), "GET, POST"),
+                _ => (None, "GET, POST"),
+            },
+            ["v1", "admin", "webhooks", id] => (
+                Some(Route::DeleteWebhook((*id).to_owned())).filter(|_| method == Method::DELETE),
+                "DELETE",
+            ),
+            ["v1", "admin", "webhooks", id, "disable"] => (
+                Some(Route::DisableWebhook((*id).to_owned())).filter(|_| method == Method::POST),
+                "POST",
+            ),
+            ["v1", "admin", "webhooks", id, "deliveries"] => (
+                Some(Route::WebhookDeliveries((*id).to_owned())).filter(|_| method == Method::GET),
+                "GET",
+            ),
+            ["v1", "admin", "webhooks", id, "deliveries", delivery, "retry"] => (
+                Some(Route::RetryWebhookDelivery(
+                    (*id).to_owned(),
+                    (*delivery).to_owned(),
+                ))
+                .filter(|_| method == Method::POST),
+                "POST",
+            ),
             _ => {
                 return Err(ApiError::new(
                     ErrorCode::RouteNotFound,
@@ -479,6 +531,24 @@ mod tests {
             (Method::POST, "/v1/admin/rewards", Function::Rewards),
             (Method::GET, "/v1/program", Function::Rewards),
             (Method::PUT, "/v1/admin/program", Function::Rewards),
+            (Method::POST, "/v1/admin/webhooks", Function::Rewards),
+            (Method::GET, "/v1/admin/webhooks", Function::Rewards),
+            (Method::DELETE, "/v1/admin/webhooks/wh_1", Function::Rewards),
+            (
+                Method::POST,
+                "/v1/admin/webhooks/wh_1/disable",
+                Function::Rewards,
+            ),
+            (
+                Method::GET,
+                "/v1/admin/webhooks/wh_1/deliveries",
+                Function::Rewards,
+            ),
+            (
+                Method::POST,
+                "/v1/admin/webhooks/wh_1/deliveries/d1/retry",
+                Function::Rewards,
+            ),
         ];
         for (method, path, owner) in cases {
             let route = Route::resolve(&method, path).expect(path);
@@ -517,6 +587,25 @@ mod tests {
             assert_eq!(
                 scopes.contains(Scope::Reports),
                 method == Method::GET,
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn webhook_routes_are_for_admins_only_reads_included() {
+        for (method, path) in [
+            (Method::POST, "/v1/admin/webhooks"),
+            (Method::GET, "/v1/admin/webhooks"),
+            (Method::DELETE, "/v1/admin/webhooks/wh_1"),
+            (Method::POST, "/v1/admin/webhooks/wh_1/disable"),
+            (Method::GET, "/v1/admin/webhooks/wh_1/deliveries"),
+            (Method::POST, "/v1/admin/webhooks/wh_1/deliveries/d1/retry"),
+        ] {
+            let route = Route::resolve(&method, path).expect(path);
+            assert_eq!(
+                route.access(),
+                Access::Scoped(Scopes::of(&[Scope::Admin])),
                 "{method} {path}"
             );
         }

@@ -182,6 +182,20 @@ impl Wiring {
         Ok(value)
     }
 
+    /// Which webhook URLs this function accepts and reaches: public `https` only, unless the
+    /// local runner set `LOYALTY_WEBHOOKS_ALLOW_LOOPBACK_HTTP=true`.
+    pub fn webhook_policy(&mut self) -> loyalty_core::webhooks::address::UrlPolicy {
+        use loyalty_core::webhooks::address::{UrlPolicy, ALLOW_LOOPBACK_ENV};
+        let policy = UrlPolicy::from_env_value(self.var(ALLOW_LOOPBACK_ENV).as_deref());
+        let described = if policy.allow_loopback_http {
+            "https, or http to loopback (local)"
+        } else {
+            "https to public addresses"
+        };
+        self.record("webhook_urls", described);
+        policy
+    }
+
     /// Everything wired so far, as the cold-start line logs it.
     pub fn wired(&self) -> &Map<String, Value> {
         &self.wired

@@ -71,6 +71,30 @@ impl MessageQueue for SqsQueue {
         }
         Ok(())
     }
+
+    async fn send_delayed(
+        &self,
+        body: String,
+        delay: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        // Whole seconds, rounded up (a message due in 0.4 s must not come back at once and
+        // wait again), capped at SQS's 900.
+        let seconds = (delay.as_secs() + u64::from(delay.subsec_nanos() > 0)).min(900) as i32;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(seconds)
+            .send()
+            .await
+            .map_err(|e| {
+                StoreError(format!(
+                    "SendMessage: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                ))
+            })?;
+        Ok(())
+    }
 }
 
 /// The queue whose URL is in environment variable `name`; built once per execution environment.

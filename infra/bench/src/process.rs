@@ -44,9 +44,10 @@ pub fn function_env(table: &str, dynamodb: &str) -> Vec<(String, String)> {
         ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
         // Queues a function refuses to start without (accrue, rewards). The benchmark's members
-        // have no referrer and it creates no campaign, so nothing is ever sent to them.
+        // have no referrer and it creates no campaign or webhook, so nothing is ever sent to them.
         ("REFERRAL_QUEUE_URL", UNUSED_QUEUE),
         ("CAMPAIGN_DISPATCH_QUEUE_URL", UNUSED_QUEUE),
+        ("WEBHOOK_DELIVERY_QUEUE_URL", UNUSED_QUEUE),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -157,6 +157,12 @@ impl Runner {
                 ("AWS_SESSION_TOKEN", "test".to_owned()),
                 ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
                 ("AWS_ENDPOINT_URL_DYNAMODB", config.dynamodb.clone()),
+                // Webhooks may post to a receiver on this machine over plain http (on AWS they
+                // must be https to a public address).
+                (
+                    loyalty_core::webhooks::address::ALLOW_LOOPBACK_ENV,
+                    "true".to_owned(),
+                ),
             ];
             if let Some(endpoint) = &config.sqs {
                 lambda_env.push(("AWS_ENDPOINT_URL_SQS", endpoint.clone()));

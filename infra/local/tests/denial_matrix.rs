@@ -353,6 +353,9 @@ fn body_for(route: &HttpRoute, member: &str) -> Value {
             "name": format!("Matrix {unique}"), "points": 1,
             "audience": { "member_ids": [member] }, "reason": "denial matrix",
         }),
+        "POST /v1/admin/webhooks" => json!({
+            "url": format!("https://hooks.example.com/{unique}"), "event_types": ["points.*"],
+        }),
         _ => json!({}),
     }
 }

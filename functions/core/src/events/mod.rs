@@ -81,19 +81,28 @@ impl MessageQueue for LogQueue {
 /// Keeps what was sent; for tests and local tools (the `testing` feature).
 #[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
-pub struct MemoryQueue(Mutex<Vec<String>>);
+pub struct MemoryQueue {
+    sent: Mutex<Vec<String>>,
+    /// The delay each delayed message was sent with, in sending order.
+    delays: Mutex<Vec<std::time::Duration>>,
+}
 
 #[cfg(any(test, feature = "testing"))]
 impl MemoryQueue {
     pub fn sent(&self) -> Vec<String> {
-        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+        self.sent.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     pub fn take(&self) -> Vec<String> {
-        self.0
+        self.sent
             .lock()
             .map(|mut m| std::mem::take(&mut *m))
             .unwrap_or_default()
+    }
+
+    /// The delays of the delayed messages sent so far (they are also in [`Self::sent`]).
+    pub fn delays(&self) -> Vec<std::time::Duration> {
+        self.delays.lock().map(|d| d.clone()).unwrap_or_default()
     }
 
     /// Puts messages back, as a queue redelivering them would.
@@ -106,11 +115,23 @@ impl MemoryQueue {
 #[async_trait]
 impl MessageQueue for MemoryQueue {
     async fn send(&self, bodies: Vec<String>) -> Result<(), StoreError> {
-        self.0
+        self.sent
             .lock()
             .map_err(|_| StoreError("queue poisoned".into()))?
             .extend(bodies);
         Ok(())
+    }
+
+    async fn send_delayed(
+        &self,
+        body: String,
+        delay: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        self.delays
+            .lock()
+            .map_err(|_| StoreError("queue poisoned".into()))?
+            .push(delay);
+        self.send(vec![body]).await
     }
 }
 

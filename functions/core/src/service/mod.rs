@@ -20,6 +20,7 @@ mod returns;
 mod subscriptions;
 mod tiers;
 mod transfer;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,7 @@ pub use subscriptions::{
     BILLING_CATCH_UP_DAYS, PENDING_LEASE, PROVIDER_EVENT_KIND, SUBSCRIPTIONS_PER_MESSAGE,
 };
 pub use transfer::{TransferReceipt, TRANSFER_DAY};
+pub use webhooks::{DeliveryStep, MAX_WEBHOOKS, WEBHOOK_CACHE};
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
@@ -107,6 +109,8 @@ pub struct App<S> {
     /// Where accruals announce a referee's first qualifying purchase.
     referral_queue: Arc<dyn MessageQueue>,
     payments: Arc<dyn crate::subscriptions::payments::PaymentProvider>,
+    /// Webhook queues, HTTP client, URL policy and the cached list of active webhooks.
+    webhooks: webhooks::WebhookWiring,
 }
 
 impl From<StoreError> for ApiError {
@@ -128,6 +132,7 @@ impl<S: Store> App<S> {
             events: Arc::new(LogQueue),
             referral_queue: Arc::new(LogQueue),
             payments: Arc::new(crate::subscriptions::payments::NoPayments),
+            webhooks: webhooks::WebhookWiring::default(),
         }
     }
 

@@ -44,6 +44,7 @@ impl<S: Store> App<S> {
         if !bodies.is_empty() {
             self.events.send(bodies).await?;
         }
+        self.fan_out_to_webhooks(&derived.events).await?;
         for follow_up in &derived.follow_ups {
             match follow_up {
                 FollowUp::Referral { referral_id } => {
