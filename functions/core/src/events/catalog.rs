@@ -16,6 +16,7 @@
 //! | promotion record, new / closed                | `promotion.opened` / `promotion.closed`  | catalog change            |
 //! | subscription record, status or period moved  | `subscription.*`                         |                           |
 //! | redemption record, status moved               | `redemption.<status>`                    |                           |
+//! | lot warning record, new                       | `points.expiring`                        |                           |
 
 use serde_json::{json, Value};
 
@@ -214,6 +215,25 @@ fn record(
             subscription(was.as_ref(), &now, after, derived);
         }
         REDEMPTION_KIND => redemption(before, after, derived),
+        crate::expiry::LOT_WARNING_KIND => {
+            // Written once under `attribute_not_exists`; only its creation announces.
+            if before.is_none() {
+                let warning: crate::expiry::LotWarning = parse(after)?;
+                derived.events.push(record_event(
+                    "points.expiring",
+                    after,
+                    Some(warning.member_id.clone()),
+                    warning.warned_at,
+                    json!({
+                        "member_id": warning.member_id,
+                        "points": warning.points,
+                        "expires_on": warning.expires_on,
+                        "days_before": warning.days_before,
+                        "lot": warning.lot,
+                    }),
+                ));
+            }
+        }
         _ => {}
     }
     Ok(())

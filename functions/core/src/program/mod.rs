@@ -68,6 +68,9 @@ pub struct ProgramDocument {
     /// Whether and how much members may give each other; off by default.
     #[serde(default)]
     pub transfers: TransferPolicy,
+    /// Whether and when points expire, and the warnings before they do (see [`crate::expiry`]).
+    #[serde(default)]
+    pub expiry: crate::expiry::ExpiryPolicy,
 }
 
 /// What taking back points a member has already spent does. The ledger is exact under each:
@@ -289,6 +292,9 @@ impl ProgramDocument {
                 format!("checkout_grace_seconds must be 0 to {MAX_CHECKOUT_GRACE_SECONDS}"),
             ));
         }
+        self.expiry
+            .validate()
+            .map_err(|message| invalid("expiry", message))?;
         self.transfers
             .validate(&self.tiers)
             .map_err(|message| invalid("transfers", message))?;

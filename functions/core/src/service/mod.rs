@@ -7,6 +7,7 @@ mod admin_keys;
 mod campaigns;
 mod due;
 mod enrol;
+mod expiry;
 mod movement;
 mod outbox;
 mod program_admin;
@@ -33,6 +34,7 @@ pub(crate) use retry::Attempt;
 
 pub use accrue::AccrualReceipt;
 pub use adjust::{AdjustmentReceipt, AdjustmentRequest, MAX_ADJUSTMENT};
+pub use expiry::{ExpiryRun, EXPIRY_CATCH_UP_DAYS};
 pub use outbox::{RelayError, Relayed};
 pub use redeem::RedemptionReceipt;
 pub use referrals::{

@@ -89,6 +89,7 @@ impl Transfer<'_> {
             program_version: self.program_version,
             occurred_at: self.now,
             recorded_at: self.now,
+            lots: Vec::new(),
         }
     }
 }
@@ -173,15 +174,18 @@ impl<S: Store> App<S> {
             .with_details(json!({ "available": sender.balance.available, "required": points })));
         }
 
-        let sender_after = sender.with_entry(EntryType::Transfer, -points)?;
-        let receiver_after = receiver.with_entry(EntryType::Transfer, points)?;
+        // Transferred points get a fresh date on the receiver's side, as if earned today.
+        let dating = program.document.expiry.dating(now);
+        let sender_after = sender.with_entry(EntryType::Transfer, -points, &dating)?;
+        let receiver_after = receiver.with_entry(EntryType::Transfer, points, &dating)?;
         let transfer = Transfer {
             transfer_id,
             note: &request.note,
             program_version: program.version,
             now,
         };
-        let out = transfer.side(&sender_after, TransferDirection::Out, -points, receiver_id);
+        let mut out = transfer.side(&sender_after, TransferDirection::Out, -points, receiver_id);
+        out.lots = sender_after.lots_taken(&sender);
         let incoming = transfer.side(
             &receiver_after,
             TransferDirection::In,
