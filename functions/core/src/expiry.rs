@@ -94,7 +94,9 @@ impl ExpiryPolicy {
         let (expires_on, shared) = match self.mode {
             ExpiryMode::None => (None, false),
             ExpiryMode::Fixed { months } => (month_end_after(today, months), false),
-            ExpiryMode::Inactivity { months } => (today.checked_add_months(Months::new(months)), true),
+            ExpiryMode::Inactivity { months } => {
+                (today.checked_add_months(Months::new(months)), true)
+            }
         };
         Dating {
             today,
@@ -418,7 +420,8 @@ mod tests {
 
     #[test]
     fn a_reversal_after_the_lot_expired_credits_the_points_as_earned_today() {
-        let before = ExpiryState::default().after_entry(EntryType::Earn, 100, &fixed(1, 2026, 1, 3));
+        let before =
+            ExpiryState::default().after_entry(EntryType::Earn, 100, &fixed(1, 2026, 1, 3));
         let after = before.after_entry(EntryType::Redeem, -60, &fixed(1, 2026, 1, 4));
         let taken = after.taken_since(&before);
         let restored = after.restored(&taken, &fixed(1, 2026, 3, 10));
@@ -437,7 +440,8 @@ mod tests {
 
     #[test]
     fn points_credited_without_an_expiry_policy_open_no_lot() {
-        let none = ExpiryPolicy::default().dating(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+        let none =
+            ExpiryPolicy::default().dating(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
         let lots = ExpiryState::default().after_entry(EntryType::Earn, 100, &none);
         assert!(lots.is_empty());
     }
@@ -464,9 +468,18 @@ mod tests {
         let lots = ExpiryState::default().after_entry(EntryType::Earn, 10, &fixed(1, 2026, 1, 15));
         // Expires 2026-02-28: warnings on 01-29 and 02-21, expiry run on 03-01.
         assert_eq!(lots.due, Some(day(2026, 1, 29)));
-        assert_eq!(lots.next_due(day(2026, 1, 30), &[30, 7]), Some(day(2026, 2, 21)));
-        assert_eq!(lots.next_due(day(2026, 2, 22), &[30, 7]), Some(day(2026, 3, 1)));
-        assert_eq!(lots.next_due(day(2026, 3, 5), &[30, 7]), Some(day(2026, 3, 5)));
+        assert_eq!(
+            lots.next_due(day(2026, 1, 30), &[30, 7]),
+            Some(day(2026, 2, 21))
+        );
+        assert_eq!(
+            lots.next_due(day(2026, 2, 22), &[30, 7]),
+            Some(day(2026, 3, 1))
+        );
+        assert_eq!(
+            lots.next_due(day(2026, 3, 5), &[30, 7]),
+            Some(day(2026, 3, 5))
+        );
     }
 
     #[test]
@@ -497,8 +510,7 @@ mod tests {
             warn_days: vec![1, 2, 3, 4, 5],
         };
         assert!(many.validate().is_err());
-        let parsed: ExpiryPolicy =
-            serde_json::from_str(r#"{"mode":"fixed","months":12}"#).unwrap();
+        let parsed: ExpiryPolicy = serde_json::from_str(r#"{"mode":"fixed","months":12}"#).unwrap();
         assert_eq!(parsed.warn_days, vec![30, 7]);
         assert!(parsed.validate().is_ok());
     }

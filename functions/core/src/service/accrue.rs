@@ -323,7 +323,11 @@ impl<S: Store> App<S> {
         }
         let points: Points = breakdown.iter().map(|line| line.points).sum();
 
-        let mut next = member.with_entry(EntryType::Earn, points, &program.document.expiry.dating(now))?;
+        let mut next = member.with_entry(
+            EntryType::Earn,
+            points,
+            &program.document.expiry.dating(now),
+        )?;
         if let Some((action, counts)) = priced.updated_counts {
             next.action_counts.insert(action, counts);
         }

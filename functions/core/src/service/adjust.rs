@@ -116,7 +116,11 @@ impl<S: Store> App<S> {
                     .with_details(json!({ "available": available, "required": -request.points }))
                 })?
         };
-        let next = member.with_entry(EntryType::Adjust, points, &program.document.expiry.dating(now))?;
+        let next = member.with_entry(
+            EntryType::Adjust,
+            points,
+            &program.document.expiry.dating(now),
+        )?;
         let source = Source::Adjustment {
             adjustment_id: adjustment_id.to_owned(),
             actor: actor.to_owned(),

@@ -119,7 +119,11 @@ impl<S: Store> App<S> {
             };
             let bonus = program.document.welcome_bonus;
             let (member, entry) = if bonus > 0 {
-                let member = fresh.with_entry(EntryType::Bonus, bonus, &program.document.expiry.dating(now))?;
+                let member = fresh.with_entry(
+                    EntryType::Bonus,
+                    bonus,
+                    &program.document.expiry.dating(now),
+                )?;
                 let source = Source::Enrolment;
                 let entry = LedgerEntry {
                     entry_id: source.entry_id(),

@@ -60,7 +60,9 @@ impl<S: Store> App<S> {
             for shard in 0..REVIEW_SHARDS {
                 let mut cursor = None;
                 loop {
-                    let (ids, next) = self.due_page(&DueIndex::Expiries, day, shard, cursor).await?;
+                    let (ids, next) = self
+                        .due_page(&DueIndex::Expiries, day, shard, cursor)
+                        .await?;
                     for id in ids {
                         let member = MemberId::parse(&id)?;
                         run.add(self.expire_member(&member).await?);
@@ -89,7 +91,13 @@ impl<S: Store> App<S> {
             };
             let program = self.program().await?;
             let today = self.now().date_naive();
-            let step = self.expiry_step(&member, today, &program.document.expiry.warn_days, warned, program.version)?;
+            let step = self.expiry_step(
+                &member,
+                today,
+                &program.document.expiry.warn_days,
+                warned,
+                program.version,
+            )?;
             let outcome = match step {
                 Step::Done => return Ok(done),
                 Step::Expire(commit, points) => {
@@ -121,9 +129,9 @@ impl<S: Store> App<S> {
             match outcome {
                 Ok(()) => attempt = 0,
                 // Another writer (a spend, a racing run) got there first: read again.
-                Err(CommitError::StaleMember | CommitError::Conflict | CommitError::DuplicateEntry) => {
-                    self.back_off(&mut attempt).await?
-                }
+                Err(
+                    CommitError::StaleMember | CommitError::Conflict | CommitError::DuplicateEntry,
+                ) => self.back_off(&mut attempt).await?,
                 Err(CommitError::Store(error)) => return Err(error.into()),
                 Err(error) => {
                     tracing::error!(%error, %member_id, "expiry write refused");
@@ -158,10 +166,7 @@ impl<S: Store> App<S> {
                 entry_type: EntryType::Expire,
                 points: -points,
                 balance_after: next.balance.available,
-                reason: format!(
-                    "Points earned in {lot} expired after {}",
-                    dated.expires_on
-                ),
+                reason: format!("Points earned in {lot} expired after {}", dated.expires_on),
                 breakdown: Vec::new(),
                 source,
                 program_version,
@@ -193,7 +198,12 @@ impl<S: Store> App<S> {
                             expect: Expect::Absent,
                             record: Record {
                                 kind: LOT_WARNING_KIND.to_owned(),
-                                id: warning_id(member.member_id.as_str(), &lot, dated.expires_on, days),
+                                id: warning_id(
+                                    member.member_id.as_str(),
+                                    &lot,
+                                    dated.expires_on,
+                                    days,
+                                ),
                                 owner: Some(member.member_id.as_str().to_owned()),
                                 version: 1,
                                 due: None,
@@ -210,7 +220,9 @@ impl<S: Store> App<S> {
             let mut next = member.clone();
             next.expiry.due = due;
             next.version += 1;
-            return Ok(Step::Reschedule(Box::new(member_commit(member, next, None))));
+            return Ok(Step::Reschedule(Box::new(member_commit(
+                member, next, None,
+            ))));
         }
         Ok(Step::Done)
     }

@@ -121,7 +121,11 @@ impl<S: Store> App<S> {
             .with_details(json!({ "available": member.balance.available, "required": cost })));
         }
 
-        let mut next = member.with_entry(EntryType::Redeem, -cost, &program.document.expiry.dating(now))?;
+        let mut next = member.with_entry(
+            EntryType::Redeem,
+            -cost,
+            &program.document.expiry.dating(now),
+        )?;
         let redeemed = redeemed_before.checked_add(1).ok_or_else(|| {
             ApiError::new(ErrorCode::CounterOverflow, "the redemption counter is full")
         })?;

@@ -213,8 +213,15 @@ impl<S: Store> App<S> {
         let clawback = if returned_total == paid.minor
             && program.document.referrals.on_full_return == OnFullReturn::ClawBack
         {
-            self.referral_clawback(&member, &request.order_id, policy, program.version, now, &dating)
-                .await?
+            self.referral_clawback(
+                &member,
+                &request.order_id,
+                policy,
+                program.version,
+                now,
+                &dating,
+            )
+            .await?
         } else {
             None
         };
