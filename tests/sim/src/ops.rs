@@ -120,6 +120,8 @@ pub enum Op {
     PlanTierReviews,
     PlanBilling,
     SweepReferrals,
+    /// The daily points-expiry run.
+    RunExpiry,
 }
 
 /// What the caller finally saw.
@@ -248,6 +250,7 @@ impl Op {
                 | Op::PlanTierReviews
                 | Op::PlanBilling
                 | Op::SweepReferrals
+                | Op::RunExpiry
         )
     }
 
@@ -394,8 +397,22 @@ impl Op {
                     .map(|p| json!({ "subscriptions": p.subscriptions })),
             )),
             Op::SweepReferrals => one(done(app.sweep_referrals().await)),
+            // Like every scheduled run, a failed one is invoked again.
+            Op::RunExpiry => keyed(|| async { done(app.run_expiry().await) }).await,
         }
     }
+}
+
+/// The program a run starts with: the shipped default with points expiring one month after the
+/// month they were earned in, so lots expire within a run's weeks and the expiry run has work.
+pub async fn publish_program<S: Store>(app: &App<SimStore<S>>) -> Result<(), ApiError> {
+    let mut document: Value =
+        serde_json::from_str(include_str!("../../../infra/program.default.json"))
+            .map_err(|_| ApiError::internal())?;
+    document["expiry"] = json!({ "mode": "fixed", "months": 1, "warn_days": [14, 3] });
+    app.replace_program(ADMIN, document.to_string().as_bytes())
+        .await
+        .map(|_| ())
 }
 
 /// The `Idempotency-Key` of an admin create: one per thing the admin means to create, reused by

@@ -499,7 +499,8 @@ impl Gen {
             }
             60..70 => Op::RunSeasons,
             70..80 => Op::PlanTierReviews,
-            80..90 => Op::PlanBilling,
+            80..88 => Op::PlanBilling,
+            88..94 => Op::RunExpiry,
             _ => Op::SweepReferrals,
         })
     }
