@@ -362,7 +362,22 @@ pub struct LotWarning {
     pub expires_on: NaiveDate,
     pub days_before: u32,
     pub warned_at: DateTime<Utc>,
+    /// When the store may forget the warning (epoch seconds, the table's TTL): a month after
+    /// the lot's date, when no run can warn about the lot again.
+    pub expires_at: i64,
 }
+
+impl LotWarning {
+    pub fn kept_until(expires_on: NaiveDate) -> i64 {
+        (expires_on + Days::new(WARNING_KEPT_DAYS))
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp()
+    }
+}
+
+/// How long after its lot's date a warning record is kept.
+const WARNING_KEPT_DAYS: u64 = 30;
 
 #[cfg(test)]
 mod tests {

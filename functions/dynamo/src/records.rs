@@ -1,5 +1,8 @@
 //! Domain records (referrals, subscriptions, campaigns, ...) as items: the body is JSON text,
 //! the version is the write condition, and two sparse indexes list them by owner and by due day.
+//! A body with a numeric `expires_at` (epoch seconds) puts it on the item as the table's TTL
+//! attribute: records only useful for a while (a day's transfer counter, an expiry warning) go
+//! away by themselves.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, ReturnConsumedCapacity, TransactWriteItem};
@@ -9,6 +12,9 @@ use loyalty_core::ports::{shard_of, Expect, Record, RecordStore, RecordWrite, St
 use crate::capacity::Units;
 use crate::items::{key, n, s, Item};
 use crate::{keys, DynamoStore};
+
+/// The table's TTL attribute.
+const TTL: &str = "expires_at";
 
 fn record_item(record: &Record) -> Item {
     let mut item = key(keys::record_pk(&record.kind, &record.id), keys::RECORD_SK);
@@ -23,6 +29,9 @@ fn record_item(record: &Record) -> Item {
             s(keys::owner_gsi1pk(&record.kind, owner)),
         );
         item.insert(keys::GSI1_SK.into(), s(record.id.as_str()));
+    }
+    if let Some(at) = record.body.get(TTL).and_then(serde_json::Value::as_i64) {
+        item.insert(TTL.into(), n(at));
     }
     if let Some(day) = record.due {
         item.insert("due".into(), s(day.to_string()));

@@ -193,6 +193,7 @@ impl<S: Store> App<S> {
                             expires_on: dated.expires_on,
                             days_before: days,
                             warned_at: now,
+                            expires_at: LotWarning::kept_until(dated.expires_on),
                         };
                         Ok(RecordWrite {
                             expect: Expect::Absent,
