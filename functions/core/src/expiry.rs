@@ -132,11 +132,26 @@ pub struct Dating {
     pub warn_days: Vec<u32>,
 }
 
-/// Points earned in one month, and the last day they can be spent.
+/// Points earned in one month, and the last day they can be spent. Stored as a pair
+/// (`[points, "YYYY-MM-DD"]`): a member item carries up to N+1 of them on every write, and
+/// attribute names would be a third of their size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(Points, NaiveDate)", into = "(Points, NaiveDate)")]
 pub struct Lot {
     pub points: Points,
     pub expires_on: NaiveDate,
+}
+
+impl From<(Points, NaiveDate)> for Lot {
+    fn from((points, expires_on): (Points, NaiveDate)) -> Self {
+        Self { points, expires_on }
+    }
+}
+
+impl From<Lot> for (Points, NaiveDate) {
+    fn from(lot: Lot) -> Self {
+        (lot.points, lot.expires_on)
+    }
 }
 
 /// What a spending entry took from one lot, so a reversal can put it back where it was.
