@@ -675,6 +675,43 @@ mod tests {
     }
 
     #[test]
+    fn a_lot_warning_announces_points_expiring_when_it_is_written_and_never_again() {
+        let warning = crate::expiry::LotWarning {
+            member_id: MemberId::parse("alice").unwrap(),
+            lot: "2026-01".into(),
+            points: 120,
+            expires_on: NaiveDate::from_ymd_opt(2027, 1, 31).unwrap(),
+            days_before: 30,
+            warned_at: at(1),
+            expires_at: 0,
+        };
+        let record = rec(
+            crate::expiry::LOT_WARNING_KIND,
+            "alice:2026-01:2027-01-31:30",
+            1,
+            &warning,
+        );
+        let derived = derive(&Change::Record {
+            before: None,
+            after: record.clone(),
+        })
+        .unwrap();
+        assert_eq!(types(&derived), vec!["points.expiring"]);
+        assert_eq!(
+            derived.events[0].member_id.as_ref().unwrap().as_str(),
+            "alice"
+        );
+        assert_eq!(derived.events[0].data["expires_on"], "2027-01-31");
+        assert_eq!(derived.events[0].data["days_before"], 30);
+        let again = derive(&Change::Record {
+            before: Some(record.clone()),
+            after: record,
+        })
+        .unwrap();
+        assert!(again.events.is_empty());
+    }
+
+    #[test]
     fn a_record_body_that_does_not_parse_is_an_error_not_silence() {
         let bad = Record {
             kind: "subscription".into(),
