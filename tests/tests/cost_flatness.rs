@@ -121,7 +121,7 @@ async fn with_a_full_set_of_lots_accrue_and_redeem_cost_the_same_at_entry_20_and
             )
             .await
             .expect("seeded");
-            if next_order % per_month == 0 {
+            if next_order.is_multiple_of(per_month) {
                 months += 1;
                 let next_month = start + Months::new(months);
                 // The daily run, on each day it has work for this member until next month.

@@ -215,24 +215,22 @@ fn record(
             subscription(was.as_ref(), &now, after, derived);
         }
         REDEMPTION_KIND => redemption(before, after, derived),
-        crate::expiry::LOT_WARNING_KIND => {
-            // Written once under `attribute_not_exists`; only its creation announces.
-            if before.is_none() {
-                let warning: crate::expiry::LotWarning = parse(after)?;
-                derived.events.push(record_event(
-                    "points.expiring",
-                    after,
-                    Some(warning.member_id.clone()),
-                    warning.warned_at,
-                    json!({
-                        "member_id": warning.member_id,
-                        "points": warning.points,
-                        "expires_on": warning.expires_on,
-                        "days_before": warning.days_before,
-                        "lot": warning.lot,
-                    }),
-                ));
-            }
+        // Written once under `attribute_not_exists`; only its creation announces.
+        crate::expiry::LOT_WARNING_KIND if before.is_none() => {
+            let warning: crate::expiry::LotWarning = parse(after)?;
+            derived.events.push(record_event(
+                "points.expiring",
+                after,
+                Some(warning.member_id.clone()),
+                warning.warned_at,
+                json!({
+                    "member_id": warning.member_id,
+                    "points": warning.points,
+                    "expires_on": warning.expires_on,
+                    "days_before": warning.days_before,
+                    "lot": warning.lot,
+                }),
+            ));
         }
         _ => {}
     }
