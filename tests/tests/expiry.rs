@@ -353,3 +353,33 @@ async fn a_reversal_puts_points_back_into_the_lot_they_were_spent_from() {
     assert_eq!(restored.expiry.lots, before.expiry.lots);
     assert_eq!(restored.balance.available, before.balance.available);
 }
+
+#[tokio::test]
+async fn points_that_repay_a_negative_balance_are_not_dated_to_expire() {
+    let (TestApp { app, .. }, _clock) = expiry_app(
+        json!({ "mode": "fixed", "months": 12 }),
+        at(2026, 5, 10, 9, 0, 0),
+    )
+    .await;
+    let mut program =
+        serde_json::to_value(&app.program().await.expect("program").document).expect("json");
+    program["return_policy"] = json!("allow_negative");
+    app.replace_program("test-admin", program.to_string().as_bytes())
+        .await
+        .expect("published");
+    let member = enrol(&app, &unique("owes")).await;
+    earn(&app, &member, 10_000).await;
+    app.adjust(
+        "test-support",
+        &member,
+        key(&unique("adj")),
+        &json!({ "points": -150, "reason": "chargeback" }),
+    )
+    .await
+    .expect("adjusted");
+    let owing = member_state(&app, &member).await;
+    assert_eq!((owing.balance.available, owing.expiry.total()), (-50, 0));
+    earn(&app, &member, 10_000).await;
+    let repaid = member_state(&app, &member).await;
+    assert_eq!((repaid.balance.available, repaid.expiry.total()), (50, 50));
+}

@@ -251,6 +251,20 @@ impl ExpiryState {
         }
     }
 
+    /// The lots held to at most `available` (never below zero): a credit that first repays a
+    /// negative balance (a take-back under `allow_negative`) dates only what is left above zero,
+    /// so the lots never hold points the member does not have.
+    pub fn capped_at(&self, available: Points, dating: &Dating) -> Self {
+        let excess = self.total() - available.max(0);
+        if excess <= 0 {
+            return self.clone();
+        }
+        let mut next = self.clone();
+        next.take(excess);
+        next.due = next.next_due(dating.today, &dating.warn_days);
+        next
+    }
+
     /// What was taken from each lot between `before` and `self`, soonest-expiring first.
     pub fn taken_since(&self, before: &ExpiryState) -> Vec<LotTake> {
         before
@@ -466,6 +480,15 @@ mod tests {
         let after = before.after_entry(EntryType::Adjust, -100, &fixed(6, 2026, 5, 2));
         assert!(after.lots.is_empty());
         assert_eq!(after.due, None);
+    }
+
+    #[test]
+    fn a_credit_that_repays_a_negative_balance_dates_only_what_is_left_above_zero() {
+        let lots = ExpiryState::default().after_entry(EntryType::Earn, 100, &fixed(12, 2026, 1, 3));
+        let capped = lots.capped_at(40, &fixed(12, 2026, 1, 3));
+        assert_eq!(capped.total(), 40);
+        assert_eq!(lots.capped_at(500, &fixed(12, 2026, 1, 3)), lots);
+        assert!(lots.capped_at(-10, &fixed(12, 2026, 1, 3)).lots.is_empty());
     }
 
     #[test]

@@ -90,7 +90,10 @@ impl Member {
         dating: &Dating,
     ) -> Result<Self, ApiError> {
         let mut next = self.with_balance(entry_type, points)?;
-        next.expiry = self.expiry.after_entry(entry_type, points, dating);
+        next.expiry = self
+            .expiry
+            .after_entry(entry_type, points, dating)
+            .capped_at(next.balance.available, dating);
         Ok(next)
     }
 
@@ -109,7 +112,8 @@ impl Member {
         next.expiry = self
             .expiry
             .restored(taken, dating)
-            .after_entry(entry_type, beyond, dating);
+            .after_entry(entry_type, beyond, dating)
+            .capped_at(next.balance.available, dating);
         Ok(next)
     }
 
