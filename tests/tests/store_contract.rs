@@ -53,6 +53,7 @@ fn dating() -> loyalty_core::expiry::Dating {
     loyalty_core::expiry::ExpiryPolicy {
         mode: loyalty_core::expiry::ExpiryMode::Fixed { months: 12 },
         warn_days: vec![30],
+        campaign_months: None,
     }
     .dating(at())
 }

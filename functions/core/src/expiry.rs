@@ -52,6 +52,10 @@ pub struct ExpiryPolicy {
     /// How many days before a lot expires `points.expiring` is announced, once per threshold.
     #[serde(default = "default_warn_days")]
     pub warn_days: Vec<u32>,
+    /// Under `fixed`: campaign bonuses expire at the end of the month this many months after
+    /// they were granted (sooner, usually), in a lot of their own (`YYYY-MM-campaign`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_months: Option<u32>,
 }
 
 fn default_warn_days() -> Vec<u32> {
@@ -63,6 +67,7 @@ impl Default for ExpiryPolicy {
         Self {
             mode: ExpiryMode::None,
             warn_days: default_warn_days(),
+            campaign_months: None,
         }
     }
 }
@@ -73,6 +78,12 @@ impl ExpiryPolicy {
             if !(1..=MAX_EXPIRY_MONTHS).contains(&months) {
                 return Err(format!("months must be 1 to {MAX_EXPIRY_MONTHS}"));
             }
+        }
+        if self
+            .campaign_months
+            .is_some_and(|months| !(1..=MAX_EXPIRY_MONTHS).contains(&months))
+        {
+            return Err(format!("campaign_months must be 1 to {MAX_EXPIRY_MONTHS}"));
         }
         if self.warn_days.len() > MAX_WARNINGS {
             return Err(format!("at most {MAX_WARNINGS} warn_days"));
@@ -85,6 +96,17 @@ impl ExpiryPolicy {
             return Err(format!("each of warn_days must be 1 to {MAX_WARN_DAYS}"));
         }
         Ok(())
+    }
+
+    /// How a campaign bonus granted at `now` is dated: in its own lot when the policy gives
+    /// campaign bonuses their own period, like any points otherwise.
+    pub fn campaign_dating(&self, now: DateTime<Utc>) -> Dating {
+        let mut dating = self.dating(now);
+        if let (ExpiryMode::Fixed { .. }, Some(months)) = (&self.mode, self.campaign_months) {
+            dating.month = format!("{}-campaign", dating.month);
+            dating.expires_on = month_end_after(dating.today, months);
+        }
+        dating
     }
 
     /// How points credited at `now` are dated under this policy.
@@ -422,6 +444,7 @@ mod tests {
         let policy = ExpiryPolicy {
             mode: ExpiryMode::Fixed { months },
             warn_days: vec![30, 7],
+            campaign_months: None,
         };
         policy.dating(Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).unwrap())
     }
@@ -492,6 +515,25 @@ mod tests {
     }
 
     #[test]
+    fn campaign_bonuses_can_expire_sooner_in_a_lot_of_their_own() {
+        let policy = ExpiryPolicy {
+            mode: ExpiryMode::Fixed { months: 12 },
+            warn_days: vec![],
+            campaign_months: Some(2),
+        };
+        let now = Utc.with_ymd_and_hms(2026, 3, 9, 0, 0, 0).unwrap();
+        let lots = ExpiryState::default()
+            .after_entry(EntryType::Earn, 100, &policy.dating(now))
+            .after_entry(EntryType::Bonus, 30, &policy.campaign_dating(now));
+        assert_eq!(lots.lots["2026-03"].expires_on, day(2027, 3, 31));
+        assert_eq!(lots.lots["2026-03-campaign"].expires_on, day(2026, 5, 31));
+        // Spent first: it expires first.
+        let spent = lots.after_entry(EntryType::Redeem, -40, &policy.dating(now));
+        assert!(!spent.lots.contains_key("2026-03-campaign"));
+        assert_eq!(spent.total(), 90);
+    }
+
+    #[test]
     fn points_credited_without_an_expiry_policy_open_no_lot() {
         let none =
             ExpiryPolicy::default().dating(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
@@ -504,7 +546,11 @@ mod tests {
         let policy = ExpiryPolicy {
             mode: ExpiryMode::Inactivity { months: 6 },
             warn_days: vec![7],
+            campaign_months: Some(1),
         };
+        // Inactivity keeps one lot: campaign bonuses share the member's one date.
+        let bonus = policy.campaign_dating(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+        assert_eq!(bonus.month, "2026-01");
         let at = |m, d| policy.dating(Utc.with_ymd_and_hms(2026, m, d, 0, 0, 0).unwrap());
         let lots = ExpiryState::default()
             .after_entry(EntryType::Earn, 100, &at(1, 10))
@@ -556,11 +602,13 @@ mod tests {
         let zero = ExpiryPolicy {
             mode: ExpiryMode::Fixed { months: 0 },
             warn_days: vec![],
+            campaign_months: None,
         };
         assert!(zero.validate().is_err());
         let many = ExpiryPolicy {
             mode: ExpiryMode::None,
             warn_days: vec![1, 2, 3, 4, 5],
+            campaign_months: None,
         };
         assert!(many.validate().is_err());
         let parsed: ExpiryPolicy = serde_json::from_str(r#"{"mode":"fixed","months":12}"#).unwrap();

@@ -504,7 +504,7 @@ impl<S: Store> App<S> {
         let next = member.with_entry(
             EntryType::Bonus,
             campaign.points,
-            &program.document.expiry.dating(now),
+            &program.document.expiry.campaign_dating(now),
         )?;
         let source = Source::Campaign {
             campaign_id: campaign.campaign_id.clone(),
