@@ -1173,8 +1173,8 @@ fn check_expiry(id: &str, member: &Member, entries: &[LedgerEntry]) -> Result<()
         return fail(format!("{id}: lot {month} holds {} points", lot.points));
     }
     // One month's expiry: the current month's lot, last month's, and one a run may not have
-    // reached yet.
-    if member.expiry.lots.len() > 3 {
+    // reached yet; as many for campaign bonuses.
+    if member.expiry.lots.len() > 6 {
         return fail(format!("{id}: {} lots", member.expiry.lots.len()));
     }
     Ok(())

@@ -404,12 +404,14 @@ impl Op {
 }
 
 /// The program a run starts with: the shipped default with points expiring one month after the
-/// month they were earned in, so lots expire within a run's weeks and the expiry run has work.
+/// month they were earned in (campaign bonuses in lots of their own), so lots expire within a
+/// run's weeks and the expiry run has work.
 pub async fn publish_program<S: Store>(app: &App<SimStore<S>>) -> Result<(), ApiError> {
     let mut document: Value =
         serde_json::from_str(include_str!("../../../infra/program.default.json"))
             .map_err(|_| ApiError::internal())?;
-    document["expiry"] = json!({ "mode": "fixed", "months": 1, "warn_days": [14, 3] });
+    document["expiry"] =
+        json!({ "mode": "fixed", "months": 1, "warn_days": [14, 3], "campaign_months": 1 });
     app.replace_program(ADMIN, document.to_string().as_bytes())
         .await
         .map(|_| ())
