@@ -55,6 +55,7 @@ impl<S: Store> App<S> {
     pub async fn run_expiry(&self) -> Result<ExpiryRun, ApiError> {
         let today = self.now().date_naive();
         let mut run = ExpiryRun::default();
+        let mut failed = 0usize;
         for back in (0..=EXPIRY_CATCH_UP_DAYS).rev() {
             let day = today - Days::new(back);
             for shard in 0..REVIEW_SHARDS {
@@ -64,8 +65,19 @@ impl<S: Store> App<S> {
                         .due_page(&DueIndex::Expiries, day, shard, cursor)
                         .await?;
                     for id in ids {
-                        let member = MemberId::parse(&id)?;
-                        run.add(self.expire_member(&member).await?);
+                        // One member's failure does not hold up the others; the run still
+                        // fails at the end, so the schedule retries it and the alarm sees it.
+                        let outcome = match MemberId::parse(&id) {
+                            Ok(member) => self.expire_member(&member).await,
+                            Err(error) => Err(error),
+                        };
+                        match outcome {
+                            Ok(done) => run.add(done),
+                            Err(error) => {
+                                tracing::error!(member_id = %id, code = ?error.code, "expiry failed");
+                                failed += 1;
+                            }
+                        }
                     }
                     match next {
                         Some(next) => cursor = Some(next),
@@ -73,6 +85,10 @@ impl<S: Store> App<S> {
                     }
                 }
             }
+        }
+        if failed > 0 {
+            tracing::error!(failed, ?run, "expiry run incomplete");
+            return Err(ApiError::internal());
         }
         Ok(run)
     }
@@ -109,17 +125,21 @@ impl<S: Store> App<S> {
                     outcome
                 }
                 Step::Warn(warnings) => {
-                    warned = true;
+                    let mut outcome = Ok(());
                     for warning in warnings {
                         match self.store().transact(Vec::new(), vec![warning]).await {
                             Ok(()) => done.warnings += 1,
                             // Written already, by an earlier run or a racing one.
                             Err(CommitError::RecordConflict { .. }) => {}
-                            Err(CommitError::Store(error)) => return Err(error.into()),
-                            Err(_) => return Err(ApiError::internal()),
+                            Err(error) => {
+                                outcome = Err(error);
+                                break;
+                            }
                         }
                     }
-                    Ok(())
+                    // A warning lost to a conflict is tried again on the next read.
+                    warned = outcome.is_ok();
+                    outcome
                 }
                 Step::Reschedule(commit) => match self.store().commit(*commit).await {
                     Ok(()) => return Ok(done),
