@@ -9,7 +9,7 @@ CFN_LINT := .local/venv/bin/cfn-lint
 # Every Lambda binary the template deploys (BuildProperties.Binary); `make build` builds them all.
 FUNCTIONS := members accrue redeem rewards tier-evaluate promotions-scheduler campaign-dispatch \
              campaign-worker subscription-billing referral-worker outbox code-sweep \
-             webhook-delivery
+             webhook-delivery points-expiry
 
 .PHONY: help run demo contract test lint build deploy clean-local simulate
 

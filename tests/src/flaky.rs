@@ -144,6 +144,14 @@ impl<S: TierStore> TierStore for Flaky<S> {
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
         self.inner.members_due(day, shard, cursor).await
     }
+    async fn members_expiry_due(
+        &self,
+        day: chrono::NaiveDate,
+        shard: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
+        self.inner.members_expiry_due(day, shard, cursor).await
+    }
 }
 
 #[async_trait]

@@ -77,6 +77,114 @@ async fn accrue_and_redeem_cost_the_same_at_entry_10_and_entry_400() {
     println!("accrual: {accrual:?}; redemption: {redemption:?}");
 }
 
+/// With expiry on, the member item carries its lots; they are bounded by the policy (12 months:
+/// at most 13 once the daily run removes what expired), not by history. A member earning every
+/// month for years costs the same at entry 20, when it first holds a full set of lots, as at
+/// entry 400.
+#[tokio::test]
+async fn with_a_full_set_of_lots_accrue_and_redeem_cost_the_same_at_entry_20_and_entry_400() {
+    use chrono::{Months, TimeZone};
+    use loyalty_core::clock::Clock;
+    let config = AppConfig {
+        program_cache_ttl: Duration::from_secs(3600),
+        ..AppConfig::default()
+    };
+    let start = chrono::Utc
+        .with_ymd_and_hms(2026, 1, 5, 12, 0, 0)
+        .single()
+        .expect("instant");
+    let clock = Arc::new(loyalty_core::clock::ManualClock::new(start));
+    let TestApp { app, store } = test_app_with(clock.clone(), config).await;
+    let member = enrol(&app, &unique("lots")).await;
+    let program = app.program().await.expect("program");
+    assert!(
+        !matches!(
+            program.document.expiry.mode,
+            loyalty_core::expiry::ExpiryMode::None
+        ),
+        "the shipped program expires points"
+    );
+
+    let mut costs = Vec::new();
+    let mut next_order = 0u64;
+    let mut months = 0u32;
+    // One large order a month at first, so the member holds a year of lots by entry 20; then
+    // thirty small ones a month.
+    for (history, per_month, minor) in [(20, 1, 20_000), (400, 30, 1_000)] {
+        while member_state(&app, &member).await.last_seq < history {
+            next_order += 1;
+            accrue(
+                &app,
+                &member,
+                &format!("seed-{next_order}"),
+                purchase(&format!("seed-{next_order}"), minor),
+            )
+            .await
+            .expect("seeded");
+            if next_order.is_multiple_of(per_month) {
+                months += 1;
+                let next_month = start + Months::new(months);
+                // The daily run, on each day it has work for this member until next month.
+                while let Some(due) = member_state(&app, &member).await.expiry.due {
+                    let run_at = due.and_hms_opt(3, 30, 0).expect("time").and_utc();
+                    if run_at > next_month {
+                        break;
+                    }
+                    clock.set(run_at.max(clock.now()));
+                    app.run_expiry().await.expect("expiry run");
+                }
+                clock.set(next_month);
+            }
+        }
+        let state = member_state(&app, &member).await;
+        let lots = state.expiry.lots.len();
+        println!(
+            "entry {history}: member {} bytes as JSON, of which lots {} and qualifying days {}",
+            serde_json::to_string(&state).expect("json").len(),
+            serde_json::to_string(&state.expiry).expect("json").len(),
+            serde_json::to_string(&state.qualifying)
+                .expect("json")
+                .len(),
+        );
+        // Twelve months behind, and this month's once it has earned.
+        assert!(
+            (12..=13).contains(&lots),
+            "a full set of lots at entry {history}: {lots}"
+        );
+        next_order += 1;
+        let accrual = measured(&store, async {
+            accrue(
+                &app,
+                &member,
+                &format!("probe-{next_order}"),
+                purchase(&format!("probe-{next_order}"), 2_599),
+            )
+            .await
+            .expect("accrued");
+        })
+        .await;
+        let redemption = measured(&store, async {
+            app.redeem(
+                &member,
+                key(&format!("redeem-{history}")),
+                &json!({ "reward_id": "free-coffee" }),
+            )
+            .await
+            .expect("redeemed");
+        })
+        .await;
+        costs.push((accrual, redemption));
+    }
+    let (early, late) = (costs[0], costs[1]);
+    assert_eq!(early, late, "cost grew with history: {early:?} vs {late:?}");
+    assert_eq!(early.0.round_trips, 2);
+    assert_eq!(early.1.round_trips, 2);
+    println!(
+        "with 13 lots: accrual {:?}; redemption {:?}",
+        early.0, early.1
+    );
+}
+
 /// The campaign worker reads a message's members with one `BatchGetItem`: a message of one
 /// transaction's worth of members (`GRANTS_PER_WRITE`, 24) is the campaign read, the member read
 /// and the transaction (it was 26 with one `GetItem` each).

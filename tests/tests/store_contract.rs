@@ -44,12 +44,25 @@ fn fresh(member: &str, code: &str) -> Member {
         plan: None,
         referral_purchase: None,
         referral_counts: Default::default(),
+        expiry: Default::default(),
     }
+}
+
+/// Points dated by a fixed 12-month expiry policy, so the member carries a lot and a due day.
+fn dating() -> loyalty_core::expiry::Dating {
+    loyalty_core::expiry::ExpiryPolicy {
+        mode: loyalty_core::expiry::ExpiryMode::Fixed { months: 12 },
+        warn_days: vec![30],
+        campaign_months: None,
+    }
+    .dating(at())
 }
 
 /// `member` after an entry of `points` with id `entry_id`.
 fn earn(member: &Member, entry_id: &str, points: i64) -> (Member, LedgerEntry) {
-    let next = member.with_entry(EntryType::Earn, points).expect("fits");
+    let next = member
+        .with_entry(EntryType::Earn, points, &dating())
+        .expect("fits");
     let entry = LedgerEntry {
         entry_id: entry_id.into(),
         seq: next.last_seq,
@@ -63,6 +76,7 @@ fn earn(member: &Member, entry_id: &str, points: i64) -> (Member, LedgerEntry) {
         program_version: 1,
         occurred_at: at(),
         recorded_at: at(),
+        lots: Vec::new(),
     };
     (next, entry)
 }
@@ -421,6 +435,35 @@ async fn records_list_newest_first_and_come_due_by_shard<S: Store>(store: &S) {
     assert!(!other_day.iter().any(|i| i.starts_with("c-s-")));
 }
 
+async fn members_come_due_for_expiry_on_their_day_in_their_shard<S: Store>(store: &S) {
+    let member = create(store, "c-lotte", "MMMMMMMM").await;
+    let (next, entry) = earn(&member, "order:o-lot", 40);
+    store
+        .commit(commit(next, Some(member.version), Some(entry)))
+        .await
+        .expect("earned");
+    let stored = store
+        .member(&id("c-lotte"))
+        .await
+        .expect("read")
+        .expect("exists");
+    // Earned 2027-03: expires 2028-03-31, warned 30 days before.
+    let due = NaiveDate::from_ymd_opt(2028, 3, 1).expect("date");
+    assert_eq!(stored.expiry.due, Some(due));
+    assert_eq!(stored.expiry.total(), 40);
+    let shard = shard_of("c-lotte");
+    let (ids, _) = store
+        .members_expiry_due(due, shard, None)
+        .await
+        .expect("due");
+    assert!(ids.contains(&id("c-lotte")), "{ids:?}");
+    let (other, _) = store
+        .members_expiry_due(due.succ_opt().expect("day"), shard, None)
+        .await
+        .expect("due");
+    assert!(!other.contains(&id("c-lotte")));
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -451,4 +494,5 @@ contract!(
     ledgers_page_newest_first,
     an_entry_is_read_by_its_id,
     records_list_newest_first_and_come_due_by_shard,
+    members_come_due_for_expiry_on_their_day_in_their_shard,
 );

@@ -65,6 +65,12 @@ const RIGHTS: &[(&str, &[&str], &[&str])] = &[
         &["GetItem", "PutItem", "UpdateItem"],
         &[],
     ),
+    // The daily expiry run walks its due index (GSI4) and writes entries and warnings.
+    (
+        "PointsExpiryFunction",
+        &["GetItem", "PutItem", "UpdateItem"],
+        &["GSI4"],
+    ),
     (
         "CampaignDispatchFunction",
         &["GetItem", "PutItem", "UpdateItem"],

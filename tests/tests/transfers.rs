@@ -350,3 +350,47 @@ async fn an_injected_conflict_is_retried_and_a_lost_reply_replays_to_one_effect(
         assert_eq!(audited_ledger(&plain, &bob).await.len(), 2, "{fault:?}");
     }
 }
+
+#[tokio::test]
+async fn a_days_transfer_counter_carries_a_ttl_two_days_after_its_day() {
+    use chrono::TimeZone;
+    let noon = chrono::Utc
+        .with_ymd_and_hms(2026, 6, 30, 12, 0, 0)
+        .single()
+        .expect("instant");
+    let clock = Arc::new(loyalty_core::clock::ManualClock::new(noon));
+    let TestApp { app, store } = test_app_with(clock, AppConfig::default()).await;
+    let alice = funded(&app, "ttl-alice", 50_000).await;
+    let bob = enrol(&app, &unique("ttl-bob")).await;
+    app.transfer(&alice, key("gift-ttl"), &gift(&bob, 20))
+        .await
+        .expect("sent");
+    let item = store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                "REC#transfer_day#{alice}:2026-06-30"
+            )),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("REC".into()),
+        )
+        .send()
+        .await
+        .expect("read")
+        .item
+        .expect("the counter");
+    let expected = chrono::Utc
+        .with_ymd_and_hms(2026, 7, 2, 0, 0, 0)
+        .single()
+        .expect("instant")
+        .timestamp();
+    assert_eq!(
+        item.get("expires_at").and_then(|v| v.as_n().ok()),
+        Some(&expected.to_string())
+    );
+}

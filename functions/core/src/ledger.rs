@@ -101,6 +101,11 @@ pub enum Source {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+    /// A lot past its date, expired by the daily job: once per lot and date.
+    Expiry {
+        lot: String,
+        expires_on: chrono::NaiveDate,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +159,7 @@ impl Source {
                 direction,
                 ..
             } => format!("transfer:{transfer_id}:{}", direction.as_str()),
+            Self::Expiry { lot, expires_on } => crate::expiry::expire_entry_id(lot, *expires_on),
         }
     }
 }
@@ -191,6 +197,10 @@ pub struct LedgerEntry {
     pub program_version: u64,
     pub occurred_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
+    /// What a spending entry took from the member's lots, soonest-expiring first, so that its
+    /// reversal puts each back with its own date.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lots: Vec<crate::expiry::LotTake>,
 }
 
 /// One page of a member's ledger, newest first.

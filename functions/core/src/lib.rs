@@ -7,6 +7,7 @@ pub mod clock;
 pub mod commands;
 pub mod error;
 pub mod events;
+pub mod expiry;
 pub mod idempotency;
 pub mod ids;
 pub mod ledger;

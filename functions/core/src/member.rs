@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::expiry::{Dating, Expiring, ExpiryState, LotTake};
 use crate::ids::{MemberId, ReferralCode};
 use crate::ledger::EntryType;
 use crate::program::ActionCounts;
@@ -77,11 +78,70 @@ pub struct Member {
     /// Referrals rewarded to this member as referrer, this month and today.
     #[serde(default, skip_serializing_if = "ReferralCounts::is_empty")]
     pub referral_counts: ReferralCounts,
+    /// The lots the balance is made of and the next day the expiry job has work for them
+    /// (see [`crate::expiry`]).
+    #[serde(default, skip_serializing_if = "ExpiryState::is_empty")]
+    pub expiry: ExpiryState,
 }
 
 impl Member {
-    /// The member after one more ledger entry of `points` of kind `entry_type`.
-    pub fn with_entry(&self, entry_type: EntryType, points: Points) -> Result<Self, ApiError> {
+    /// The member after one more ledger entry of `points` of kind `entry_type`, its lots dated
+    /// or spent soonest-expiring first under `dating` (see [`crate::expiry`]).
+    pub fn with_entry(
+        &self,
+        entry_type: EntryType,
+        points: Points,
+        dating: &Dating,
+    ) -> Result<Self, ApiError> {
+        let mut next = self.with_balance(entry_type, points)?;
+        next.expiry = self
+            .expiry
+            .after_entry(entry_type, points, dating)
+            .capped_at(next.balance.available, dating);
+        Ok(next)
+    }
+
+    /// The member after a reversal of `points` (≥ 0) that puts back what a spending entry took
+    /// from its lots (`taken`, recorded on that entry): each lot regains its own points and date.
+    pub fn with_restored(
+        &self,
+        entry_type: EntryType,
+        points: Points,
+        taken: &[LotTake],
+        dating: &Dating,
+    ) -> Result<Self, ApiError> {
+        let mut next = self.with_balance(entry_type, points)?;
+        let restored: Points = taken.iter().map(|t| t.points).sum();
+        let beyond = points.saturating_sub(restored).max(0);
+        next.expiry = self
+            .expiry
+            .restored(taken, dating)
+            .after_entry(entry_type, beyond, dating)
+            .capped_at(next.balance.available, dating);
+        Ok(next)
+    }
+
+    /// The member after the expiry job expires lot `lot`: its points leave the available balance
+    /// for the `expired` bucket, the lot is gone, and the next due day is from `next_day` on.
+    pub fn with_lot_expired(
+        &self,
+        lot: &str,
+        next_day: chrono::NaiveDate,
+        warn_days: &[u32],
+    ) -> Result<(Self, Points), ApiError> {
+        let points = self.expiry.lots.get(lot).map_or(0, |l| l.points);
+        let mut next = self.with_balance(EntryType::Expire, -points)?;
+        next.expiry.lots.remove(lot);
+        next.expiry.due = next.expiry.next_due(next_day, warn_days);
+        Ok((next, points))
+    }
+
+    /// What the entry that made `self` from `before` took from the lots.
+    pub fn lots_taken(&self, before: &Member) -> Vec<LotTake> {
+        self.expiry.taken_since(&before.expiry)
+    }
+
+    fn with_balance(&self, entry_type: EntryType, points: Points) -> Result<Self, ApiError> {
         let overflow = || ApiError::invalid("points", "the balance would overflow");
         let mut next = self.clone();
         let balance = &mut next.balance;
@@ -121,6 +181,7 @@ impl Member {
             email: self.email.clone(),
             name: self.name.clone(),
             tier_progress: self.tier_progress(rules, now),
+            expiring: self.expiry.expiring(),
         }
     }
 
@@ -150,4 +211,6 @@ pub struct MemberView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub tier_progress: TierProgress,
+    /// The next lots to expire, soonest first.
+    pub expiring: Vec<Expiring>,
 }

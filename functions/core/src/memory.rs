@@ -426,6 +426,23 @@ impl TierStore for MemoryStore {
         due.sort();
         Ok((due, None))
     }
+
+    async fn members_expiry_due(
+        &self,
+        day: chrono::NaiveDate,
+        shard: u32,
+        _cursor: Option<String>,
+    ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
+        let state = self.state();
+        let mut due: Vec<MemberId> = state
+            .members
+            .values()
+            .filter(|m| m.expiry.due == Some(day) && review_shard(&m.member_id) == shard)
+            .map(|m| m.member_id.clone())
+            .collect();
+        due.sort();
+        Ok((due, None))
+    }
 }
 
 #[async_trait]

@@ -233,6 +233,14 @@ pub trait TierStore: Send + Sync {
         shard: u32,
         cursor: Option<String>,
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError>;
+    /// One page of the members whose lots have expiry work (a warning or an expiry) on `day`, in
+    /// shard `shard`, and the cursor of the next page (see [`crate::expiry`]).
+    async fn members_expiry_due(
+        &self,
+        day: chrono::NaiveDate,
+        shard: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<MemberId>, Option<String>), StoreError>;
 }
 
 /// Walks campaign audiences that live in indexes.

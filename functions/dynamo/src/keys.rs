@@ -19,6 +19,8 @@
 //! GSI1 (`gsi1pk`, `gsi1sk`, keys only) lists members by enrolment day: `ENROLLED#<yyyy-mm-dd>`.
 //! GSI2 (`gsi2pk`, `gsi2sk`, keys only, sparse) lists members by tier review day, spread over
 //! shards: `REVIEW#<yyyy-mm-dd>#<shard>`.
+//! GSI4 (`gsi4pk`, `gsi4sk`, keys only, sparse) lists members by the next day the expiry job has
+//! work for their lots, spread over shards: `EXPIRY#<yyyy-mm-dd>#<shard>`.
 
 use loyalty_core::idempotency::IdempotencyScope;
 use loyalty_core::ids::{MemberId, ReferralCode, RewardId};
@@ -35,6 +37,9 @@ pub const GSI3_SK: &str = "gsi3sk";
 pub const GSI2: &str = "GSI2";
 pub const GSI2_PK: &str = "gsi2pk";
 pub const GSI2_SK: &str = "gsi2sk";
+pub const GSI4: &str = "GSI4";
+pub const GSI4_PK: &str = "gsi4pk";
+pub const GSI4_SK: &str = "gsi4sk";
 
 pub const PROFILE: &str = "PROFILE";
 pub const LEDGER_PREFIX: &str = "LEDGER#";
@@ -102,6 +107,10 @@ pub fn tier_gsi3pk(tier: &str, shard: u32) -> String {
 
 pub fn enrolled_gsi1pk(day: &str) -> String {
     format!("ENROLLED#{day}")
+}
+
+pub fn expiry_gsi4pk(day: chrono::NaiveDate, shard: u32) -> String {
+    format!("EXPIRY#{day}#{shard:02}")
 }
 
 pub fn review_gsi2pk(day: chrono::NaiveDate, shard: u32) -> String {

@@ -1,5 +1,8 @@
 //! Domain records (referrals, subscriptions, campaigns, ...) as items: the body is JSON text,
 //! the version is the write condition, and two sparse indexes list them by owner and by due day.
+//! A body with a numeric `expires_at` (epoch seconds) puts it on the item as the table's TTL
+//! attribute: records only useful for a while (a day's transfer counter, an expiry warning) go
+//! away by themselves.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, ReturnConsumedCapacity, TransactWriteItem};
@@ -24,8 +27,6 @@ fn record_item(record: &Record) -> Item {
         );
         item.insert(keys::GSI1_SK.into(), s(record.id.as_str()));
     }
-    // A body's top-level `expires_at` (unix seconds) becomes the table's TTL attribute: records
-    // that only matter for a while (webhook deliveries, deleted webhooks) go by themselves.
     if let Some(expires_at) = record.body.get("expires_at").and_then(|v| v.as_i64()) {
         item.insert(keys::TTL.into(), n(expires_at));
     }

@@ -87,6 +87,42 @@ impl TierStore for DynamoStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok((members, next))
     }
+
+    async fn members_expiry_due(
+        &self,
+        day: NaiveDate,
+        shard: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
+        let (ids, next) = self
+            .page_of(DueIndex::EXPIRY, keys::expiry_gsi4pk(day, shard), cursor)
+            .await?;
+        let members = ids
+            .iter()
+            .map(|id| MemberId::parse(id).map_err(|e| StoreError(e.message)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((members, next))
+    }
+}
+
+/// A sparse keys-only index and its key attributes.
+struct DueIndex {
+    name: &'static str,
+    pk: &'static str,
+    sk: &'static str,
+}
+
+impl DueIndex {
+    const DUE: Self = Self {
+        name: keys::GSI2,
+        pk: keys::GSI2_PK,
+        sk: keys::GSI2_SK,
+    };
+    const EXPIRY: Self = Self {
+        name: keys::GSI4,
+        pk: keys::GSI4_PK,
+        sk: keys::GSI4_SK,
+    };
 }
 
 impl DynamoStore {
@@ -96,14 +132,24 @@ impl DynamoStore {
         gsi2pk: String,
         cursor: Option<String>,
     ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        self.page_of(DueIndex::DUE, gsi2pk, cursor).await
+    }
+
+    /// One page of partition `pk` of `index`: its sort-key values and the next page's cursor.
+    async fn page_of(
+        &self,
+        index: DueIndex,
+        pk: String,
+        cursor: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
         let output = self
             .client
             .query()
             .table_name(&*self.table)
-            .index_name(keys::GSI2)
+            .index_name(index.name)
             .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", keys::GSI2_PK)
-            .expression_attribute_values(":pk", s(gsi2pk))
+            .expression_attribute_names("#pk", index.pk)
+            .expression_attribute_values(":pk", s(pk))
             .set_exclusive_start_key(cursor.as_deref().map(decode_cursor).transpose()?)
             .limit(500)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
@@ -115,7 +161,7 @@ impl DynamoStore {
             .items
             .unwrap_or_default()
             .iter()
-            .filter_map(|item| item.get(keys::GSI2_SK).and_then(|v| v.as_s().ok()).cloned())
+            .filter_map(|item| item.get(index.sk).and_then(|v| v.as_s().ok()).cloned())
             .collect();
         Ok((ids, output.last_evaluated_key.and_then(encode_cursor)))
     }

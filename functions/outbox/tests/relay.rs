@@ -109,6 +109,7 @@ fn entry(member: &str, seq: u64) -> LedgerEntry {
         program_version: 1,
         occurred_at: at,
         recorded_at: at,
+        lots: Vec::new(),
     }
 }
 

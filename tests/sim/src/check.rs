@@ -585,6 +585,7 @@ impl Checker {
                 ));
             }
             check_balances(id, &member, &entries)?;
+            check_expiry(id, &member, &entries)?;
             check_returns(id, &entries)?;
             for entry in &entries {
                 let business_key = match &entry.source {
@@ -1174,6 +1175,39 @@ fn check_transfers_conserve(
                 "transfer {transfer_id} does not conserve points: sides {sides:?}"
             ));
         }
+    }
+    Ok(())
+}
+
+/// The expired bucket is the sum of the expire entries, and (every point of a run being dated:
+/// its program expires points from the start) the lots are the available balance, few and
+/// each positive.
+fn check_expiry(id: &str, member: &Member, entries: &[LedgerEntry]) -> Result<(), Violation> {
+    let expired: i64 = -entries
+        .iter()
+        .filter(|e| e.entry_type == EntryType::Expire)
+        .map(|e| e.points)
+        .sum::<i64>();
+    if member.balance.expired != expired {
+        return fail(format!(
+            "{id}: the expired bucket is {} but its expire entries sum to {expired}",
+            member.balance.expired
+        ));
+    }
+    let lots = member.expiry.total();
+    if lots != member.balance.available.max(0) {
+        return fail(format!(
+            "{id}: lots {:?} sum to {lots}, the available balance is {}",
+            member.expiry.lots, member.balance.available
+        ));
+    }
+    if let Some((month, lot)) = member.expiry.lots.iter().find(|(_, lot)| lot.points <= 0) {
+        return fail(format!("{id}: lot {month} holds {} points", lot.points));
+    }
+    // One month's expiry: the current month's lot, last month's, and one a run may not have
+    // reached yet; as many for campaign bonuses.
+    if member.expiry.lots.len() > 6 {
+        return fail(format!("{id}: {} lots", member.expiry.lots.len()));
     }
     Ok(())
 }

@@ -380,6 +380,15 @@ impl<S: Store> TierStore for SimStore<S> {
         self.read("members_due").await?;
         self.inner.members_due(day, shard, cursor).await
     }
+    async fn members_expiry_due(
+        &self,
+        day: chrono::NaiveDate,
+        shard: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
+        self.read("members_expiry_due").await?;
+        self.inner.members_expiry_due(day, shard, cursor).await
+    }
 }
 
 #[async_trait]

@@ -145,9 +145,7 @@ pub async fn run_steps<S: Store>(
     };
     let mut checker = Checker::new(config.abuse);
     let mut report = SeedReport::default();
-    // The program is published by the first environment to need it.
-    world.envs[0]
-        .program()
+    ops::publish_program(&world.envs[0])
         .await
         .map_err(|e| failure(0)(e.message))?;
     checker.refresh(&world).await.map_err(failure(0))?;
@@ -220,6 +218,7 @@ async fn daily_jobs<S: Store>(world: &World<S>, checker: &mut Checker) -> Result
         Op::SweepCodes,
         Op::PlanTierReviews,
         Op::PlanBilling,
+        Op::RunExpiry,
     ] {
         run_batch(world, checker, &[(0, job)], false).await?;
     }
@@ -289,6 +288,7 @@ async fn audit<S: Store>(world: &World<S>, checker: &mut Checker) -> Result<(), 
         world.advance(chrono::Duration::days(7)).await;
         run_batch(world, checker, &[(0, Op::SweepReferrals)], false).await?;
         run_batch(world, checker, &[(0, Op::SweepCodes)], false).await?;
+        run_batch(world, checker, &[(0, Op::RunExpiry)], false).await?;
         drain_all(world, checker).await?;
     }
     checker.check_writes(world)?;

@@ -135,6 +135,8 @@ pub enum Op {
     SweepReferrals,
     /// The code sweep: plans from the due index and settles every batch at once.
     SweepCodes,
+    /// The daily points-expiry run.
+    RunExpiry,
 }
 
 /// What the caller finally saw.
@@ -264,6 +266,7 @@ impl Op {
                 | Op::PlanBilling
                 | Op::SweepReferrals
                 | Op::SweepCodes
+                | Op::RunExpiry
         )
     }
 
@@ -429,6 +432,8 @@ impl Op {
             Op::SweepReferrals => one(done(app.sweep_referrals().await)),
             // A failed batch is delivered again, as SQS redelivers a reported failure.
             Op::SweepCodes => keyed(|| async { done(sweep_codes(app).await) }).await,
+            // Like every scheduled run, a failed one is invoked again.
+            Op::RunExpiry => keyed(|| async { done(app.run_expiry().await) }).await,
         }
     }
 }
@@ -457,6 +462,20 @@ async fn sweep_codes<S: Store>(app: &App<SimStore<S>>) -> Result<Value, ApiError
         expired += report.expired;
     }
     Ok(json!({ "released": released, "expired": expired }))
+}
+
+/// The program a run starts with: the shipped default with points expiring one month after the
+/// month they were earned in (campaign bonuses in lots of their own), so lots expire within a
+/// run's weeks and the expiry run has work.
+pub async fn publish_program<S: Store>(app: &App<SimStore<S>>) -> Result<(), ApiError> {
+    let mut document: Value =
+        serde_json::from_str(include_str!("../../../infra/program.default.json"))
+            .map_err(|_| ApiError::internal())?;
+    document["expiry"] =
+        json!({ "mode": "fixed", "months": 1, "warn_days": [14, 3], "campaign_months": 1 });
+    app.replace_program(ADMIN, document.to_string().as_bytes())
+        .await
+        .map(|_| ())
 }
 
 /// The `Idempotency-Key` of an admin create: one per thing the admin means to create, reused by

@@ -511,6 +511,7 @@ impl Gen {
             70..80 => Op::PlanTierReviews,
             80..85 => Op::PlanBilling,
             85..90 => Op::SweepCodes,
+            90..95 => Op::RunExpiry,
             _ => Op::SweepReferrals,
         })
     }

@@ -16,6 +16,7 @@
 //! | promotion record, new / closed                | `promotion.opened` / `promotion.closed`  | catalog change            |
 //! | subscription record, status or period moved  | `subscription.*`                         |                           |
 //! | redemption record, status moved               | `redemption.used` / `.canceled` / `.released` / `.expired` |         |
+//! | lot warning record, new                       | `points.expiring`                        |                           |
 
 use serde_json::{json, Value};
 
@@ -218,6 +219,23 @@ fn record(
             let was: Option<Redemption> = parse_before(before)?;
             let now: Redemption = parse(after)?;
             redemption(was.as_ref(), &now, after, derived);
+        }
+        // Written once under `attribute_not_exists`; only its creation announces.
+        crate::expiry::LOT_WARNING_KIND if before.is_none() => {
+            let warning: crate::expiry::LotWarning = parse(after)?;
+            derived.events.push(record_event(
+                "points.expiring",
+                after,
+                Some(warning.member_id.clone()),
+                warning.warned_at,
+                json!({
+                    "member_id": warning.member_id,
+                    "points": warning.points,
+                    "expires_on": warning.expires_on,
+                    "days_before": warning.days_before,
+                    "lot": warning.lot,
+                }),
+            ));
         }
         _ => {}
     }
@@ -725,6 +743,43 @@ mod tests {
             redemption_change(&issued, &used, 2)
         );
         assert!(types(&redemption_change(&used, &used, 3)).is_empty());
+    }
+
+    #[test]
+    fn a_lot_warning_announces_points_expiring_when_it_is_written_and_never_again() {
+        let warning = crate::expiry::LotWarning {
+            member_id: MemberId::parse("alice").unwrap(),
+            lot: "2026-01".into(),
+            points: 120,
+            expires_on: NaiveDate::from_ymd_opt(2027, 1, 31).unwrap(),
+            days_before: 30,
+            warned_at: at(1),
+            expires_at: 0,
+        };
+        let record = rec(
+            crate::expiry::LOT_WARNING_KIND,
+            "alice:2026-01:2027-01-31:30",
+            1,
+            &warning,
+        );
+        let derived = derive(&Change::Record {
+            before: None,
+            after: record.clone(),
+        })
+        .unwrap();
+        assert_eq!(types(&derived), vec!["points.expiring"]);
+        assert_eq!(
+            derived.events[0].member_id.as_ref().unwrap().as_str(),
+            "alice"
+        );
+        assert_eq!(derived.events[0].data["expires_on"], "2027-01-31");
+        assert_eq!(derived.events[0].data["days_before"], 30);
+        let again = derive(&Change::Record {
+            before: Some(record.clone()),
+            after: record,
+        })
+        .unwrap();
+        assert!(again.events.is_empty());
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct ProgramDocument {
     /// Reward codes: how long a hold waits for the till, what an expired unused code does.
     #[serde(default)]
     pub codes: crate::redemptions::CodePolicy,
+    /// Whether and when points expire, and the warnings before they do (see [`crate::expiry`]).
+    #[serde(default)]
+    pub expiry: crate::expiry::ExpiryPolicy,
 }
 
 /// What taking back points a member has already spent does. The ledger is exact under each:
@@ -295,6 +298,9 @@ impl ProgramDocument {
         self.codes
             .validate()
             .map_err(|message| invalid("codes", message))?;
+        self.expiry
+            .validate()
+            .map_err(|message| invalid("expiry", message))?;
         self.transfers
             .validate(&self.tiers)
             .map_err(|message| invalid("transfers", message))?;

@@ -323,7 +323,11 @@ impl<S: Store> App<S> {
         }
         let points: Points = breakdown.iter().map(|line| line.points).sum();
 
-        let mut next = member.with_entry(EntryType::Earn, points)?;
+        let mut next = member.with_entry(
+            EntryType::Earn,
+            points,
+            &program.document.expiry.dating(now),
+        )?;
         if let Some((action, counts)) = priced.updated_counts {
             next.action_counts.insert(action, counts);
         }
@@ -385,6 +389,7 @@ impl<S: Store> App<S> {
             program_version: program.version,
             occurred_at,
             recorded_at: now,
+            lots: Vec::new(),
         };
         let response = to_json(&AccrualReceipt {
             entry_id: entry.entry_id.clone(),

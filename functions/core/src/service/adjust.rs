@@ -116,7 +116,11 @@ impl<S: Store> App<S> {
                     .with_details(json!({ "available": available, "required": -request.points }))
                 })?
         };
-        let next = member.with_entry(EntryType::Adjust, points)?;
+        let next = member.with_entry(
+            EntryType::Adjust,
+            points,
+            &program.document.expiry.dating(now),
+        )?;
         let source = Source::Adjustment {
             adjustment_id: adjustment_id.to_owned(),
             actor: actor.to_owned(),
@@ -139,6 +143,7 @@ impl<S: Store> App<S> {
             program_version: program.version,
             occurred_at: now,
             recorded_at: now,
+            lots: next.lots_taken(&member),
         };
         let response = to_json(&AdjustmentReceipt {
             entry_id: entry.entry_id.clone(),

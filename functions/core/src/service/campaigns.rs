@@ -453,7 +453,7 @@ impl<S: Store> App<S> {
             if campaign.status == CampaignStatus::Canceled || !fits {
                 return Ok(Attempt::Done(false));
             }
-            let program_version = self.program().await?.version;
+            let program = self.program().await?;
             let now = self.now();
             // One read for the whole chunk (a `BatchGetItem` on DynamoDB), not one per member.
             let found = self.store().members(members).await?;
@@ -462,7 +462,7 @@ impl<S: Store> App<S> {
             }
             let mut commits = Vec::with_capacity(members.len());
             for member in found {
-                commits.push(self.campaign_commit(&campaign, member, program_version, now)?);
+                commits.push(self.campaign_commit(&campaign, member, &program, now)?);
             }
             let mut counted = campaign.clone();
             counted.counters.add_grants(members.len() as u64, cost)?;
@@ -497,10 +497,15 @@ impl<S: Store> App<S> {
         &self,
         campaign: &Campaign,
         member: crate::member::Member,
-        program_version: u64,
+        program: &crate::program::ActiveProgram,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Commit, ApiError> {
-        let next = member.with_entry(EntryType::Bonus, campaign.points)?;
+        let program_version = program.version;
+        let next = member.with_entry(
+            EntryType::Bonus,
+            campaign.points,
+            &program.document.expiry.campaign_dating(now),
+        )?;
         let source = Source::Campaign {
             campaign_id: campaign.campaign_id.clone(),
         };
@@ -521,6 +526,7 @@ impl<S: Store> App<S> {
             program_version,
             occurred_at: now,
             recorded_at: now,
+            lots: Vec::new(),
         };
         Ok(Commit {
             member: next,
@@ -547,7 +553,7 @@ impl<S: Store> App<S> {
                 return Err(member_not_found(member_id));
             };
             let commit =
-                self.campaign_commit(&campaign, member, self.program().await?.version, self.now())?;
+                self.campaign_commit(&campaign, member, &*self.program().await?, self.now())?;
             let mut counted = campaign.clone();
             counted.counters.add_grants(1, cost)?;
             let writes = vec![

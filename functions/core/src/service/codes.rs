@@ -291,7 +291,15 @@ impl<S: Store> App<S> {
         let program = self.program_at_least(program_stamp).await?;
         let points = redemption.points;
         let reward_id = &redemption.reward_id;
-        let mut next = member.with_entry(EntryType::Reverse, points)?;
+        // The points go back into the lots the redemption took them from, with their dates.
+        let redeemed = self
+            .store()
+            .entry(&member.member_id, &format!("redemption:{}", redemption.redemption_id))
+            .await
+            .map_err(ApiError::from)?;
+        let taken = redeemed.map(|entry| entry.lots).unwrap_or_default();
+        let dating = program.document.expiry.dating(now);
+        let mut next = member.with_restored(EntryType::Reverse, points, &taken, &dating)?;
         let balance = &mut next.balance;
         balance.lifetime_redeemed = balance.lifetime_redeemed.saturating_sub(points).max(0);
         if redemption.status == RedemptionStatus::Held {
@@ -323,6 +331,7 @@ impl<S: Store> App<S> {
                 points,
             }],
             source,
+            lots: Vec::new(),
             program_version: program.version,
             occurred_at: now,
             recorded_at: now,

@@ -15,6 +15,8 @@ pub(crate) enum DueIndex<'a> {
     TierReviews,
     /// Records of a kind by due day.
     Records(&'a str),
+    /// Members by the next day the expiry job has work for their lots.
+    Expiries,
 }
 
 /// What one fan-out sent.
@@ -25,7 +27,7 @@ pub(crate) struct FanOut {
 }
 
 impl<S: Store> App<S> {
-    async fn due_page(
+    pub(crate) async fn due_page(
         &self,
         index: &DueIndex<'_>,
         day: NaiveDate,
@@ -41,6 +43,13 @@ impl<S: Store> App<S> {
                 )
             }
             DueIndex::Records(kind) => self.store().records_due(kind, day, shard, cursor).await?,
+            DueIndex::Expiries => {
+                let (members, next) = self.store().members_expiry_due(day, shard, cursor).await?;
+                (
+                    members.into_iter().map(|m| m.as_str().to_owned()).collect(),
+                    next,
+                )
+            }
         })
     }
 

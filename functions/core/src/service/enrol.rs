@@ -115,10 +115,15 @@ impl<S: Store> App<S> {
                 plan: None,
                 referral_purchase: None,
                 referral_counts: Default::default(),
+                expiry: Default::default(),
             };
             let bonus = program.document.welcome_bonus;
             let (member, entry) = if bonus > 0 {
-                let member = fresh.with_entry(EntryType::Bonus, bonus)?;
+                let member = fresh.with_entry(
+                    EntryType::Bonus,
+                    bonus,
+                    &program.document.expiry.dating(now),
+                )?;
                 let source = Source::Enrolment;
                 let entry = LedgerEntry {
                     entry_id: source.entry_id(),
@@ -137,6 +142,7 @@ impl<S: Store> App<S> {
                     program_version: program.version,
                     occurred_at: now,
                     recorded_at: now,
+                    lots: Vec::new(),
                 };
                 (member, Some(entry))
             } else {

@@ -8,6 +8,7 @@ mod campaigns;
 mod codes;
 mod due;
 mod enrol;
+mod expiry;
 mod movement;
 mod outbox;
 mod program_admin;
@@ -38,6 +39,7 @@ pub use adjust::{AdjustmentReceipt, AdjustmentRequest, MAX_ADJUSTMENT};
 pub use codes::{
     CodeBatch, CodeBatchReport, CodeSweep, CODES_PER_MESSAGE, CODE_SWEEP_CATCH_UP_DAYS,
 };
+pub use expiry::{ExpiryRun, EXPIRY_CATCH_UP_DAYS};
 pub use outbox::{RelayError, Relayed};
 pub use redeem::RedemptionReceipt;
 pub use referrals::{

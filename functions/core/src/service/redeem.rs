@@ -123,7 +123,11 @@ impl<S: Store> App<S> {
             .with_details(json!({ "available": member.balance.available, "required": cost })));
         }
 
-        let mut next = member.with_entry(EntryType::Redeem, -cost)?;
+        let mut next = member.with_entry(
+            EntryType::Redeem,
+            -cost,
+            &program.document.expiry.dating(now),
+        )?;
         let redeemed = redeemed_before.checked_add(1).ok_or_else(|| {
             ApiError::new(ErrorCode::CounterOverflow, "the redemption counter is full")
         })?;
@@ -169,6 +173,7 @@ impl<S: Store> App<S> {
             program_version: program.version,
             occurred_at: now,
             recorded_at: now,
+            lots: next.lots_taken(&member),
         };
         let response = to_json(&RedemptionReceipt {
             redemption_id: redemption_id.to_owned(),

@@ -125,6 +125,7 @@ struct Bonus<'a> {
     description: String,
     program_version: u64,
     now: DateTime<Utc>,
+    dating: &'a crate::expiry::Dating,
 }
 
 /// `member` after a referral bonus (a version bump only, when the bonus is zero).
@@ -137,7 +138,7 @@ fn bonus_commit(
         next.version += 1;
         return Ok((next, None));
     }
-    let next = member.with_entry(EntryType::Bonus, bonus.points)?;
+    let next = member.with_entry(EntryType::Bonus, bonus.points, bonus.dating)?;
     let source = Source::Referral {
         referral_id: bonus.referral_id.to_owned(),
         role: bonus.role.to_owned(),
@@ -159,6 +160,7 @@ fn bonus_commit(
         program_version: bonus.program_version,
         occurred_at: bonus.now,
         recorded_at: bonus.now,
+        lots: Vec::new(),
     };
     Ok((next, Some(entry)))
 }
@@ -259,6 +261,7 @@ impl<S: Store> App<S> {
                     next.order_id = Some(order_id);
                     next.referrer_points = referrer_points;
                     next.referee_points = referee_points;
+                    let dating = program.document.expiry.dating(now);
                     let bonus = |role, points, description| Bonus {
                         referral_id: id,
                         role,
@@ -266,6 +269,7 @@ impl<S: Store> App<S> {
                         description,
                         program_version: program.version,
                         now,
+                        dating: &dating,
                     };
                     let (mut paid_referrer, entry) = bonus_commit(
                         &referrer,

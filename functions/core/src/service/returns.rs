@@ -208,12 +208,20 @@ impl<S: Store> App<S> {
         let mut wanted: Points = -reversed.iter().sum::<Points>();
         let policy = program.document.return_policy;
         let now = self.now();
+        let dating = program.document.expiry.dating(now);
         // A referral the order qualified follows the program's policy once all of it is back.
         let clawback = if returned_total == paid.minor
             && program.document.referrals.on_full_return == OnFullReturn::ClawBack
         {
-            self.referral_clawback(&member, &request.order_id, policy, program.version, now)
-                .await?
+            self.referral_clawback(
+                &member,
+                &request.order_id,
+                policy,
+                program.version,
+                now,
+                &dating,
+            )
+            .await?
         } else {
             None
         };
@@ -241,7 +249,7 @@ impl<S: Store> App<S> {
         }
         debug_assert!(matches!(policy, ReturnPolicy::CapAtBalance) || points == wanted);
 
-        let mut next = member.with_entry(EntryType::Reverse, points)?;
+        let mut next = member.with_entry(EntryType::Reverse, points, &dating)?;
         // The order's qualifying activity is taken back, pro rata like its points, on the day
         // it counted, so a returned order cannot keep the tier it bought; a downgrade still
         // waits for the review.
@@ -286,6 +294,7 @@ impl<S: Store> App<S> {
             program_version: program.version,
             occurred_at: now,
             recorded_at: now,
+            lots: next.lots_taken(&member),
         };
         let response = to_json(&ReturnReceipt {
             entry_id: entry.entry_id.clone(),
@@ -364,6 +373,7 @@ impl<S: Store> App<S> {
         policy: ReturnPolicy,
         program_version: u64,
         now: chrono::DateTime<chrono::Utc>,
+        dating: &crate::expiry::Dating,
     ) -> Result<Option<Clawback>, ApiError> {
         let id = referral_id(&referee.member_id, referee.enrolled_at);
         let Some(record) = self.store().record(REFERRAL_KIND, &id).await? else {
@@ -387,7 +397,7 @@ impl<S: Store> App<S> {
         let taken = referrer_policy
             .take_back(-referral.referrer_points, referrer.balance.available)
             .unwrap_or(0);
-        let next = referrer.with_entry(EntryType::Reverse, taken)?;
+        let next = referrer.with_entry(EntryType::Reverse, taken, dating)?;
         let source = Source::Referral {
             referral_id: id.clone(),
             role: "referrer_returned".into(),
@@ -410,6 +420,7 @@ impl<S: Store> App<S> {
             program_version,
             occurred_at: now,
             recorded_at: now,
+            lots: next.lots_taken(&referrer),
         };
         let referrer_commit = Commit {
             member: next,

@@ -44,6 +44,21 @@ fn day_counter_id(sender: &MemberId, day: chrono::NaiveDate) -> String {
     format!("{sender}:{day}")
 }
 
+/// How long a day's counter is kept after its day: it is only read on its own day, so the
+/// table's TTL removes it (at leisure) after that.
+const COUNTER_KEPT_DAYS: u64 = 2;
+
+/// The counter's body, with the `expires_at` the store turns into the item's TTL.
+fn counter_body(day: &TransferDay, now: chrono::DateTime<chrono::Utc>) -> Result<Value, ApiError> {
+    let mut body = to_json(day)?;
+    let expires_at = (now.date_naive() + chrono::Days::new(COUNTER_KEPT_DAYS))
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp();
+    body["expires_at"] = json!(expires_at);
+    Ok(body)
+}
+
 fn receiver_refused(code: ErrorCode, message: String, receiver: &MemberId) -> ApiError {
     ApiError::new(code, message)
         .with_details(json!({ "field": "to_member_id", "to_member_id": receiver }))
@@ -89,6 +104,7 @@ impl Transfer<'_> {
             program_version: self.program_version,
             occurred_at: self.now,
             recorded_at: self.now,
+            lots: Vec::new(),
         }
     }
 }
@@ -173,15 +189,18 @@ impl<S: Store> App<S> {
             .with_details(json!({ "available": sender.balance.available, "required": points })));
         }
 
-        let sender_after = sender.with_entry(EntryType::Transfer, -points)?;
-        let receiver_after = receiver.with_entry(EntryType::Transfer, points)?;
+        // Transferred points get a fresh date on the receiver's side, as if earned today.
+        let dating = program.document.expiry.dating(now);
+        let sender_after = sender.with_entry(EntryType::Transfer, -points, &dating)?;
+        let receiver_after = receiver.with_entry(EntryType::Transfer, points, &dating)?;
         let transfer = Transfer {
             transfer_id,
             note: &request.note,
             program_version: program.version,
             now,
         };
-        let out = transfer.side(&sender_after, TransferDirection::Out, -points, receiver_id);
+        let mut out = transfer.side(&sender_after, TransferDirection::Out, -points, receiver_id);
+        out.lots = sender_after.lots_taken(&sender);
         let incoming = transfer.side(
             &receiver_after,
             TransferDirection::In,
@@ -203,7 +222,7 @@ impl<S: Store> App<S> {
                 owner: None,
                 version: counter.as_ref().map_or(1, |r| r.version + 1),
                 due: None,
-                body: to_json(&day)?,
+                body: counter_body(&day, now)?,
             },
         };
         let response = to_json(&TransferReceipt {

@@ -49,7 +49,11 @@ pub(crate) fn with_paid_period(
     let bonus = plan.monthly_bonus_points;
     let mut entry = None;
     let mut next = if bonus > 0 {
-        let next = member.with_entry(EntryType::Bonus, bonus)?;
+        let next = member.with_entry(
+            EntryType::Bonus,
+            bonus,
+            &program.document.expiry.dating(now),
+        )?;
         let source = Source::Subscription {
             subscription_id: sub.subscription_id.clone(),
             period,
@@ -71,6 +75,7 @@ pub(crate) fn with_paid_period(
             program_version: program.version,
             occurred_at: now,
             recorded_at: now,
+            lots: Vec::new(),
         });
         next
     } else {

@@ -329,7 +329,11 @@ impl<S: Store> App<S> {
         }
         let mut entry = None;
         let mut next = if points > 0 {
-            let next = member.with_entry(EntryType::Reverse, -points)?;
+            let next = member.with_entry(
+                EntryType::Reverse,
+                -points,
+                &program.document.expiry.dating(self.now()),
+            )?;
             let source = Source::SubscriptionRefund {
                 subscription_id: charge.subscription_id.clone(),
                 period: charge.period,
@@ -355,6 +359,7 @@ impl<S: Store> App<S> {
                 program_version: program.version,
                 occurred_at: now,
                 recorded_at: now,
+                lots: next.lots_taken(&member),
             });
             next
         } else {
