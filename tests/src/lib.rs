@@ -5,6 +5,7 @@
 pub mod abuse;
 pub mod events;
 pub mod flaky;
+pub mod stream_relay;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +45,12 @@ pub fn dynamodb_client() -> Client {
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        // DynamoDB Local serialises the writes to a table with a stream behind one lock and,
+        // under a test's concurrent load, answers some with a retryable 500 ("waiting for a
+        // lock … will succeed in actual DynamoDB"): the tests' client retries those longer.
+        .retry_config(
+            aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(10),
+        )
         .build();
     Client::from_conf(config)
 }

@@ -372,8 +372,9 @@ async fn a_fully_returned_order_claws_back_the_referral_it_qualified_under_claw_
         Utc.with_ymd_and_hms(2026, 6, 10, 12, 0, 0).unwrap(),
     ));
     let queue = Arc::new(loyalty_core::events::MemoryQueue::default());
-    let app = App::new(dynamo_store().await, clock, AppConfig::default())
-        .with_referral_queue(queue.clone());
+    let store = dynamo_store().await;
+    let outbox = loyalty_tests::stream_relay::StreamRelay::of(&store).await;
+    let app = App::new(store, clock, AppConfig::default()).with_referral_queue(queue.clone());
     let raw =
         std::fs::read(repo_root().join("infra/program.default.json")).expect("default program");
     let mut document: Value = serde_json::from_slice(&raw).expect("json");
@@ -405,6 +406,8 @@ async fn a_fully_returned_order_claws_back_the_referral_it_qualified_under_claw_
     accrue(&app, &referee, "buy", purchase("o-ref", 5_000))
         .await
         .expect("accrued");
+    // The outbox hands the first qualifying purchase to the referral worker.
+    outbox.relay(&app).await;
     for message in queue.take() {
         app.handle_referral_message(&message)
             .await

@@ -11,6 +11,7 @@ use loyalty_core::App;
 use loyalty_dynamo::DynamoStore;
 use loyalty_http::{handle, Function};
 use loyalty_tests::events::{json_of, ApiRequest};
+use loyalty_tests::stream_relay::StreamRelay;
 use loyalty_tests::*;
 use serde_json::{json, Value};
 
@@ -19,12 +20,15 @@ struct PromoApp {
     store: DynamoStore,
     clock: Arc<ManualClock>,
     events: Arc<MemoryQueue>,
+    /// The table's stream, relayed to `events` (openings and closings are announced from it).
+    outbox: StreamRelay,
 }
 
 async fn promo_app(now: DateTime<Utc>) -> PromoApp {
     let clock = Arc::new(ManualClock::new(now));
     let events = Arc::new(MemoryQueue::default());
     let store = dynamo_store().await;
+    let outbox = StreamRelay::of(&store).await;
     let app =
         App::new(store.clone(), clock.clone(), AppConfig::default()).with_events(events.clone());
     PromoApp {
@@ -32,6 +36,7 @@ async fn promo_app(now: DateTime<Utc>) -> PromoApp {
         store,
         clock,
         events,
+        outbox,
     }
 }
 
@@ -196,7 +201,11 @@ async fn the_best_single_promotion_applies_and_cancel_stops_it() {
 #[tokio::test]
 async fn a_season_opens_once_and_closes_once() {
     let PromoApp {
-        app, clock, events, ..
+        app,
+        clock,
+        events,
+        outbox,
+        ..
     } = promo_app(utc(11, 26, 23, 0, 0)).await;
     assert_eq!(
         app.run_seasons().await.expect("ran").opened,
@@ -236,6 +245,11 @@ async fn a_season_opens_once_and_closes_once() {
     clock.set(utc(12, 1, 0, 30, 0));
     assert_eq!(app.run_seasons().await.expect("ran").closed, 1);
     assert_eq!(app.run_seasons().await.expect("ran").closed, 0);
+    assert!(
+        events.sent().is_empty(),
+        "season runs send nothing: the stream announces"
+    );
+    outbox.relay(&app).await;
     let kinds: Vec<String> = events
         .sent()
         .iter()

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use loyalty_core::clock::{Clock, ManualClock};
 use loyalty_core::commands::EnrolRequest;
-use loyalty_core::events::MemoryQueue;
 use loyalty_core::ids::MemberId;
 use loyalty_core::ledger::Source;
 use loyalty_core::ports::{Expect, MemberStore, Record, RecordStore, RecordWrite};
@@ -18,6 +17,7 @@ use loyalty_core::{App, ErrorCode};
 use loyalty_dynamo::DynamoStore;
 use loyalty_http::{handle, Function};
 use loyalty_tests::events::{error_code, json_of, ApiRequest};
+use loyalty_tests::stream_relay::RelayedQueue;
 use loyalty_tests::*;
 use serde_json::{json, Value};
 
@@ -30,7 +30,9 @@ const WELCOME: i64 = 100;
 struct RefApp {
     app: Arc<App<DynamoStore>>,
     clock: Arc<ManualClock>,
-    queue: Arc<MemoryQueue>,
+    /// A referee's first qualifying purchase reaches the worker from the table's stream,
+    /// never from the accrual itself.
+    queue: RelayedQueue,
 }
 
 fn start() -> DateTime<Utc> {
@@ -39,10 +41,10 @@ fn start() -> DateTime<Utc> {
 
 async fn ref_app() -> RefApp {
     let clock = Arc::new(ManualClock::new(start()));
-    let queue = Arc::new(MemoryQueue::default());
     let store = dynamo_store().await;
+    let queue = RelayedQueue::of(&store).await;
     let app =
-        App::new(store, clock.clone(), AppConfig::default()).with_referral_queue(queue.clone());
+        App::new(store, clock.clone(), AppConfig::default()).with_referral_queue(queue.queue());
     RefApp {
         app: Arc::new(app),
         clock,
@@ -206,7 +208,7 @@ async fn happy_path_rewards_both_sides_once_after_a_qualifying_first_purchase() 
     accrue(&app, &bob, "b1", purchase("b-1", 1_000))
         .await
         .expect("accrued");
-    assert!(queue.sent().is_empty());
+    assert!(queue.take(&app).await.is_empty());
     accrue(&app, &bob, "b2", purchase("b-2", 3_000))
         .await
         .expect("accrued");
@@ -217,7 +219,7 @@ async fn happy_path_rewards_both_sides_once_after_a_qualifying_first_purchase() 
     accrue(&app, &bob, "b3", purchase("b-3", 9_000))
         .await
         .expect("accrued");
-    let messages = queue.take();
+    let messages = queue.take(&app).await;
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert_eq!(
         serde_json::from_str::<Value>(&messages[0]).expect("json"),
@@ -294,7 +296,7 @@ async fn self_referral_by_the_same_email_is_rejected_with_its_reason() {
     accrue(&app, &alias, "a1", purchase("a-1", 5_000))
         .await
         .expect("accrued");
-    assert!(deliver(&app, &queue.take()).await.is_empty());
+    assert!(deliver(&app, &queue.take(&app).await).await.is_empty());
 
     let decided = referral(&app, &alias).await;
     assert_eq!(serde_json::to_value(decided.status).unwrap(), "rejected");
@@ -397,7 +399,7 @@ async fn monthly_cap_and_daily_velocity_per_referrer() {
         .await
         .expect("accrued");
     }
-    assert!(deliver(&app, &queue.take()).await.is_empty());
+    assert!(deliver(&app, &queue.take(&app).await).await.is_empty());
     let mut reasons = Vec::new();
     for friend in &friends {
         let r = referral(&app, friend).await;
@@ -422,7 +424,7 @@ async fn monthly_cap_and_daily_velocity_per_referrer() {
     accrue(&app, &sixth, "k6", purchase("o6", 2_500))
         .await
         .expect("accrued");
-    assert!(deliver(&app, &queue.take()).await.is_empty());
+    assert!(deliver(&app, &queue.take(&app).await).await.is_empty());
     assert_eq!(
         serde_json::to_value(referral(&app, &fifth).await.status).unwrap(),
         "rewarded"
@@ -438,7 +440,7 @@ async fn monthly_cap_and_daily_velocity_per_referrer() {
     accrue(&app, &april, "k7", purchase("o7", 2_500))
         .await
         .expect("accrued");
-    assert!(deliver(&app, &queue.take()).await.is_empty());
+    assert!(deliver(&app, &queue.take(&app).await).await.is_empty());
     assert_eq!(
         serde_json::to_value(referral(&app, &april).await.status).unwrap(),
         "rewarded"
@@ -491,7 +493,7 @@ async fn a_farming_run_of_50_sign_ups_is_rewarded_only_up_to_the_cap() {
         .expect("accrued");
         bots.push(bot);
     }
-    let messages = queue.take();
+    let messages = queue.take(&app).await;
     assert_eq!(messages.len(), 50);
 
     // Five batches of ten, two workers at a time, then every message delivered again.
@@ -560,7 +562,7 @@ async fn duplicate_and_out_of_order_messages_reward_exactly_once() {
     accrue(&app, &dora, "d1", purchase("d-1", 2_500))
         .await
         .expect("accrued");
-    let dora_message = (unique("dora"), queue.take().remove(0));
+    let dora_message = (unique("dora"), queue.take(&app).await.remove(0));
     let poison = (unique("poison"), "{not json".to_owned());
     let failed =
         deliver_messages(&app, &[early.clone(), dora_message.clone(), poison.clone()]).await;
@@ -587,7 +589,7 @@ async fn duplicate_and_out_of_order_messages_reward_exactly_once() {
     accrue(&app, &carol, "c1", purchase("c-1", 4_000))
         .await
         .expect("accrued");
-    let own = (unique("own"), queue.take().remove(0));
+    let own = (unique("own"), queue.take(&app).await.remove(0));
     assert!(deliver_messages(&app, std::slice::from_ref(&early))
         .await
         .is_empty());
@@ -638,7 +640,7 @@ async fn the_expiry_sweep_expires_once_and_settles_lost_messages() {
     accrue(&app, &lost, "l1", purchase("l-1", 2_500))
         .await
         .expect("accrued");
-    queue.take(); // the message is lost
+    queue.take(&app).await; // the message is lost
 
     // Nothing is due yet.
     let report = referral_worker::handle(&app, scheduled_event(clock.now()))
@@ -680,7 +682,7 @@ async fn the_expiry_sweep_expires_once_and_settles_lost_messages() {
     accrue(&app, &late, "t1", purchase("t-1", 5_000))
         .await
         .expect("accrued");
-    assert!(deliver(&app, &queue.take()).await.is_empty());
+    assert!(deliver(&app, &queue.take(&app).await).await.is_empty());
     assert_eq!(
         serde_json::to_value(referral(&app, &late).await.status).unwrap(),
         "expired"
@@ -708,7 +710,7 @@ async fn member_state_is_readable_through_the_store_trait() {
     accrue(&app, &bob, "b", purchase("b", 2_500))
         .await
         .expect("accrued");
-    assert!(deliver(&app, &queue.take()).await.is_empty());
+    assert!(deliver(&app, &queue.take(&app).await).await.is_empty());
     let bob_state = MemberStore::member(app.store(), &bob)
         .await
         .expect("store")

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use loyalty_sim::{run_steps, workload, Config};
 use loyalty_tests::dynamo_store;
+use loyalty_tests::stream_relay::StreamFeed;
 
 /// Seeds run against DynamoDB Local in every test run.
 const SEEDS: u64 = 16;
@@ -17,7 +18,8 @@ async fn sixteen_seeds_keep_every_invariant_on_dynamodb_local() {
     for seed in 0..SEEDS {
         let store = Arc::new(dynamo_store().await);
         let steps = workload::generate(seed, config.shape, config.abuse);
-        let report = run_steps(store, seed, &config, &steps, false)
+        let feed = Arc::new(StreamFeed::of(&store).await);
+        let report = run_steps(store, feed, seed, &config, &steps, false)
             .await
             .unwrap_or_else(|failure| panic!("on DynamoDB Local: {failure}"));
         priced += report.priced;

@@ -17,13 +17,15 @@ use loyalty_core::{App, ErrorCode};
 use loyalty_dynamo::DynamoStore;
 use loyalty_http::{handle, Function};
 use loyalty_tests::events::{json_of, ApiRequest};
+use loyalty_tests::stream_relay::RelayedQueue;
 use loyalty_tests::*;
 use serde_json::{json, Value};
 
 struct SubApp {
     app: Arc<App<DynamoStore>>,
     clock: Arc<ManualClock>,
-    events: Arc<MemoryQueue>,
+    /// Filled by the outbox from the table's stream.
+    events: RelayedQueue,
     payments: Arc<MemoryPayments>,
 }
 
@@ -37,11 +39,11 @@ fn day(y: i32, m: u32, d: u32) -> NaiveDate {
 
 async fn sub_app(start: DateTime<Utc>) -> SubApp {
     let clock = Arc::new(ManualClock::new(start));
-    let events = Arc::new(MemoryQueue::default());
     let payments = Arc::new(MemoryPayments::default());
     let store = dynamo_store().await;
+    let events = RelayedQueue::of(&store).await;
     let app = App::new(store, clock.clone(), AppConfig::default())
-        .with_events(events.clone())
+        .with_events(events.queue())
         .with_payments(payments.clone());
     SubApp {
         app: Arc::new(app),
@@ -81,9 +83,11 @@ async fn billing_run(app: &App<DynamoStore>) -> Vec<BillingResult> {
     results
 }
 
-fn event_types(queue: &MemoryQueue) -> Vec<String> {
-    queue
-        .sent()
+/// The `subscription.*` events the outbox has announced from the table's stream.
+async fn event_types(s: &SubApp) -> Vec<String> {
+    s.events
+        .sent(&s.app)
+        .await
         .iter()
         .map(|b| {
             serde_json::from_str::<Value>(b).expect("json")["type"]
@@ -166,7 +170,7 @@ async fn starting_takes_the_first_payment_grants_the_benefits_and_replays() {
             .any(|l| l["rule"] == "plan_multiplier:plus" && l["points"] == 100),
         "{lines:?}"
     );
-    assert_eq!(event_types(&s.events), vec!["subscription.started"]);
+    assert_eq!(event_types(&s).await, vec!["subscription.started"]);
 
     // A declined first payment starts nothing.
     let other = enrol(&s.app, &unique("m")).await;
@@ -243,7 +247,8 @@ async fn month_end_anchoring_over_a_year_and_a_second_run_on_one_day_charges_not
     assert_eq!(bonuses.len(), 13, "one monthly bonus per paid period");
     assert_eq!(bonuses[12], format!("subscription:{sub_id}:13"));
     assert_eq!(
-        event_types(&s.events)
+        event_types(&s)
+            .await
             .iter()
             .filter(|t| *t == "subscription.renewed")
             .count(),
@@ -384,7 +389,7 @@ async fn declines_go_to_dunning_after_one_three_and_seven_days_then_lapse() {
         "a lapsed subscription is never billed again"
     );
     assert_eq!(
-        event_types(&s.events),
+        event_types(&s).await,
         vec![
             "subscription.started",
             "subscription.past_due",
@@ -488,7 +493,7 @@ async fn cancel_keeps_benefits_to_the_end_of_the_paid_period() {
         .any(|l| l["rule"] == "plan_multiplier:plus"));
     assert!(billing_run(&s.app).await.is_empty());
     assert_eq!(
-        event_types(&s.events),
+        event_types(&s).await,
         vec!["subscription.started", "subscription.canceled"]
     );
 }

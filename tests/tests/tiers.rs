@@ -13,22 +13,24 @@ use loyalty_core::App;
 use loyalty_dynamo::DynamoStore;
 use loyalty_http::{handle, Function};
 use loyalty_tests::events::{json_of, ApiRequest};
+use loyalty_tests::stream_relay::RelayedQueue;
 use loyalty_tests::*;
 use serde_json::json;
 
 struct TierApp {
     app: Arc<App<DynamoStore>>,
     clock: Arc<ManualClock>,
-    events: Arc<MemoryQueue>,
+    /// Filled by the outbox from the table's stream.
+    events: RelayedQueue,
 }
 
 async fn tier_app() -> TierApp {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2025, 1, 10, 9, 0, 0).unwrap(),
     ));
-    let events = Arc::new(MemoryQueue::default());
     let store = dynamo_store().await;
-    let app = App::new(store, clock.clone(), AppConfig::default()).with_events(events.clone());
+    let events = RelayedQueue::of(&store).await;
+    let app = App::new(store, clock.clone(), AppConfig::default()).with_events(events.queue());
     TierApp {
         app: Arc::new(app),
         clock,
@@ -36,9 +38,10 @@ async fn tier_app() -> TierApp {
     }
 }
 
-fn tier_events(queue: &MemoryQueue) -> Vec<(String, String)> {
+async fn tier_events(queue: &RelayedQueue, app: &App<DynamoStore>) -> Vec<(String, String)> {
     queue
-        .sent()
+        .sent(app)
+        .await
         .iter()
         .map(|body| serde_json::from_str::<serde_json::Value>(body).expect("json"))
         .filter(|e| e["type"] == "tier.changed")
@@ -95,7 +98,7 @@ async fn crossing_a_threshold_upgrades_in_the_accrual_and_the_next_one_earns_mor
         ("bronze", "silver")
     );
     assert_eq!(
-        tier_events(&events),
+        tier_events(&events, &app).await,
         vec![("bronze".to_owned(), "silver".to_owned())]
     );
 
@@ -162,7 +165,7 @@ async fn downgrade_after_grace_one_step_at_a_time_and_same_day_twice_is_a_no_op(
         "silver"
     );
     assert_eq!(
-        tier_events(&events),
+        tier_events(&events, &app).await,
         vec![
             ("bronze".into(), "platinum".into()),
             ("platinum".into(), "gold".into()),

@@ -409,9 +409,9 @@ async fn a_referees_first_qualifying_purchase_hands_the_referral_to_the_worker_o
         .await
         .expect("accrued");
     }
-    // What the accrual itself still sends after its commit (until that send is removed) is not
-    // what this test is about.
-    referrals.take();
+    // The accrual sends nothing after its commit: a writer that died right after it loses
+    // nothing, because the message comes from the committed member.
+    assert!(referrals.sent().is_empty());
     let changes = app.store().take_changes();
     app.relay_all(changes.clone()).await.expect("relayed");
     let sent = referrals.take();
@@ -426,4 +426,55 @@ async fn a_referees_first_qualifying_purchase_hands_the_referral_to_the_worker_o
     // decides a referral once), never a different one.
     app.relay_all(changes).await.expect("relayed again");
     assert_eq!(referrals.take(), sent);
+}
+
+#[tokio::test]
+async fn a_subscription_and_its_tier_change_whose_writer_died_after_the_commit_are_announced_once()
+{
+    // The crash the simulator used to inject between a commit and its send: the request that
+    // started the subscription (and lifted the member to the plan's tier floor) sent nothing, as
+    // if it died right after its commit. The stream carries the committed items anyway.
+    let events = Arc::new(MemoryQueue::default());
+    let app = app(events.clone()).with_payments(Arc::new(
+        loyalty_core::subscriptions::payments::MemoryPayments::default(),
+    ));
+    let member = MemberId::parse("cleo").unwrap();
+    app.enrol(EnrolRequest {
+        member_id: Some(member.clone()),
+        email: None,
+        name: None,
+        referral_code: None,
+    })
+    .await
+    .expect("enrolled");
+    app.start_subscription(
+        &member,
+        Some(IdempotencyKey::parse("sub-1").unwrap()),
+        &json!({ "plan_id": "plus", "payment_method": "pm_card_visa" }),
+    )
+    .await
+    .expect("subscribed");
+    assert!(events.sent().is_empty(), "the writer sends nothing itself");
+    let changes = app.store().take_changes();
+    app.relay_all(changes.clone()).await.expect("relayed");
+    let first = bodies(&events);
+    let of_type = |sent: &[Value], kind: &str| {
+        sent.iter()
+            .filter(|e| e["type"] == kind)
+            .map(|e| e["event_id"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of_type(&first, "subscription.started").len(),
+        1,
+        "{first:?}"
+    );
+    let tier = of_type(&first, "tier.changed");
+    assert_eq!(tier.len(), 1, "the plan's tier floor: {first:?}");
+    // Delivered again: the same events under the same ids, nothing new.
+    events.take();
+    app.relay_all(changes).await.expect("relayed again");
+    let again = bodies(&events);
+    assert_eq!(of_type(&again, "tier.changed"), tier);
+    assert_eq!(again.len(), first.len());
 }

@@ -13,6 +13,7 @@ pub mod runner;
 pub mod runtime;
 pub mod schedule;
 pub mod sqs;
+pub mod stream;
 pub mod tables;
 pub mod template;
 pub mod wiring;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType,
-    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TableStatus,
-    TimeToLiveSpecification,
+    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -18,8 +18,8 @@ use crate::template::{IndexDef, KeyDef, TableDef};
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Creates `table_name` from `def` unless it exists, waits until it and its indexes are
-/// ACTIVE, then turns on TTL. Always on-demand: capacity settings mean nothing locally.
+/// Creates `table_name` from `def` (with its stream, which the outbox reads) unless it exists,
+/// waits until it and its indexes are ACTIVE, then turns on TTL. Always on-demand: capacity settings mean nothing locally.
 pub async fn create_table(
     client: &Client,
     def: &TableDef,
@@ -61,6 +61,17 @@ pub async fn create_table(
         })
         .collect::<Result<Vec<_>, _>>()?;
 
+    let stream = def
+        .stream_view_type
+        .as_deref()
+        .map(|view| {
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view))
+                .build()
+                .map_err(build_error)
+        })
+        .transpose()?;
     let created = client
         .create_table()
         .table_name(table_name)
@@ -69,6 +80,7 @@ pub async fn create_table(
         .set_global_secondary_indexes((!global.is_empty()).then_some(global))
         .set_local_secondary_indexes((!local.is_empty()).then_some(local))
         .billing_mode(BillingMode::PayPerRequest)
+        .set_stream_specification(stream)
         .send()
         .await;
     match created {

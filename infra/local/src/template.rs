@@ -128,8 +128,7 @@ pub struct SqsEvent {
 }
 
 /// A `DynamoDB` event: the table's stream, read as Lambda's event source mapping reads it.
-/// The model carries what a local poller needs to behave the same way; the runner does not
-/// poll DynamoDB Local's stream yet (issue #16, M2).
+/// The model carries what the local poller needs to behave the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamEvent {
     pub name: String,
@@ -183,6 +182,8 @@ pub struct TableDef {
     pub billing_mode: Option<String>,
     /// The TTL attribute, when `TimeToLiveSpecification` enables one.
     pub ttl_attribute: Option<String>,
+    /// `StreamSpecification.StreamViewType` (`NEW_AND_OLD_IMAGES`), when the table has a stream.
+    pub stream_view_type: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1101,6 +1102,12 @@ fn parse_table(id: &str, resource: &Value) -> Result<TableDef, LocalError> {
     } else {
         None
     };
+    let stream_view_type = optional_string(
+        props
+            .get("StreamSpecification")
+            .and_then(|s| s.get("StreamViewType")),
+        &format!("{id}.StreamSpecification.StreamViewType"),
+    )?;
     Ok(TableDef {
         logical_id: id.to_owned(),
         table_name: optional_string(props.get("TableName"), &format!("{id}.TableName"))?,
@@ -1116,6 +1123,7 @@ fn parse_table(id: &str, resource: &Value) -> Result<TableDef, LocalError> {
         )?,
         billing_mode: optional_string(props.get("BillingMode"), &format!("{id}.BillingMode"))?,
         ttl_attribute,
+        stream_view_type,
     })
 }
 
@@ -1181,6 +1189,11 @@ mod tests {
         assert_eq!(table.table_name, None);
         assert_eq!(table.billing_mode.as_deref(), Some("PAY_PER_REQUEST"));
         assert_eq!(table.ttl_attribute.as_deref(), Some("expires_at"));
+        assert_eq!(
+            table.stream_view_type.as_deref(),
+            Some("NEW_AND_OLD_IMAGES"),
+            "the outbox reads old and new images from the table's stream"
+        );
         assert!(table.attribute_definitions.len() >= 4);
         let key = |name: &str, key_type: &str| KeyDef {
             name: name.to_owned(),

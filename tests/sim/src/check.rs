@@ -1276,3 +1276,65 @@ fn check_balances(id: &str, member: &Member, entries: &[LedgerEntry]) -> Result<
     }
     Ok(())
 }
+
+/// Nothing committed goes unannounced: once the outbox has relayed the whole change feed, every
+/// ledger entry has its `points.*` event and every tier-history line its `tier.changed` event,
+/// whatever crashed between a commit and the outbox. Redelivery repeats an event with its id,
+/// never with other content.
+pub async fn check_announced<S: Store>(world: &World<S>, members: &[String]) -> Result<(), String> {
+    let mut announced: BTreeMap<String, String> = BTreeMap::new();
+    for body in world.events.sent() {
+        let event: Value =
+            serde_json::from_str(&body).map_err(|e| format!("an event is not JSON: {e}"))?;
+        let id = event["event_id"]
+            .as_str()
+            .ok_or_else(|| format!("an event without an id: {body}"))?
+            .to_owned();
+        if let Some(earlier) = announced.get(&id) {
+            if *earlier != body {
+                return Err(format!(
+                    "event {id} was sent with two contents:\n  {earlier}\n  {body}"
+                ));
+            }
+        }
+        announced.insert(id, body);
+    }
+    let app = &world.envs[0];
+    for id in members {
+        let member = member_id(id);
+        for entry in app.audited_ledger(&member).await? {
+            let event_id = format!("entry:{id}:{}", entry.entry_id);
+            if !announced.contains_key(&event_id) {
+                return Err(format!(
+                    "{id}: entry {} ({:?}) was committed but never announced",
+                    entry.entry_id, entry.entry_type
+                ));
+            }
+        }
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = app
+                .tier_history(&member, Some(100), cursor.as_deref())
+                .await
+                .map_err(|e| e.message)?;
+            for change in &page.changes {
+                let event_id = format!(
+                    "tier:{id}:{}:{}",
+                    change.to_tier,
+                    change.evaluated_at.timestamp_millis()
+                );
+                if !announced.contains_key(&event_id) {
+                    return Err(format!(
+                        "{id}: tier change {} → {} at {} was committed but never announced",
+                        change.from_tier, change.to_tier, change.evaluated_at
+                    ));
+                }
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok(())
+}

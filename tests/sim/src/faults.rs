@@ -42,7 +42,8 @@ pub struct FaultRates {
     pub throttle_read: u32,
     pub duplicate_delivery: u32,
     pub delayed_delivery: u32,
-    /// A referral announcement not sent: the process died right after the accrual's commit.
+    /// A referral message not sent: the outbox died at its send, after the accrual's commit.
+    /// The change stays on the stream and is relayed again.
     pub crash_after_commit: u32,
     pub payment_timeout_before: u32,
     pub payment_timeout_after: u32,
@@ -572,8 +573,8 @@ impl SimQueue {
 impl MessageQueue for SimQueue {
     async fn send(&self, bodies: Vec<String>) -> Result<(), StoreError> {
         self.sched.pass("send").await;
-        // Only the referral announcement is sent after a commit with nothing to recover it but
-        // the expiry sweep; that is the crash the simulator injects.
+        // The outbox dying at its send, after the commit it announces (the referral message, the
+        // one a request used to send itself): the stream delivers the change again.
         if self.name == QueueName::Referral
             && self
                 .faults

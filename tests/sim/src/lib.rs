@@ -34,7 +34,7 @@ use crate::faults::{FaultCounts, FaultRates, QueueName};
 use crate::ops::{member_id, Op};
 use crate::sched::Task;
 use crate::workload::{Abuse, Shape, Step};
-use crate::world::World;
+use crate::world::{ChangeFeed, World};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
@@ -109,19 +109,15 @@ pub fn run_steps_in_memory(
             step: 0,
             message: format!("runtime: {e}"),
         })?;
-    runtime.block_on(run_steps(
-        Arc::new(MemoryStore::new()),
-        seed,
-        config,
-        steps,
-        true,
-    ))
+    let store = Arc::new(MemoryStore::with_change_feed());
+    runtime.block_on(run_steps(store.clone(), store, seed, config, steps, true))
 }
 
 /// Runs `steps` for `seed` against `store` (the in-memory store, or DynamoDB Local with
-/// `paused` false).
+/// `paused` false), its outbox relaying what `feed` reports committed.
 pub async fn run_steps<S: Store>(
     store: Arc<S>,
+    feed: Arc<dyn ChangeFeed>,
     seed: u64,
     config: &Config,
     steps: &[Step],
@@ -130,6 +126,7 @@ pub async fn run_steps<S: Store>(
     let start = workload::start_time(seed);
     let world = World::new(
         store,
+        feed,
         seed,
         config.rates,
         config.shape.environments,
@@ -269,7 +266,18 @@ async fn run_batch<S: Store>(
             eprintln!("    {op:?}\n      -> {answer:?}");
         }
     }
+    // The outbox's turn, under the batch's faults (its sends may fail, the consumer may be
+    // killed mid-turn): what it did not relay waits on the stream for the next turn.
+    let mut kill_outbox = BTreeMap::new();
+    if faults && world.faults.draw(1000) < world.faults.rates().kill_worker {
+        kill_outbox.insert(0, world.faults.draw(12));
+    }
+    let relay: Task<'_, Result<usize, String>> = Box::pin(world.relay());
+    let relayed = world.sched.run(vec![relay], kill_outbox).await;
     world.faults.set_enabled(false);
+    if let Some(Err(error)) = relayed.into_iter().next().flatten() {
+        return Err(error);
+    }
     world
         .faults
         .count_killed(world.sched.counts().0 - killed_before);
@@ -295,6 +303,7 @@ async fn audit<S: Store>(world: &World<S>, checker: &mut Checker) -> Result<(), 
     checker.check_state(world).await?;
     checker.check_referrals(world).await?;
     checker.check_campaigns(world).await?;
+    check::check_announced(world, &checker.member_ids()).await?;
     for id in checker.member_ids() {
         run_batch(
             world,
@@ -316,6 +325,7 @@ async fn audit<S: Store>(world: &World<S>, checker: &mut Checker) -> Result<(), 
 
 async fn drain_all<S: Store>(world: &World<S>, checker: &mut Checker) -> Result<(), String> {
     for _ in 0..40 {
+        world.relay().await?;
         let busy: Vec<(usize, Op)> = QueueName::ALL
             .iter()
             .filter(|q| !world.queue(**q).is_empty())
@@ -329,12 +339,12 @@ async fn drain_all<S: Store>(world: &World<S>, checker: &mut Checker) -> Result<
                 )
             })
             .collect();
-        if busy.is_empty() {
+        if busy.is_empty() && world.unrelayed_changes() == 0 {
             return Ok(());
         }
         run_batch(world, checker, &busy, false).await?;
     }
-    Err("queues still hold messages after 40 rounds of draining".into())
+    Err("queues or the outbox still hold messages after 40 rounds of draining".into())
 }
 
 fn fingerprint(log: &[faults::Applied]) -> u64 {

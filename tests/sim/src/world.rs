@@ -1,22 +1,47 @@
 //! One simulated deployment: the store behind its fault injector, several execution environments
 //! (each an `App` with its own program and promotion caches, as Lambda instances have), the
-//! queues, the payment provider and the clock.
+//! queues, the payment provider, the clock, and the outbox relaying the store's change feed.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use loyalty_core::clock::ManualClock;
+use loyalty_core::events::catalog::Change;
+use loyalty_core::events::MemoryQueue;
+use loyalty_core::memory::MemoryStore;
 use loyalty_core::ports::Store;
-use loyalty_core::service::AppConfig;
+use loyalty_core::service::{AppConfig, RelayError};
 use loyalty_core::App;
 
 use crate::faults::{FaultRates, Faults, QueueName, SimPayments, SimQueue, SimStore};
 use crate::sched::Scheduler;
 
+/// Where the outbox reads committed changes: the in-memory store's change feed, or a table's
+/// stream in DynamoDB Local.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync {
+    /// The changes committed since the last call, oldest first.
+    async fn changes(&self) -> Result<Vec<Change>, String>;
+}
+
+#[async_trait]
+impl ChangeFeed for MemoryStore {
+    async fn changes(&self) -> Result<Vec<Change>, String> {
+        Ok(self.take_changes())
+    }
+}
+
 pub struct World<S> {
     store: SimStore<S>,
+    feed: Arc<dyn ChangeFeed>,
+    /// Changes read from the feed but not relayed yet: a failed relay is retried from the
+    /// change that failed, as the stream's event source mapping does, in order.
+    unrelayed: Mutex<VecDeque<Change>>,
+    /// Every event the outbox sent.
+    pub events: Arc<MemoryQueue>,
     pub envs: Vec<App<SimStore<S>>>,
     pub clock: Arc<ManualClock>,
     pub sched: Scheduler,
@@ -32,6 +57,7 @@ pub struct World<S> {
 impl<S: Store> World<S> {
     pub fn new(
         store: Arc<S>,
+        feed: Arc<dyn ChangeFeed>,
         seed: u64,
         rates: FaultRates,
         environments: usize,
@@ -52,6 +78,7 @@ impl<S: Store> World<S> {
             })
             .collect();
         let payments = Arc::new(SimPayments::new(sched.clone(), faults.clone()));
+        let events = Arc::new(MemoryQueue::default());
         // Without a paused clock (DynamoDB runs) caches cannot be aged on demand, so they are off.
         let cache_ttl = if paused {
             AppConfig::default().program_cache_ttl
@@ -70,11 +97,15 @@ impl<S: Store> World<S> {
                 )
                 .with_referral_queue(queues[&QueueName::Referral].clone())
                 .with_campaign_dispatch(queues[&QueueName::CampaignDispatch].clone())
+                .with_events(events.clone())
                 .with_payments(payments.clone())
             })
             .collect();
         Self {
             store: sim_store,
+            feed,
+            unrelayed: Mutex::new(VecDeque::new()),
+            events,
             envs,
             clock,
             sched,
@@ -84,6 +115,44 @@ impl<S: Store> World<S> {
             paused,
             cache_ttl,
         }
+    }
+
+    /// The outbox's turn: relays what the feed committed since the last turn, after what an
+    /// earlier turn could not relay. A change leaves the queue only once relayed: a send that
+    /// fails (an injected fault), or the turn killed mid-way, leaves it to be delivered again
+    /// next time, in order. A change the catalog cannot read fails the seed.
+    pub async fn relay(&self) -> Result<usize, String> {
+        let fresh = self.feed.changes().await?;
+        self.unrelayed().extend(fresh);
+        let mut relayed = 0;
+        loop {
+            let Some(change) = self.unrelayed().front().cloned() else {
+                return Ok(relayed);
+            };
+            match self.envs[0].relay_change(&change).await {
+                Ok(_) => {
+                    self.unrelayed().pop_front();
+                    relayed += 1;
+                }
+                Err(RelayError::Unreadable(error)) => {
+                    return Err(format!(
+                        "the outbox cannot read a committed change: {error}"
+                    ))
+                }
+                Err(_) => return Ok(relayed),
+            }
+        }
+    }
+
+    /// Whether changes wait for the outbox's next turn.
+    pub fn unrelayed_changes(&self) -> usize {
+        self.unrelayed().len()
+    }
+
+    fn unrelayed(&self) -> std::sync::MutexGuard<'_, VecDeque<Change>> {
+        self.unrelayed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn inner_store(&self) -> &S {

@@ -782,6 +782,98 @@ mod tests {
         assert!(again.events.is_empty());
     }
 
+    fn entry(kind: EntryType, entry_id: &str, member: &str, points: i64, source: Value) -> Change {
+        Change::Entry(Box::new(LedgerEntry {
+            entry_id: entry_id.into(),
+            seq: 4,
+            member_id: MemberId::parse(member).unwrap(),
+            entry_type: kind,
+            points,
+            balance_after: 900 + points,
+            reason: "because".into(),
+            breakdown: Vec::new(),
+            source: serde_json::from_value(source).unwrap(),
+            lots: Vec::new(),
+            program_version: 3,
+            occurred_at: at(4),
+            recorded_at: at(4),
+        }))
+    }
+
+    #[test]
+    fn returns_adjustments_and_transfers_announce_their_points_movement() {
+        let returned = derive(&entry(
+            EntryType::Reverse,
+            "return:o-1:r-1",
+            "ada",
+            -120,
+            json!({"kind": "return", "order_id": "o-1", "return_id": "r-1",
+                   "amount": {"minor": 1200, "currency": "USD"}}),
+        ))
+        .unwrap();
+        assert_eq!(types(&returned), ["points.reversed"]);
+        let event = &returned.events[0];
+        assert_eq!(event.event_id, "entry:ada:return:o-1:r-1");
+        assert_eq!(event.data["points"], -120);
+        assert_eq!(event.data["balance"], 780);
+        assert_eq!(event.data["source"]["return_id"], "r-1");
+
+        let adjusted = derive(&entry(
+            EntryType::Adjust,
+            "adjustment:a-1",
+            "ada",
+            50,
+            json!({"kind": "adjustment", "adjustment_id": "a-1", "actor": "support-7"}),
+        ))
+        .unwrap();
+        assert_eq!(types(&adjusted), ["points.adjusted"]);
+        assert_eq!(adjusted.events[0].data["source"]["actor"], "support-7");
+
+        // Both sides of a transfer announce themselves, each under its member and its own id.
+        let out = derive(&entry(
+            EntryType::Transfer,
+            "transfer:t-1:out",
+            "ada",
+            -300,
+            json!({"kind": "transfer", "transfer_id": "t-1", "direction": "out", "counterparty": "bob"}),
+        ))
+        .unwrap();
+        let incoming = derive(&entry(
+            EntryType::Transfer,
+            "transfer:t-1:in",
+            "bob",
+            300,
+            json!({"kind": "transfer", "transfer_id": "t-1", "direction": "in", "counterparty": "ada"}),
+        ))
+        .unwrap();
+        assert_eq!(types(&out), ["points.transferred"]);
+        assert_eq!(types(&incoming), ["points.transferred"]);
+        assert_ne!(out.events[0].event_id, incoming.events[0].event_id);
+        assert_eq!(
+            incoming.events[0].member_id,
+            Some(MemberId::parse("bob").unwrap())
+        );
+        assert_eq!(out.events[0].data["points"], -300);
+    }
+
+    #[test]
+    fn a_tier_history_line_announces_tier_changed_with_a_stable_id() {
+        let change = Change::Tier {
+            member_id: MemberId::parse("ada").unwrap(),
+            change: TierChange {
+                from_tier: "silver".into(),
+                to_tier: "gold".into(),
+                reason: "qualified".into(),
+                evaluated_at: at(3),
+                actor: None,
+            },
+        };
+        let derived = derive(&change).unwrap();
+        assert_eq!(types(&derived), ["tier.changed"]);
+        assert_eq!(derived, derive(&change).unwrap());
+        assert_eq!(derived.events[0].data["to_tier"], "gold");
+    }
+
     #[test]
     fn a_record_body_that_does_not_parse_is_an_error_not_silence() {
         let bad = Record {

@@ -135,28 +135,6 @@ impl MessageQueue for MemoryQueue {
     }
 }
 
-impl DomainEvent {
-    /// A season's promotion opened or closed ("Black Friday double points starts now").
-    pub fn promotion(
-        event_type: &'static str,
-        promotion: &crate::promotions::Promotion,
-        at: DateTime<Utc>,
-    ) -> Self {
-        Self {
-            event_id: format!("{event_type}:{}", promotion.promotion_id),
-            event_type,
-            member_id: None,
-            occurred_at: at,
-            data: json!({
-                "promotion_id": promotion.promotion_id,
-                "name": promotion.name,
-                "starts_at": promotion.starts_at,
-                "ends_at": promotion.ends_at,
-            }),
-        }
-    }
-}
-
 /// A queue a deployment has not configured: sending fails loudly instead of dropping work.
 #[derive(Debug, Clone, Copy)]
 pub struct Unconfigured(pub &'static str);

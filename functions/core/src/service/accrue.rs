@@ -5,7 +5,6 @@ use serde_json::Value;
 use super::{missing_key, parse_body, to_json, App, Keyed, Movement, Outcome, Read};
 use crate::commands::{AccrualRequest, ItemRequest, MAX_ITEMS, MAX_QUANTITY};
 use crate::error::{ApiError, ErrorCode};
-use crate::events::DomainEvent;
 use crate::idempotency::{fingerprint, IdempotencyScope, Operation};
 use crate::ids::{IdempotencyKey, MemberId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
@@ -31,13 +30,6 @@ pub struct AccrualReceipt {
     pub balance: Balance,
     pub tier: String,
     pub program_version: u64,
-}
-
-/// What follows a new accrual once it is stored: the tier change to announce, and the referral
-/// whose first qualifying purchase this was.
-struct Followups {
-    tier_change: Option<crate::tiers::TierChange>,
-    referral: Option<String>,
 }
 
 /// What an accrual request earns, before it is applied to the member.
@@ -237,25 +229,13 @@ impl<S: Store> App<S> {
             scope: scope.as_ref().filter(|_| !dry_run),
             fingerprint: &fingerprint,
         };
-        let (outcome, effects) = self
+        // The tier change and a referee's first qualifying purchase are written with the entry;
+        // the stream consumer announces them (`tier.changed`, the referral message).
+        let (outcome, _) = self
             .keyed_movement(keyed, |read| {
                 self.accrual_rules(read, &request, occurred_at, now)
             })
             .await?;
-        if let Some(Followups {
-            tier_change,
-            referral,
-        }) = effects
-        {
-            let events = tier_change
-                .iter()
-                .map(|c| DomainEvent::tier_changed(member_id, c))
-                .collect();
-            self.publish_events(events).await;
-            if let Some(referral_id) = &referral {
-                self.announce_referral(referral_id).await;
-            }
-        }
         Ok(outcome)
     }
 
@@ -267,7 +247,7 @@ impl<S: Store> App<S> {
         request: &AccrualRequest,
         occurred_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Movement<Followups>, ApiError> {
+    ) -> Result<Movement<()>, ApiError> {
         let Read {
             member,
             program_stamp,
@@ -352,9 +332,9 @@ impl<S: Store> App<S> {
             qualifying,
             now.date_naive(),
         )?;
-        // A referee's first qualifying purchase is marked in this same write, so it is
-        // announced to the referral worker once.
-        let referral = crate::referrals::mark_first_purchase(
+        // A referee's first qualifying purchase is marked in this same write; the stream
+        // consumer sees the mark appear and hands the referral to the referral worker.
+        crate::referrals::mark_first_purchase(
             &mut next,
             &program.document.referrals,
             &priced.source,
@@ -375,7 +355,6 @@ impl<S: Store> App<S> {
         );
         next.tier = decision.tier;
         next.tier_state = decision.state;
-        let tier_change = decision.change;
         let entry = LedgerEntry {
             entry_id: priced.source.entry_id(),
             seq: next.last_seq,
@@ -415,16 +394,13 @@ impl<S: Store> App<S> {
             member: next,
             entry,
             stock: None,
-            tier_change: tier_change.clone(),
+            tier_change: decision.change,
             records: Vec::new(),
             others: Vec::new(),
             response,
             status: 201,
             duplicate,
-            effects: Followups {
-                tier_change,
-                referral,
-            },
+            effects: (),
         })
     }
 }

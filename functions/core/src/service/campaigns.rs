@@ -193,41 +193,18 @@ impl<S: Store> App<S> {
             }
             Err(other) => return Err(store_error(other)),
         }
-        self.send_first_dispatch(&id).await?;
+        // The first dispatch step comes from the stored campaign (the stream consumer).
         Ok(Outcome::Created(response))
     }
 
-    /// Answers a retried create with its first response, first re-sending the dispatch step
-    /// of a campaign that has not started dispatching (its first send may have been lost).
+    /// Answers a retried create with its first response. Its first dispatch step needs no
+    /// re-send: the stream consumer sends it from the stored campaign, however the reply went.
     async fn replay_campaign(
         &self,
         done: &KeyedResponse,
         fingerprint: &str,
     ) -> Result<Outcome, ApiError> {
-        let response = done.replay(fingerprint)?;
-        let id = response
-            .get("campaign_id")
-            .and_then(Value::as_str)
-            .ok_or_else(ApiError::internal)?;
-        let (campaign, _) = self.campaign(id).await?;
-        if campaign.status == CampaignStatus::Dispatching && campaign.pages_dispatched == 0 {
-            self.send_first_dispatch(id).await?;
-        }
-        Ok(Outcome::Replayed(response))
-    }
-
-    async fn send_first_dispatch(&self, campaign_id: &str) -> Result<(), ApiError> {
-        let first = DispatchMessage {
-            campaign_id: campaign_id.to_owned(),
-            page: 0,
-            cursor: None,
-        };
-        self.campaign_dispatch
-            .send(vec![
-                serde_json::to_string(&first).map_err(|_| ApiError::internal())?
-            ])
-            .await?;
-        Ok(())
+        Ok(Outcome::Replayed(done.replay(fingerprint)?))
     }
 
     pub async fn get_campaign(&self, id: &str) -> Result<Campaign, ApiError> {

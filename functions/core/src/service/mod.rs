@@ -56,7 +56,7 @@ pub use webhooks::{DeliveryStep, MAX_WEBHOOKS, WEBHOOK_CACHE};
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
-use crate::events::{DomainEvent, LogQueue};
+use crate::events::LogQueue;
 use crate::idempotency::IdempotencyScope;
 use crate::ids::MemberId;
 use crate::ports::{CommitError, MessageQueue, Store, StoreError};
@@ -105,10 +105,10 @@ pub struct App<S> {
     /// The promotion list, when it was read, and the program version known when it was read:
     /// a newer version stamp (promotions bump it) means the list may be missing one.
     promotions: RwLock<Option<CachedPromotions>>,
-    /// Where a new campaign's first dispatch step goes.
+    /// Where the outbox sends a new campaign's first dispatch step.
     campaign_dispatch: Arc<dyn MessageQueue>,
     events: Arc<dyn MessageQueue>,
-    /// Where accruals announce a referee's first qualifying purchase.
+    /// Where the outbox hands a referee's first qualifying purchase to the referral worker.
     referral_queue: Arc<dyn MessageQueue>,
     payments: Arc<dyn crate::subscriptions::payments::PaymentProvider>,
     /// Webhook queues, HTTP client, URL policy and the cached list of active webhooks.
@@ -169,21 +169,6 @@ impl<S: Store> App<S> {
     pub fn with_events(mut self, queue: Arc<dyn MessageQueue>) -> Self {
         self.events = queue;
         self
-    }
-
-    /// Sends events about changes already stored. A failure here cannot undo the change, so it
-    /// is logged loudly; the event ids let a later resend be de-duplicated downstream.
-    pub(crate) async fn publish_events(&self, events: Vec<DomainEvent>) {
-        if events.is_empty() {
-            return;
-        }
-        let bodies: Vec<String> = events
-            .iter()
-            .filter_map(|e| serde_json::to_string(e).ok())
-            .collect();
-        if let Err(error) = self.events.send(bodies).await {
-            tracing::error!(%error, ?events, "stored change but could not send its events");
-        }
     }
 
     pub fn store(&self) -> &S {

@@ -61,11 +61,15 @@ impl<S: Store> App<S> {
                         serde_json::to_string(&first).map_err(|e| StoreError(e.to_string()))?;
                     self.campaign_dispatch.send(vec![body]).await?;
                 }
-                FollowUp::CatalogChanged { .. } => {
+                FollowUp::CatalogChanged { promotion_id } => {
                     // The change itself is stored; this makes every function re-read the
-                    // promotion list on its next request, even when the writer never got the
-                    // reply that would have made it announce the change.
+                    // promotion list on its next request (a newer program version stamp). The
+                    // index is eventually consistent: the bump must not send accruals to a list
+                    // that does not show the promotion yet.
                     self.forget_promotions().await;
+                    self.await_listed(promotion_id)
+                        .await
+                        .map_err(RelayError::FollowUp)?;
                     self.announce_catalog_change(None)
                         .await
                         .map_err(RelayError::FollowUp)?;

@@ -10,7 +10,6 @@ use tokio::time::Instant;
 use super::admin_keys::{self, KeyedResponse};
 use super::{parse_body, App, Attempt, Outcome};
 use crate::error::{ApiError, ErrorCode};
-use crate::events::DomainEvent;
 use crate::idempotency::{fingerprint, Operation};
 use crate::ids::IdempotencyKey;
 use crate::ports::{CommitError, Expect, Record, RecordWrite, Store};
@@ -36,15 +35,7 @@ pub struct PromotionView {
 pub struct SeasonRun {
     pub opened: usize,
     pub closed: usize,
-    /// Recent openings and closings announced again (see [`REANNOUNCE_WITHIN`]).
-    pub reannounced: usize,
 }
-
-/// How long after a season boundary a run announces the change again. A run that committed an
-/// opening or closing and then stopped (timeout, crash) has not announced it; the schedule's next
-/// runs (hourly, plus the invocation's own retries) do, at the cost of one more program version
-/// per run in this window. Issue 16's stream outbox will announce from the committed record.
-const REANNOUNCE_WITHIN: chrono::Duration = chrono::Duration::hours(2);
 
 fn record(promotion: &Promotion, version: u64) -> Result<Record, ApiError> {
     Ok(Record {
@@ -89,8 +80,8 @@ impl<S: Store> App<S> {
 
     /// `POST /v1/admin/promotions` by `actor` (the admin token's `sub`). With an `Idempotency-Key` the first response is recorded in
     /// the same transaction as the promotion, so a retry (or a racing duplicate) answers that
-    /// response and creates nothing. The new promotion applies to the next accrual anywhere: see
-    /// [`App::announce_catalog_change`].
+    /// response and creates nothing. The stream consumer announces the stored promotion to every
+    /// environment's cache (see [`App::relay_change`]); this one forgets its copy at once.
     pub async fn create_promotion(
         &self,
         actor: &str,
@@ -100,7 +91,7 @@ impl<S: Store> App<S> {
         let fingerprint = fingerprint(Operation::Promotion, body);
         if let Some(key) = &key {
             if let Some(done) = self.keyed_response(Operation::Promotion, key).await? {
-                return self.replay_promotion(actor, &done, &fingerprint).await;
+                return Ok(Outcome::Replayed(done.replay(&fingerprint)?));
             }
         }
         let request: PromotionRequest = parse_body(body)?;
@@ -140,45 +131,18 @@ impl<S: Store> App<S> {
                             "the promotion is being created by another request; retry",
                         )
                     })?;
-                return self.replay_promotion(actor, &done, &fingerprint).await;
+                return Ok(Outcome::Replayed(done.replay(&fingerprint)?));
             }
             Err(other) => return Err(commit_error(other)),
         }
-        self.announce_promotion(actor, &promotion.promotion_id)
-            .await?;
-        Ok(Outcome::Created(response))
-    }
-
-    /// A retried keyed create: the first response, after announcing the promotion again. The
-    /// first attempt may have stopped between its commit and its announcement (a lost reply), and
-    /// then no other environment would know to read the promotion list; announcing twice only
-    /// publishes one more unchanged program version.
-    async fn replay_promotion(
-        &self,
-        actor: &str,
-        done: &KeyedResponse,
-        fingerprint: &str,
-    ) -> Result<Outcome, ApiError> {
-        let response = done.replay(fingerprint)?;
-        let id = response
-            .get("promotion_id")
-            .and_then(Value::as_str)
-            .ok_or_else(ApiError::internal)?;
-        self.announce_promotion(actor, id).await?;
-        Ok(Outcome::Replayed(response))
-    }
-
-    /// Makes a new promotion count on the next accrual in every environment.
-    async fn announce_promotion(&self, actor: &str, id: &str) -> Result<(), ApiError> {
         self.forget_promotions().await;
-        self.await_listed(id).await?;
-        self.announce_catalog_change(Some(actor)).await
+        Ok(Outcome::Created(response))
     }
 
     /// Waits (briefly, bounded) until the promotion index lists `id`: the index is eventually
     /// consistent, and the version bump that follows tells accruals to read the list again —
     /// it must not send them to a list that does not show the promotion yet.
-    async fn await_listed(&self, id: &str) -> Result<(), ApiError> {
+    pub(crate) async fn await_listed(&self, id: &str) -> Result<(), ApiError> {
         for _ in 0..LISTING_CHECKS {
             let listed = self
                 .store()
@@ -221,10 +185,6 @@ impl<S: Store> App<S> {
             })?;
             let mut promotion: Promotion = record.parse()?;
             if promotion.status == PromotionStatus::Canceled {
-                // A retried cancel: the first one may have stopped between its commit and its
-                // announcement, so announce again (one more unchanged program version).
-                self.forget_promotions().await;
-                self.announce_catalog_change(Some(actor)).await?;
                 return Ok(Attempt::Done(promotion));
             }
             promotion.status = PromotionStatus::Canceled;
@@ -234,9 +194,9 @@ impl<S: Store> App<S> {
                 expect: Expect::Version(record.version),
             };
             match self.store().transact(Vec::new(), vec![write]).await {
+                // The stream consumer announces the change to every environment's cache.
                 Ok(()) => {
                     self.forget_promotions().await;
-                    self.announce_catalog_change(Some(actor)).await?;
                     Ok(Attempt::Done(promotion))
                 }
                 Err(CommitError::RecordConflict { .. } | CommitError::Conflict) => {
@@ -263,30 +223,9 @@ impl<S: Store> App<S> {
                             expect: Expect::Absent,
                         };
                         match self.store().transact(Vec::new(), vec![write]).await {
-                            Ok(()) => {
-                                run.opened += 1;
-                                self.publish_events(vec![DomainEvent::promotion(
-                                    "promotion.opened",
-                                    &promotion,
-                                    now,
-                                )])
-                                .await;
-                            }
-                            // Opened by an earlier run, which may have stopped between its commit
-                            // and its announcement: announce again while the opening is recent.
-                            Err(CommitError::RecordConflict { .. }) => {
-                                let opened = self
-                                    .store()
-                                    .record(RECORD_KIND, &promotion.promotion_id)
-                                    .await?
-                                    .map(|stored| stored.parse::<Promotion>())
-                                    .transpose()?;
-                                if opened.is_some_and(|opened| {
-                                    now - opened.created_at < REANNOUNCE_WITHIN
-                                }) {
-                                    run.reannounced += 1;
-                                }
-                            }
+                            Ok(()) => run.opened += 1,
+                            // Opened by an earlier run; the stream announced its record.
+                            Err(CommitError::RecordConflict { .. }) => {}
                             Err(other) => return Err(commit_error(other)),
                         }
                     }
@@ -297,12 +236,6 @@ impl<S: Store> App<S> {
                         };
                         let mut promotion: Promotion = stored.parse()?;
                         if promotion.status != PromotionStatus::Active {
-                            // Closed by an earlier run that may have stopped before announcing.
-                            if promotion.status == PromotionStatus::Closed
-                                && now - promotion.ends_at < REANNOUNCE_WITHIN
-                            {
-                                run.reannounced += 1;
-                            }
                             continue;
                         }
                         promotion.status = PromotionStatus::Closed;
@@ -311,15 +244,7 @@ impl<S: Store> App<S> {
                             expect: Expect::Version(stored.version),
                         };
                         match self.store().transact(Vec::new(), vec![write]).await {
-                            Ok(()) => {
-                                run.closed += 1;
-                                self.publish_events(vec![DomainEvent::promotion(
-                                    "promotion.closed",
-                                    &promotion,
-                                    now,
-                                )])
-                                .await;
-                            }
+                            Ok(()) => run.closed += 1,
                             Err(CommitError::RecordConflict { .. }) => {}
                             Err(other) => return Err(commit_error(other)),
                         }
@@ -327,10 +252,10 @@ impl<S: Store> App<S> {
                 }
             }
         }
-        if run.opened + run.closed + run.reannounced > 0 {
+        if run.opened + run.closed > 0 {
+            // The stream consumer announces each opening and closing (its event and the
+            // catalog change every environment's cache learns of); this one forgets its copy.
             self.forget_promotions().await;
-            // The season schedule, not a person, made this change.
-            self.announce_catalog_change(None).await?;
         }
         Ok(run)
     }

@@ -10,7 +10,6 @@
 
 use chrono::{DateTime, Days, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::{member_not_found, to_json, App, Attempt};
 use crate::error::ApiError;
@@ -178,16 +177,6 @@ fn commit_of(before: &Member, (member, entry): (Member, Option<LedgerEntry>)) ->
 }
 
 impl<S: Store> App<S> {
-    /// Sends `{referral_id}` to the referral queue once an accrual has stored the referee's first
-    /// qualifying purchase. The purchase is already stored, so a failure is logged, not
-    /// returned; the expiry sweep still decides such a referral on its due day.
-    pub(crate) async fn announce_referral(&self, referral_id: &str) {
-        let body = json!({ "referral_id": referral_id }).to_string();
-        if let Err(error) = self.referral_queue.send(vec![body]).await {
-            tracing::error!(%error, referral_id, "first purchase stored but the referral message was not sent");
-        }
-    }
-
     /// Handles one referral-queue message. `Err` means "not now": the message must be retried
     /// (partial batch failure), never dropped.
     pub async fn handle_referral_message(

@@ -8,7 +8,6 @@ use serde_json::json;
 use super::due::DueIndex;
 use super::{member_not_found, App, Attempt};
 use crate::error::{ApiError, ErrorCode};
-use crate::events::DomainEvent;
 use crate::ids::MemberId;
 use crate::member::Member;
 use crate::ports::{Commit, CommitError, MessageQueue, Store};
@@ -96,14 +95,9 @@ impl<S: Store> App<S> {
                 tier_change: tier_change.clone(),
             };
             match self.store().commit(commit).await {
-                Ok(()) => {
-                    let events = tier_change
-                        .iter()
-                        .map(|c| DomainEvent::tier_changed(id, c))
-                        .collect();
-                    self.publish_events(events).await;
-                    Ok(Attempt::Done((next, tier_change)))
-                }
+                // The tier-history line is the announcement: the stream consumer sends
+                // `tier.changed` from it.
+                Ok(()) => Ok(Attempt::Done((next, tier_change))),
                 Err(CommitError::StaleMember | CommitError::Conflict) => Ok(Attempt::Retry),
                 Err(CommitError::Store(error)) => Err(error.into()),
                 Err(other) => {

@@ -5,15 +5,11 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::benefits::{member_only_commit, with_paid_period, without_plan};
 use super::collect::{Collected, Collection, KnownPayment};
-use super::{
-    charge_write, commit_failed, event, log_rejected, retryable, subscription_write, Versioned,
-};
+use super::{charge_write, commit_failed, log_rejected, retryable, subscription_write, Versioned};
 use crate::error::{ApiError, ErrorCode};
-use crate::events::DomainEvent;
 use crate::ids::MemberId;
 use crate::ports::{Commit, CommitError, MessageQueue, Store};
 use crate::program::ActiveProgram;
@@ -59,12 +55,12 @@ pub enum BillingResult {
     Skipped,
 }
 
-/// The writes that settle one renewal charge, and what to announce once they are committed.
+/// The writes that settle one renewal charge (the stream consumer announces them from the
+/// stored subscription: `subscription.renewed`, `.past_due`, `.lapsed`, and `tier.changed`).
 struct SettledRenewal {
     result: BillingResult,
     commits: Vec<Commit>,
     next: Subscription,
-    events: Vec<DomainEvent>,
 }
 
 impl<S: Store> App<S> {
@@ -206,17 +202,14 @@ impl<S: Store> App<S> {
                 charge_write(&collected.charge.value, Some(collected.charge.version))?,
             ];
             match self.store().transact(settled.commits, writes).await {
-                Ok(()) => {
-                    self.publish_events(settled.events).await;
-                    return Ok(settled.result);
-                }
+                Ok(()) => return Ok(settled.result),
                 Err(e) if retryable(&e) => self.back_off(&mut attempt).await?,
                 Err(e) => return Err(commit_failed(e)),
             }
         }
     }
 
-    /// The writes and events of a renewal charge's outcome. `None` if the member is gone.
+    /// The writes of a renewal charge's outcome. `None` if the member is gone.
     async fn settle_renewal_charge(
         &self,
         sub: &Subscription,
@@ -239,25 +232,12 @@ impl<S: Store> App<S> {
         let Renewal { next, settlement } = settle_renewal(sub, charge, &collected.outcome, now);
         let today = now.date_naive();
         let member_id = &sub.member_id;
-        let number = collected.attempt;
         let settled = match settlement {
             Settlement::Renewed { recovered } => {
                 let Some(member) = self.store().member(member_id).await? else {
                     return Ok(None);
                 };
                 let paid = with_paid_period(&member, program, &next, plan, period, now)?;
-                let mut events = vec![event(
-                    &next,
-                    "subscription.renewed",
-                    &period.to_string(),
-                    now,
-                    json!({ "plan_id": plan.plan_id, "period": period, "recovered": recovered, "amount": plan.price }),
-                )];
-                events.extend(
-                    paid.tier_change
-                        .iter()
-                        .map(|c| DomainEvent::tier_changed(member_id, c)),
-                );
                 SettledRenewal {
                     result: if recovered {
                         BillingResult::Recovered
@@ -266,24 +246,13 @@ impl<S: Store> App<S> {
                     },
                     commits: vec![paid.commit(member.version, None)],
                     next,
-                    events,
                 }
             }
-            Settlement::PastDue { code, retry_on } => {
-                let events = vec![event(
-                    &next,
-                    "subscription.past_due",
-                    &format!("{period}:{number}"),
-                    now,
-                    json!({ "period": period, "attempt": number, "decline_code": code, "next_retry_on": retry_on }),
-                )];
-                SettledRenewal {
-                    result: BillingResult::PastDue,
-                    commits: Vec::new(),
-                    next,
-                    events,
-                }
-            }
+            Settlement::PastDue { .. } => SettledRenewal {
+                result: BillingResult::PastDue,
+                commits: Vec::new(),
+                next,
+            },
             Settlement::Lapsed => {
                 let mut commits = Vec::new();
                 if let Some(member) = self.store().member(member_id).await? {
@@ -291,18 +260,10 @@ impl<S: Store> App<S> {
                         commits.push(member_only_commit(ended, member.version));
                     }
                 }
-                let events = vec![event(
-                    &next,
-                    "subscription.lapsed",
-                    &period.to_string(),
-                    now,
-                    json!({ "period": period, "attempts": number }),
-                )];
                 SettledRenewal {
                     result: BillingResult::Lapsed,
                     commits,
                     next,
-                    events,
                 }
             }
         };

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::benefits::{member_only_commit, without_plan};
 use super::{
-    commit_failed, event, parse_payment_method, plan_not_found, retryable, subscription_write,
+    commit_failed, parse_payment_method, plan_not_found, retryable, subscription_write,
     SubscriptionView,
 };
 use crate::error::{ApiError, ErrorCode};
@@ -81,23 +81,8 @@ impl<S: Store> App<S> {
                 )
                 .await
             {
-                Ok(()) => {
-                    let (_, end) = sub.current_period();
-                    let ends_on = if next.status == SubscriptionStatus::Canceled {
-                        now.date_naive()
-                    } else {
-                        end
-                    };
-                    self.publish_events(vec![event(
-                        &next,
-                        "subscription.canceled",
-                        &sub.period.to_string(),
-                        now,
-                        json!({ "ends_on": ends_on }),
-                    )])
-                    .await;
-                    return Ok(SubscriptionView::of(&next));
-                }
+                // The stream consumer announces `subscription.canceled` from the stored record.
+                Ok(()) => return Ok(SubscriptionView::of(&next)),
                 Err(e) if retryable(&e) => self.back_off(&mut attempt).await?,
                 Err(e) => return Err(commit_failed(e)),
             }

@@ -18,13 +18,12 @@ mod collect;
 mod start;
 mod webhooks;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{to_json, App};
 use crate::error::{ApiError, ErrorCode};
-use crate::events::DomainEvent;
 use crate::ids::MemberId;
 use crate::ports::{CommitError, Expect, Record, RecordWrite, Store};
 use crate::program::ActiveProgram;
@@ -201,22 +200,6 @@ pub(crate) fn plan_not_found(program: &ActiveProgram, plan_id: &str) -> ApiError
         .collect();
     ApiError::invalid("plan_id", format!("the program has no plan '{plan_id}'"))
         .with_details(json!({ "field": "plan_id", "plans": plans }))
-}
-
-pub(crate) fn event(
-    sub: &Subscription,
-    kind: &'static str,
-    suffix: &str,
-    now: DateTime<Utc>,
-    data: Value,
-) -> DomainEvent {
-    DomainEvent {
-        event_id: format!("{}:{kind}:{suffix}", sub.subscription_id),
-        event_type: kind,
-        member_id: Some(sub.member_id.clone()),
-        occurred_at: now,
-        data,
-    }
 }
 
 /// A payment method reference as a client sends it: 1 to 255 printable ASCII characters.

@@ -13,11 +13,10 @@ use sha2::{Digest, Sha256};
 use super::benefits::with_paid_period;
 use super::collect::{Collected, Collection};
 use super::{
-    charge_write, commit_failed, event, log_rejected, parse_payment_method, plan_not_found,
-    retryable, subscription_write, SubscriptionView, Versioned,
+    charge_write, commit_failed, log_rejected, parse_payment_method, plan_not_found, retryable,
+    subscription_write, SubscriptionView, Versioned,
 };
 use crate::error::{ApiError, ErrorCode};
-use crate::events::DomainEvent;
 use crate::idempotency::{fingerprint, IdempotencyRecord, IdempotencyScope, Operation};
 use crate::ids::{IdempotencyKey, MemberId};
 use crate::member::Member;
@@ -55,11 +54,11 @@ fn declined(code: &str) -> ApiError {
         .with_details(json!({ "decline_code": code }))
 }
 
-/// The writes that activate a subscription after its first payment, and what to announce.
+/// The writes that activate a subscription after its first payment (the stream consumer
+/// announces `subscription.started` and any `tier.changed` from them).
 pub(crate) struct Activation {
     pub commit: Commit,
     pub writes: Vec<RecordWrite>,
-    pub events: Vec<DomainEvent>,
 }
 
 /// Activates `sub` whose first payment `collected` succeeded: period 1's benefits for `member`,
@@ -75,18 +74,6 @@ pub(crate) fn activation(
 ) -> Result<Activation, ApiError> {
     let active = activate(&sub.value, now);
     let paid = with_paid_period(member, program, &active, plan, 1, now)?;
-    let mut events = vec![event(
-        &active,
-        "subscription.started",
-        "1",
-        now,
-        json!({ "plan_id": plan.plan_id, "period": 1 }),
-    )];
-    events.extend(
-        paid.tier_change
-            .iter()
-            .map(|c| DomainEvent::tier_changed(&member.member_id, c)),
-    );
     let writes = vec![
         subscription_write(&active, Some(sub.version))?,
         charge_write(&collected.charge.value, Some(collected.charge.version))?,
@@ -94,7 +81,6 @@ pub(crate) fn activation(
     Ok(Activation {
         commit: paid.commit(member.version, idempotency),
         writes,
-        events,
     })
 }
 
@@ -236,10 +222,7 @@ impl<S: Store> App<S> {
                         now,
                     )?;
                     match self.store().transact(vec![done.commit], done.writes).await {
-                        Ok(()) => {
-                            self.publish_events(done.events).await;
-                            return Ok(Outcome::Created(view));
-                        }
+                        Ok(()) => return Ok(Outcome::Created(view)),
                         Err(CommitError::IdempotencyKeyTaken) => continue,
                         Err(e) => Err(e),
                     }

@@ -14,9 +14,8 @@ use serde_json::json;
 use super::benefits::strip_plan;
 use super::collect::Collected;
 use super::start::activation;
-use super::{charge_write, commit_failed, event, retryable, subscription_write, Versioned};
+use super::{charge_write, commit_failed, retryable, subscription_write, Versioned};
 use crate::error::{ApiError, ErrorCode};
-use crate::events::DomainEvent;
 use crate::ledger::{EntryType, LedgerEntry, Source};
 use crate::ports::{Commit, Expect, Record, RecordWrite, Store};
 use crate::program::ReturnPolicy;
@@ -56,7 +55,6 @@ pub struct WebhookReceipt {
 struct EventEffect {
     commits: Vec<Commit>,
     writes: Vec<RecordWrite>,
-    events: Vec<DomainEvent>,
 }
 
 impl EventEffect {
@@ -165,7 +163,6 @@ impl<S: Store> App<S> {
             writes.push(event_marker(event, now));
             match self.store().transact(effect.commits, writes).await {
                 Ok(()) => {
-                    self.publish_events(effect.events).await;
                     tracing::info!(event_id = %event.event_id, event_type = %event.event_type, ?result, "provider event applied");
                     return Ok(receipt(result));
                 }
@@ -223,7 +220,6 @@ impl<S: Store> App<S> {
                 return Ok(EventEffect {
                     commits: vec![done.commit],
                     writes: done.writes,
-                    events: done.events,
                 });
             }
         }
@@ -269,13 +265,6 @@ impl<S: Store> App<S> {
             effect
                 .writes
                 .push(subscription_write(ended, Some(sub.version))?);
-            effect.events.push(event(
-                ended,
-                "subscription.canceled",
-                &format!("{}:{reference}", charge.value.period),
-                now,
-                json!({ "ends_on": now.date_naive(), "reason": reason }),
-            ));
         }
         if let Some(commit) = self
             .reversal(&charge.value, reference, reason, ended.is_some(), now)
