@@ -14,7 +14,7 @@
 # -sharedDb makes every credential/region see the same tables (the SDK clients in
 # tests and in loyalty-local use dummy credentials; this avoids surprises when they differ).
 #
-# Env: DYNAMODB_WAIT_SECONDS (default 30), DYNAMODB_JAVA_OPTS (extra JVM flags, default -Xmx512m).
+# Env: DYNAMODB_WAIT_SECONDS (default 30), DYNAMODB_JAVA_OPTS (extra JVM flags, default -Xmx3g).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -118,7 +118,7 @@ do_start() {
   # shellcheck disable=SC2086  # DYNAMODB_JAVA_OPTS is intentionally word-split
   (
     cd "$DYNAMODB_DIR"
-    exec java ${DYNAMODB_JAVA_OPTS:--Xmx512m} \
+    exec java ${DYNAMODB_JAVA_OPTS:--Xmx3g} \
       -Djava.library.path=./DynamoDBLocal_lib \
       -jar DynamoDBLocal.jar \
       -inMemory -sharedDb -disableTelemetry -port "$port"
