@@ -85,12 +85,26 @@ impl TableStream {
     /// Every record written since the last read (all of them on the first), in shard order,
     /// as `DynamoDB` event records.
     pub async fn read(&mut self) -> Result<Vec<Value>, LocalError> {
+        let shards = self.read_by_shard().await?;
+        Ok(shards
+            .into_iter()
+            .flat_map(|(_, records)| records)
+            .collect())
+    }
+
+    /// Like [`TableStream::read`], each shard's new records under its shard id (shards with
+    /// nothing new left out), parents first.
+    pub async fn read_by_shard(&mut self) -> Result<Vec<(String, Vec<Value>)>, LocalError> {
         self.discover_shards().await?;
-        let mut records = Vec::new();
+        let mut shards = Vec::new();
         for index in 0..self.shards.len() {
+            let mut records = Vec::new();
             self.read_shard(index, &mut records).await?;
+            if !records.is_empty() {
+                shards.push((self.shards[index].shard_id.clone(), records));
+            }
         }
-        Ok(records)
+        Ok(shards)
     }
 
     /// Adds the shards not seen yet, each from its first record (`DescribeStream` lists
