@@ -407,3 +407,273 @@ impl<T: StreamTarget, D: FailureDestination> StreamPoller<T, D> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn record(sequence: u32, sk: &str) -> Value {
+        json!({
+            "eventID": format!("e{sequence}"),
+            "eventName": "INSERT",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {
+                "Keys": {"pk": {"S": "M#1"}, "sk": {"S": sk}},
+                "SequenceNumber": sequence.to_string(),
+            },
+        })
+    }
+
+    fn records(count: u32) -> Vec<Value> {
+        (1..=count)
+            .map(|n| record(n, &format!("LEDGER#{n}")))
+            .collect()
+    }
+
+    /// Answers each invocation with `respond(sequence numbers of the batch)`.
+    struct FakeFunction<F> {
+        respond: F,
+        batches: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl<F> FakeFunction<F> {
+        fn new(respond: F) -> Self {
+            Self {
+                respond,
+                batches: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn batches(&self) -> Vec<Vec<String>> {
+            self.batches.lock().expect("lock").clone()
+        }
+    }
+
+    impl<F> StreamTarget for FakeFunction<F>
+    where
+        F: Fn(&[String], usize) -> Result<Value, String> + Send + Sync,
+    {
+        fn name(&self) -> &str {
+            "FakeFunction"
+        }
+
+        async fn invoke(&self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+            let event: Value = serde_json::from_slice(&payload).expect("event JSON");
+            let sequences: Vec<String> = event["Records"]
+                .as_array()
+                .expect("Records")
+                .iter()
+                .map(|r| sequence_number(r).to_owned())
+                .collect();
+            let call = {
+                let mut batches = self.batches.lock().expect("lock");
+                batches.push(sequences.clone());
+                batches.len()
+            };
+            (self.respond)(&sequences, call).map(|v| v.to_string().into_bytes())
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeQueue {
+        messages: Mutex<Vec<Value>>,
+    }
+
+    impl FailureDestination for FakeQueue {
+        async fn send(&self, message: Value) -> Result<(), String> {
+            self.messages.lock().expect("lock").push(message);
+            Ok(())
+        }
+    }
+
+    fn mapping(bisect: bool, retries: Option<u64>) -> Mapping {
+        Mapping {
+            batch_size: 100,
+            batching_window: Duration::ZERO,
+            bisect_on_error: bisect,
+            maximum_retry_attempts: retries,
+            report_batch_item_failures: true,
+            filters: Vec::new(),
+            retry_backoff: Duration::ZERO,
+        }
+    }
+
+    fn strings(values: &[&str]) -> Vec<String> {
+        values.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_reported_item_failure_resumes_the_shard_from_that_record() {
+        let function = FakeFunction::new(|_: &[String], call| {
+            Ok(if call == 1 {
+                json!({"batchItemFailures": [{"itemIdentifier": "4"}, {"itemIdentifier": "3"}]})
+            } else {
+                json!({"batchItemFailures": []})
+            })
+        });
+        let queue = FakeQueue::default();
+        deliver(
+            &function,
+            Some(&queue),
+            &mapping(true, Some(3)),
+            "shard-1",
+            "arn",
+            records(5),
+        )
+        .await;
+        assert_eq!(
+            function.batches(),
+            vec![
+                strings(&["1", "2", "3", "4", "5"]),
+                strings(&["3", "4", "5"])
+            ]
+        );
+        assert!(queue.messages.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_failing_past_its_retries_is_described_to_the_on_failure_queue() {
+        let function = FakeFunction::new(|_: &[String], _| Err("Unhandled: boom".to_owned()));
+        let queue = FakeQueue::default();
+        deliver(
+            &function,
+            Some(&queue),
+            &mapping(false, Some(2)),
+            "shard-7",
+            "arn:stream",
+            records(3),
+        )
+        .await;
+        assert_eq!(function.batches().len(), 3, "the first try and two retries");
+        let messages = queue.messages.lock().expect("lock").clone();
+        assert_eq!(messages.len(), 1);
+        let info = &messages[0]["DDBStreamBatchInfo"];
+        assert_eq!(info["shardId"], "shard-7");
+        assert_eq!(info["startSequenceNumber"], "1");
+        assert_eq!(info["endSequenceNumber"], "3");
+        assert_eq!(info["batchSize"], 3);
+        assert_eq!(info["streamArn"], "arn:stream");
+        assert_eq!(
+            messages[0]["requestContext"]["condition"],
+            "RetryAttemptsExhausted"
+        );
+        assert_eq!(messages[0]["Records"].as_array().map(Vec::len), Some(3));
+    }
+
+    #[tokio::test]
+    async fn bisecting_isolates_the_failing_record_and_delivers_the_rest_in_order() {
+        let function = FakeFunction::new(|batch: &[String], _| {
+            if batch.iter().any(|s| s == "2") {
+                Err("Unhandled: poison".to_owned())
+            } else {
+                Ok(json!({}))
+            }
+        });
+        let queue = FakeQueue::default();
+        deliver(
+            &function,
+            Some(&queue),
+            &mapping(true, Some(1)),
+            "shard-1",
+            "arn",
+            records(4),
+        )
+        .await;
+        let delivered: Vec<String> = function
+            .batches()
+            .into_iter()
+            .filter(|b| !b.contains(&"2".to_owned()))
+            .flatten()
+            .collect();
+        assert_eq!(delivered, strings(&["1", "3", "4"]));
+        let messages = queue.messages.lock().expect("lock").clone();
+        assert_eq!(messages.len(), 1);
+        assert_eq!(
+            messages[0]["DDBStreamBatchInfo"]["startSequenceNumber"],
+            "2"
+        );
+        assert_eq!(messages[0]["DDBStreamBatchInfo"]["endSequenceNumber"], "2");
+    }
+
+    #[tokio::test]
+    async fn an_answer_naming_an_unknown_record_retries_the_whole_batch() {
+        let function = FakeFunction::new(|_: &[String], call| {
+            Ok(if call == 1 {
+                json!({"batchItemFailures": [{"itemIdentifier": "999"}]})
+            } else {
+                json!(null)
+            })
+        });
+        deliver::<_, FakeQueue>(
+            &function,
+            None,
+            &mapping(false, None),
+            "s",
+            "arn",
+            records(2),
+        )
+        .await;
+        assert_eq!(
+            function.batches(),
+            vec![strings(&["1", "2"]), strings(&["1", "2"])]
+        );
+    }
+
+    #[test]
+    fn the_templates_filters_pass_profiles_ledger_entries_tiers_and_records_only() {
+        let template = crate::template::Template::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../template.yaml"
+        )))
+        .expect("template parses");
+        let event = template
+            .functions
+            .iter()
+            .flat_map(|f| &f.stream_events)
+            .next()
+            .expect("a stream event");
+        let mapping = Mapping::from_event(event).expect("filters parse");
+        for sk in ["PROFILE", "LEDGER#01J", "TIER#gold", "REC"] {
+            assert!(mapping.passes(&record(1, sk)), "{sk} passes");
+        }
+        for sk in ["PROFILEX", "IDEM#abc", "RECORD", "BALANCE"] {
+            assert!(!mapping.passes(&record(1, sk)), "{sk} is dropped");
+        }
+    }
+
+    #[test]
+    fn filter_operators_match_as_lambda_documents() {
+        let image =
+            json!({"dynamodb": {"NewImage": {"kind": {"S": "earn"}, "points": {"N": "5"}}}});
+        let passes = |pattern: Value| matches_pattern(&pattern, &image);
+        assert!(passes(
+            json!({"dynamodb": {"NewImage": {"kind": {"S": ["earn", "burn"]}}}})
+        ));
+        assert!(!passes(
+            json!({"dynamodb": {"NewImage": {"kind": {"S": ["burn"]}}}})
+        ));
+        assert!(passes(
+            json!({"dynamodb": {"NewImage": {"kind": {"S": [{"anything-but": ["burn"]}]}}}})
+        ));
+        assert!(!passes(
+            json!({"dynamodb": {"NewImage": {"kind": {"S": [{"anything-but": "earn"}]}}}})
+        ));
+        assert!(passes(
+            json!({"dynamodb": {"NewImage": {"kind": [{"exists": true}]}}})
+        ));
+        assert!(passes(
+            json!({"dynamodb": {"NewImage": {"tier": [{"exists": false}]}}})
+        ));
+        assert!(!passes(
+            json!({"dynamodb": {"NewImage": {"tier": [{"exists": true}]}}})
+        ));
+        assert!(passes(
+            json!({"dynamodb": {"NewImage": {"points": {"N": [{"numeric": ["=", 5]}]}}}})
+        ));
+        assert!(!passes(
+            json!({"dynamodb": {"OldImage": {"kind": {"S": ["earn"]}}}})
+        ));
+    }
+}
