@@ -46,6 +46,8 @@ pub struct TableStream {
     stream_arn: String,
     region: String,
     shards: Vec<ShardCursor>,
+    /// Records read by a call that then failed, returned by the next one.
+    unreturned: Vec<(String, Vec<Value>)>,
 }
 
 impl TableStream {
@@ -75,6 +77,7 @@ impl TableStream {
             stream_arn,
             region,
             shards: Vec::new(),
+            unreturned: Vec::new(),
         })
     }
 
@@ -96,12 +99,22 @@ impl TableStream {
     /// nothing new left out), parents first.
     pub async fn read_by_shard(&mut self) -> Result<Vec<(String, Vec<Value>)>, LocalError> {
         self.discover_shards().await?;
-        let mut shards = Vec::new();
+        // Records read before an error were already passed by their cursors: they are kept
+        // for the next read rather than lost.
+        let mut shards = std::mem::take(&mut self.unreturned);
         for index in 0..self.shards.len() {
             let mut records = Vec::new();
-            self.read_shard(index, &mut records).await?;
+            let read = self.read_shard(index, &mut records).await;
             if !records.is_empty() {
-                shards.push((self.shards[index].shard_id.clone(), records));
+                let id = &self.shards[index].shard_id;
+                match shards.iter_mut().find(|(shard, _)| shard == id) {
+                    Some((_, earlier)) => earlier.extend(records),
+                    None => shards.push((id.clone(), records)),
+                }
+            }
+            if let Err(error) = read {
+                self.unreturned = shards;
+                return Err(error);
             }
         }
         Ok(shards)
