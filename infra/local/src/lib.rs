@@ -14,6 +14,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod sqs;
 pub mod stream;
+pub mod stream_poller;
 pub mod tables;
 pub mod template;
 pub mod wiring;

@@ -1,6 +1,7 @@
 //! The whole template on one machine, with the real function binaries: every function runs as
 //! a process against a local Lambda Runtime API ([`crate::runtime`]); the gateway's HTTP API
-//! routes (through [`Processes`], its invoker), SQS event source mappings and schedules invoke
+//! routes (through [`Processes`], its invoker), SQS and DynamoDB stream event source mappings
+//! and schedules invoke
 //! them the way AWS does.
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,7 +22,9 @@ use crate::gateway::{gateway_error, json_response, Gateway, Invoker};
 use crate::jwt::SigningKey;
 use crate::runtime::{self, FunctionHandle, InvokeError, ProcessSpec};
 use crate::schedule::Expression;
-use crate::template::{HttpRoute, ScheduleEvent, Template};
+use crate::stream::TableStream;
+use crate::stream_poller::{Mapping, QueueDestination, StreamPoller};
+use crate::template::{HttpRoute, ScheduleEvent, StreamEvent, Template};
 use crate::wiring::{Resolver, ACCOUNT_ID, REGION};
 
 pub struct RunnerConfig {
@@ -224,6 +227,21 @@ impl Runner {
                 };
                 tasks.spawn(poller.run(watcher.clone()));
             }
+            for event in &function.stream_events {
+                if !event.enabled {
+                    continue;
+                }
+                let poller = stream_poller(
+                    &dynamodb,
+                    &config.dynamodb,
+                    sqs.as_ref(),
+                    &resolver,
+                    handle,
+                    event,
+                )
+                .await?;
+                tasks.spawn(poller.run(watcher.clone()));
+            }
             for event in &function.schedules {
                 println!(
                     "[local] {} <- schedule {} {}{}",
@@ -318,6 +336,64 @@ impl Runner {
             .call(method, path_and_query, headers, body)
             .await
     }
+}
+
+/// A `DynamoDB` event source mapping of `handle` on the table's stream in DynamoDB Local.
+async fn stream_poller(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    endpoint: &str,
+    sqs: Option<&aws_sdk_sqs::Client>,
+    resolver: &Resolver,
+    handle: &FunctionHandle,
+    event: &StreamEvent,
+) -> Result<StreamPoller<FunctionHandle, QueueDestination>, LocalError> {
+    let id = handle.logical_id();
+    let table = resolver.tables.get(&event.table).ok_or_else(|| {
+        LocalError::Template(format!("{id}: stream of unknown table {}", event.table))
+    })?;
+    let mapping =
+        Mapping::from_event(event).map_err(|e| LocalError::Template(format!("{id}: {e}")))?;
+    let destination = match &event.on_failure {
+        None => None,
+        Some(queue) => {
+            let (_, queue_url) = resolver.queues.get(queue).ok_or_else(|| {
+                LocalError::Template(format!(
+                    "{id}: on-failure queue {queue} is not in the template"
+                ))
+            })?;
+            let client = sqs.ok_or_else(|| {
+                LocalError::Usage(format!("{id}: the on-failure queue needs --sqs"))
+            })?;
+            Some(QueueDestination {
+                client: client.clone(),
+                queue_url: queue_url.clone(),
+            })
+        }
+    };
+    let stream =
+        TableStream::open(dynamodb, crate::stream::client(endpoint, REGION), table).await?;
+    println!(
+        "[local] {id} <- stream of {table} (batch {}, window {} s, {} filters{}{})",
+        event.batch_size,
+        event.batching_window_seconds,
+        mapping.filters.len(),
+        if event.report_batch_item_failures {
+            ", ReportBatchItemFailures"
+        } else {
+            ""
+        },
+        event
+            .on_failure
+            .as_deref()
+            .map(|q| format!(", on failure {q}"))
+            .unwrap_or_default()
+    );
+    Ok(StreamPoller {
+        stream,
+        target: handle.clone(),
+        destination,
+        mapping,
+    })
 }
 
 /// The [`Invoker`] over the function processes; it also fires schedules on demand.

@@ -46,6 +46,8 @@ pub struct TableStream {
     stream_arn: String,
     region: String,
     shards: Vec<ShardCursor>,
+    /// Records read by a call that then failed, returned by the next one.
+    unreturned: Vec<(String, Vec<Value>)>,
 }
 
 impl TableStream {
@@ -75,6 +77,7 @@ impl TableStream {
             stream_arn,
             region,
             shards: Vec::new(),
+            unreturned: Vec::new(),
         })
     }
 
@@ -85,12 +88,36 @@ impl TableStream {
     /// Every record written since the last read (all of them on the first), in shard order,
     /// as `DynamoDB` event records.
     pub async fn read(&mut self) -> Result<Vec<Value>, LocalError> {
+        let shards = self.read_by_shard().await?;
+        Ok(shards
+            .into_iter()
+            .flat_map(|(_, records)| records)
+            .collect())
+    }
+
+    /// Like [`TableStream::read`], each shard's new records under its shard id (shards with
+    /// nothing new left out), parents first.
+    pub async fn read_by_shard(&mut self) -> Result<Vec<(String, Vec<Value>)>, LocalError> {
         self.discover_shards().await?;
-        let mut records = Vec::new();
+        // Records read before an error were already passed by their cursors: they are kept
+        // for the next read rather than lost.
+        let mut shards = std::mem::take(&mut self.unreturned);
         for index in 0..self.shards.len() {
-            self.read_shard(index, &mut records).await?;
+            let mut records = Vec::new();
+            let read = self.read_shard(index, &mut records).await;
+            if !records.is_empty() {
+                let id = &self.shards[index].shard_id;
+                match shards.iter_mut().find(|(shard, _)| shard == id) {
+                    Some((_, earlier)) => earlier.extend(records),
+                    None => shards.push((id.clone(), records)),
+                }
+            }
+            if let Err(error) = read {
+                self.unreturned = shards;
+                return Err(error);
+            }
         }
-        Ok(records)
+        Ok(shards)
     }
 
     /// Adds the shards not seen yet, each from its first record (`DescribeStream` lists

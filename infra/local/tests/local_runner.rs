@@ -1,6 +1,7 @@
 //! The process runner against moto (SQS) and DynamoDB Local, with the `local-probe` function
 //! and `tests/fixtures/probe-template.yaml`: batch semantics of the SQS event source mapping,
-//! crash recovery, schedules fired on demand, and HTTP routes behind the JWT authorizer with
+//! crash recovery, the table stream's mapping (filters, item failures, on-failure queue),
+//! schedules fired on demand, and HTTP routes behind the JWT authorizer with
 //! tokens minted by the runner's issuer.
 //!
 //! Needs `LOYALTY_TEST_DYNAMODB` and `LOYALTY_TEST_SQS` (set by `make test`).
@@ -177,6 +178,93 @@ async fn poison_message_is_retried_then_dead_lettered_and_the_rest_apply_once() 
     // Sent twice by the producer: both delivered, one effect.
     assert_eq!(probe.count("ATTEMPT#dup").await, Some(2));
     assert_eq!(probe.count("EFFECT#dup").await, Some(1));
+    probe.runner.stop().await;
+}
+
+impl Probe {
+    async fn change(&self, pk: &str) {
+        self.dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(pk.to_owned()))
+            .send()
+            .await
+            .expect("put change");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_changes_reach_the_function_through_the_stream_filtered_and_resumed_after_an_item_failure(
+) {
+    let probe = start(false).await;
+    for pk in ["CHANGE#a", "CHANGE#flaky", "CHANGE#b", "OTHER#x"] {
+        probe.change(pk).await;
+    }
+    assert_eq!(
+        probe.wait_for("SEEN#b", Duration::from_secs(30)).await,
+        Some(1),
+        "the record after the failed one is delivered on the retry"
+    );
+    assert_eq!(
+        probe.count("SEEN#a").await,
+        Some(1),
+        "done before the failure"
+    );
+    assert_eq!(
+        probe.count("SEEN#flaky").await,
+        Some(2),
+        "resumed from the failed record"
+    );
+    assert_eq!(
+        probe.count("SEEN#OTHER#x").await,
+        None,
+        "the filter drops keys outside CHANGE#"
+    );
+    assert_eq!(probe.count("SEEN#SEEN#a").await, None);
+    probe.runner.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_record_failing_past_its_retries_is_described_on_the_failure_queue_and_the_shard_moves_on(
+) {
+    let probe = start(false).await;
+    probe.change("CHANGE#poison").await;
+    let url = probe.runner.queue_url("StreamFailures").expect("queue");
+    let started = Instant::now();
+    let mut messages = Vec::new();
+    while messages.is_empty() && started.elapsed() < Duration::from_secs(60) {
+        let out = probe
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive failures");
+        messages.extend(out.messages.unwrap_or_default());
+    }
+    assert_eq!(messages.len(), 1);
+    let message: serde_json::Value =
+        serde_json::from_str(messages[0].body().unwrap_or_default()).expect("JSON");
+    let info = &message["DDBStreamBatchInfo"];
+    assert_eq!(info["batchSize"], 1);
+    assert_eq!(info["startSequenceNumber"], info["endSequenceNumber"]);
+    assert!(info["shardId"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(
+        message["Records"][0]["dynamodb"]["Keys"]["pk"]["S"],
+        "CHANGE#poison"
+    );
+    assert_eq!(
+        probe.count("SEEN#poison").await,
+        Some(3),
+        "the first delivery and two retries"
+    );
+    probe.change("CHANGE#after").await;
+    assert_eq!(
+        probe.wait_for("SEEN#after", Duration::from_secs(30)).await,
+        Some(1),
+        "the shard continues after the failed record"
+    );
     probe.runner.stop().await;
 }
 

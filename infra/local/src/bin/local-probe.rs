@@ -5,6 +5,9 @@
 //!   `EFFECT#<body>` (so a message delivered twice has one effect). Body `poison` always fails
 //!   (reported in `batchItemFailures`), `flaky…` fails on its first delivery after its effect,
 //!   and `crash` exits the process in the middle of the batch.
+//! - Table stream (`CHANGE#<name>` items): every record adds 1 to `SEEN#<name>`; `poison…`
+//!   always fails and `flaky…` fails its first delivery, reported as a batch item failure
+//!   (the records after it are left for the redelivery).
 //! - Schedules: every invocation adds 1 to `FIRES#<resource>`; its effect is one
 //!   `PERIOD#<resource>#<day of the event time>` item, put only if absent.
 //! - HTTP API (payload 2.0): answers 200 with the `requestContext.authorizer` it was given, so
@@ -88,6 +91,25 @@ impl Probe {
         Ok(serde_json::to_value(response)?)
     }
 
+    async fn stream(&self, event: Value) -> Result<Value, Error> {
+        for record in event["Records"].as_array().into_iter().flatten() {
+            let key = record["dynamodb"]["Keys"]["pk"]["S"]
+                .as_str()
+                .unwrap_or_default();
+            let name = key.strip_prefix("CHANGE#").unwrap_or(key);
+            self.count(format!("SEEN#{name}")).await?;
+            let fails = name.starts_with("poison")
+                || (name.starts_with("flaky") && self.once(format!("FLAKED#{name}")).await?);
+            if fails {
+                let sequence = &record["dynamodb"]["SequenceNumber"];
+                return Ok(serde_json::json!({
+                    "batchItemFailures": [{ "itemIdentifier": sequence }]
+                }));
+            }
+        }
+        Ok(serde_json::json!({ "batchItemFailures": [] }))
+    }
+
     async fn schedule(&self, event: EventBridgeEvent) -> Result<Value, Error> {
         let resource = event
             .resources
@@ -119,6 +141,8 @@ async fn main() -> Result<(), Error> {
                 "headers": { "content-type": "application/json" },
                 "body": body.to_string(),
             }))
+        } else if event.payload["Records"][0]["eventSource"] == "aws:dynamodb" {
+            probe.stream(event.payload).await
         } else if event.payload.get("Records").is_some() {
             probe.sqs(serde_json::from_value(event.payload)?).await
         } else {
