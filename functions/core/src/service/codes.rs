@@ -294,7 +294,10 @@ impl<S: Store> App<S> {
         // The points go back into the lots the redemption took them from, with their dates.
         let redeemed = self
             .store()
-            .entry(&member.member_id, &format!("redemption:{}", redemption.redemption_id))
+            .entry(
+                &member.member_id,
+                &format!("redemption:{}", redemption.redemption_id),
+            )
             .await
             .map_err(ApiError::from)?;
         let taken = redeemed.map(|entry| entry.lots).unwrap_or_default();
