@@ -57,6 +57,48 @@ impl StreamRelay {
     }
 }
 
+impl StreamRelay {
+    /// Relays every record written since the last call, as the event source mapping does: a
+    /// batch that fails at a record is delivered again from that record, up to `attempts` times.
+    pub async fn relay_retrying<S: Store>(
+        &self,
+        app: &App<S>,
+        attempts: u32,
+    ) -> Result<usize, String> {
+        let mut records = self
+            .stream
+            .lock()
+            .await
+            .read()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut events = 0;
+        let mut failures = 0;
+        while !records.is_empty() {
+            let event: aws_lambda_events::event::dynamodb::Event =
+                serde_json::from_value(serde_json::json!({ "Records": records }))
+                    .map_err(|e| format!("stream records do not parse: {e}"))?;
+            let report = outbox::relay_batch(app, &event).await;
+            events += report.events;
+            let Some(failed) = report.failed_at else {
+                return Ok(events);
+            };
+            failures += 1;
+            if failures >= attempts {
+                return Err(format!(
+                    "the outbox failed record {failed} {failures} times"
+                ));
+            }
+            let from = records
+                .iter()
+                .position(|r| r["dynamodb"]["SequenceNumber"].as_str() == Some(failed.as_str()))
+                .ok_or_else(|| format!("the outbox named an unknown record {failed}"))?;
+            records.drain(..from);
+        }
+        Ok(events)
+    }
+}
+
 /// A queue the outbox fills from a test table's stream (events, referral messages, first
 /// campaign dispatch steps): reading it relays the stream first.
 pub struct RelayedQueue {

@@ -13,7 +13,11 @@ async fn run(row: Row) -> Result<(), String> {
         max_attempts: 200,
         ..AppConfig::default()
     };
-    let world = World::new(|clock| App::new(store.clone(), clock, config.clone()));
+    let stream = loyalty_tests::stream_relay::StreamRelay::of(&store).await;
+    let world = World::new(
+        |clock| App::new(store.clone(), clock, config.clone()),
+        stream,
+    );
     world.run(&row).await
 }
 

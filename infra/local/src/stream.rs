@@ -195,12 +195,15 @@ impl TableStream {
                 .await
             {
                 Ok(answer) => answer,
-                // Iterators expire (15 minutes on AWS): take a fresh one after the last record.
+                // Iterators expire (15 minutes on AWS), and DynamoDB Local answers an iterator
+                // taken on a shard that was still empty as trimmed: take a fresh one after the
+                // last record read (or from the shard's start).
                 Err(error)
                     if !renewed
-                        && error
-                            .as_service_error()
-                            .is_some_and(|e| e.is_expired_iterator_exception()) =>
+                        && error.as_service_error().is_some_and(|e| {
+                            e.is_expired_iterator_exception()
+                                || e.is_trimmed_data_access_exception()
+                        }) =>
                 {
                     renewed = true;
                     let cursor = &self.shards[index];

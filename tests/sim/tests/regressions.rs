@@ -78,7 +78,7 @@ async fn seed_61_a_grant_redelivered_after_the_budget_ran_out_counts_each_member
             .expect("date"),
     ));
     let dispatch = Arc::new(MemoryQueue::default());
-    let app = App::new(MemoryStore::new(), clock, AppConfig::default())
+    let app = App::new(MemoryStore::with_change_feed(), clock, AppConfig::default())
         .with_campaign_dispatch(dispatch.clone());
     enrol(&app, "only").await;
     let created = app
@@ -95,6 +95,10 @@ async fn seed_61_a_grant_redelivered_after_the_budget_ran_out_counts_each_member
         .as_str()
         .expect("campaign id")
         .to_owned();
+    // The campaign's first dispatch step comes from the committed record, through the outbox.
+    app.relay_all(app.store().take_changes())
+        .await
+        .expect("relayed");
     let grants = MemoryQueue::default();
     for body in dispatch.take() {
         let step: DispatchMessage = serde_json::from_str(&body).expect("dispatch message");
