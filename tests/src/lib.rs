@@ -59,17 +59,33 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
 }
 
-/// A new table with the template's definition, so tests exercise the schema that deploys.
+/// A new table with the template's definition, so tests exercise the schema that deploys, but
+/// without its stream: DynamoDB Local serialises every write to a streaming table behind one
+/// lock, and most tests never read the stream. Tests that relay events use [`streaming_table`].
 pub async fn fresh_table(client: &Client) -> String {
+    create_test_table(client, false).await
+}
+
+/// A new table with the template's definition and its stream, for tests whose events,
+/// referral messages or campaign steps come from the outbox relaying that stream.
+pub async fn streaming_table(client: &Client) -> String {
+    create_test_table(client, true).await
+}
+
+async fn create_test_table(client: &Client, with_stream: bool) -> String {
     let template =
         loyalty_local::template::Template::load(&repo_root().join("infra/template.yaml"))
             .expect("infra/template.yaml parses");
     let table = unique("t");
-    let definition = template
+    let mut definition = template
         .tables
         .first()
-        .expect("the template declares a table");
-    loyalty_local::tables::create_table(client, definition, &table)
+        .expect("the template declares a table")
+        .clone();
+    if !with_stream {
+        definition.stream_view_type = None;
+    }
+    loyalty_local::tables::create_table(client, &definition, &table)
         .await
         .expect("table created in DynamoDB Local");
     table
@@ -83,6 +99,13 @@ pub struct TestApp {
 pub async fn dynamo_store() -> DynamoStore {
     let client = dynamodb_client();
     let table = fresh_table(&client).await;
+    DynamoStore::new(client, table)
+}
+
+/// A store on a table with the template's stream, for [`stream_relay`].
+pub async fn streaming_store() -> DynamoStore {
+    let client = dynamodb_client();
+    let table = streaming_table(&client).await;
     DynamoStore::new(client, table)
 }
 

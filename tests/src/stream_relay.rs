@@ -26,7 +26,7 @@ impl StreamRelay {
         let streams = loyalty_local::stream::client(&endpoint, "us-east-1");
         let stream = TableStream::open(store.client(), streams, store.table())
             .await
-            .expect("the test table has a stream (StreamSpecification in the template)");
+            .expect("the test table has a stream: make it with `streaming_store`");
         Self {
             stream: Mutex::new(stream),
         }

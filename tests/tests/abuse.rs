@@ -4,10 +4,10 @@
 use loyalty_core::service::AppConfig;
 use loyalty_core::App;
 use loyalty_tests::abuse::{rows, Row, World};
-use loyalty_tests::dynamo_store;
+use loyalty_tests::streaming_store;
 
 async fn run(row: Row) -> Result<(), String> {
-    let store = dynamo_store().await;
+    let store = streaming_store().await;
     // Twenty orders racing on one member need more than the default attempts to all land.
     let config = AppConfig {
         max_attempts: 200,

@@ -372,7 +372,7 @@ async fn a_fully_returned_order_claws_back_the_referral_it_qualified_under_claw_
         Utc.with_ymd_and_hms(2026, 6, 10, 12, 0, 0).unwrap(),
     ));
     let queue = Arc::new(loyalty_core::events::MemoryQueue::default());
-    let store = dynamo_store().await;
+    let store = streaming_store().await;
     let outbox = loyalty_tests::stream_relay::StreamRelay::of(&store).await;
     let app = App::new(store, clock, AppConfig::default()).with_referral_queue(queue.clone());
     let raw =

@@ -27,7 +27,7 @@ struct PromoApp {
 async fn promo_app(now: DateTime<Utc>) -> PromoApp {
     let clock = Arc::new(ManualClock::new(now));
     let events = Arc::new(MemoryQueue::default());
-    let store = dynamo_store().await;
+    let store = streaming_store().await;
     let outbox = StreamRelay::of(&store).await;
     let app =
         App::new(store.clone(), clock.clone(), AppConfig::default()).with_events(events.clone());

@@ -41,7 +41,7 @@ fn start() -> DateTime<Utc> {
 
 async fn ref_app() -> RefApp {
     let clock = Arc::new(ManualClock::new(start()));
-    let store = dynamo_store().await;
+    let store = streaming_store().await;
     let queue = RelayedQueue::of(&store).await;
     let app =
         App::new(store, clock.clone(), AppConfig::default()).with_referral_queue(queue.queue());

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use loyalty_sim::{run_steps, workload, Config};
-use loyalty_tests::dynamo_store;
 use loyalty_tests::stream_relay::StreamFeed;
+use loyalty_tests::streaming_store;
 
 /// Seeds run against DynamoDB Local in every test run.
 const SEEDS: u64 = 16;
@@ -16,7 +16,7 @@ async fn sixteen_seeds_keep_every_invariant_on_dynamodb_local() {
     config.shape.steps = 8;
     let mut priced = 0;
     for seed in 0..SEEDS {
-        let store = Arc::new(dynamo_store().await);
+        let store = Arc::new(streaming_store().await);
         let steps = workload::generate(seed, config.shape, config.abuse);
         let feed = Arc::new(StreamFeed::of(&store).await);
         let report = run_steps(store, feed, seed, &config, &steps, false)

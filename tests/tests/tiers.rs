@@ -28,7 +28,7 @@ async fn tier_app() -> TierApp {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2025, 1, 10, 9, 0, 0).unwrap(),
     ));
-    let store = dynamo_store().await;
+    let store = streaming_store().await;
     let events = RelayedQueue::of(&store).await;
     let app = App::new(store, clock.clone(), AppConfig::default()).with_events(events.queue());
     TierApp {
