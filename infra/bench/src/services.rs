@@ -11,6 +11,7 @@ use chrono::{TimeDelta, Utc};
 use loyalty_core::campaigns::GrantMessage;
 use loyalty_core::clock::ManualClock;
 use loyalty_core::commands::EnrolRequest;
+use loyalty_core::events::catalog::Change;
 use loyalty_core::events::MemoryQueue;
 use loyalty_core::ids::{IdempotencyKey, MemberId};
 use loyalty_core::ports::MemberStore;
@@ -246,8 +247,17 @@ async fn referral_reward(bench: &Bench, samples: usize) -> Sequential {
             Some(code),
         )
         .await;
-        // A first purchase over the 25.00 USD minimum queues the referral message.
+        // A first purchase over the 25.00 USD minimum marks the referee; the outbox sends the
+        // referral message from the stream's old and new images of the referee's item.
+        let before = stored_member(bench, &referee).await;
         accrue(&app, &referee, &format!("referee-order-{i}"), 4_000).await;
+        let after = stored_member(bench, &referee).await;
+        app.relay_change(&Change::Member {
+            before: Some(Box::new(before)),
+            after: Box::new(after),
+        })
+        .await
+        .expect("the outbox relays the referee's first purchase");
         let sent = queue.take();
         assert_eq!(sent.len(), 1, "one referral message per qualifying referee");
         bodies.extend(sent);
@@ -262,6 +272,15 @@ async fn referral_reward(bench: &Bench, samples: usize) -> Sequential {
             .await;
     }
     meter.out
+}
+
+async fn stored_member(bench: &Bench, raw: &str) -> loyalty_core::member::Member {
+    bench
+        .store
+        .member(&id(raw))
+        .await
+        .expect("store")
+        .expect("member")
 }
 
 /// `App::bill_subscription` renewing a monthly "plus" subscription on its billing date, with the
