@@ -19,6 +19,38 @@ async fn measured<F: std::future::Future>(
     store.meter().snapshot() - before
 }
 
+/// What one accrual (order `probe-<order>`) and one coffee redemption cost at `history` entries.
+async fn probe(
+    app: &loyalty_core::App<loyalty_dynamo::DynamoStore>,
+    store: &loyalty_dynamo::DynamoStore,
+    member: &loyalty_core::ids::MemberId,
+    order: u64,
+    history: u64,
+) -> (Capacity, Capacity) {
+    let accrual = measured(store, async {
+        accrue(
+            app,
+            member,
+            &format!("probe-{order}"),
+            purchase(&format!("probe-{order}"), 2_599),
+        )
+        .await
+        .expect("accrued");
+    })
+    .await;
+    let redemption = measured(store, async {
+        app.redeem(
+            member,
+            key(&format!("redeem-{history}")),
+            &json!({ "reward_id": "free-coffee" }),
+        )
+        .await
+        .expect("redeemed");
+    })
+    .await;
+    (accrual, redemption)
+}
+
 #[tokio::test]
 async fn accrue_and_redeem_cost_the_same_at_entry_10_and_entry_400() {
     // The program stays cached for the whole test, so only ledger work is measured.
@@ -45,28 +77,7 @@ async fn accrue_and_redeem_cost_the_same_at_entry_10_and_entry_400() {
             .expect("seeded");
         }
         next_order += 1;
-        let accrual = measured(&store, async {
-            accrue(
-                &app,
-                &member,
-                &format!("probe-{next_order}"),
-                purchase(&format!("probe-{next_order}"), 2_599),
-            )
-            .await
-            .expect("accrued");
-        })
-        .await;
-        let redemption = measured(&store, async {
-            app.redeem(
-                &member,
-                key(&format!("redeem-{history}")),
-                &json!({ "reward_id": "free-coffee" }),
-            )
-            .await
-            .expect("redeemed");
-        })
-        .await;
-        costs.push((accrual, redemption));
+        costs.push(probe(&app, &store, &member, next_order, history).await);
     }
     let (early, late) = (costs[0], costs[1]);
     assert_eq!(early, late, "cost grew with history: {early:?} vs {late:?}");
@@ -152,28 +163,7 @@ async fn with_a_full_set_of_lots_accrue_and_redeem_cost_the_same_at_entry_20_and
             "a full set of lots at entry {history}: {lots}"
         );
         next_order += 1;
-        let accrual = measured(&store, async {
-            accrue(
-                &app,
-                &member,
-                &format!("probe-{next_order}"),
-                purchase(&format!("probe-{next_order}"), 2_599),
-            )
-            .await
-            .expect("accrued");
-        })
-        .await;
-        let redemption = measured(&store, async {
-            app.redeem(
-                &member,
-                key(&format!("redeem-{history}")),
-                &json!({ "reward_id": "free-coffee" }),
-            )
-            .await
-            .expect("redeemed");
-        })
-        .await;
-        costs.push((accrual, redemption));
+        costs.push(probe(&app, &store, &member, next_order, history).await);
     }
     let (early, late) = (costs[0], costs[1]);
     assert_eq!(early, late, "cost grew with history: {early:?} vs {late:?}");
