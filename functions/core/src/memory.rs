@@ -59,6 +59,20 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Walks every member of index shard `shard` that `due` picks, in id order: the in-memory
+    /// store's stand-in for a sparse due index.
+    fn members_due_where(&self, shard: u32, due: impl Fn(&Member) -> bool) -> Vec<MemberId> {
+        let state = self.state();
+        let mut found: Vec<MemberId> = state
+            .members
+            .values()
+            .filter(|m| due(m) && review_shard(&m.member_id) == shard)
+            .map(|m| m.member_id.clone())
+            .collect();
+        found.sort();
+        found
+    }
+
     /// How many commits were applied; tests use it to prove a request wrote nothing.
     pub fn commits(&self) -> u64 {
         self.state().commits
@@ -416,15 +430,10 @@ impl TierStore for MemoryStore {
         shard: u32,
         _cursor: Option<String>,
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
-        let state = self.state();
-        let mut due: Vec<MemberId> = state
-            .members
-            .values()
-            .filter(|m| m.tier_state.review_on == Some(day) && review_shard(&m.member_id) == shard)
-            .map(|m| m.member_id.clone())
-            .collect();
-        due.sort();
-        Ok((due, None))
+        Ok((
+            self.members_due_where(shard, |m| m.tier_state.review_on == Some(day)),
+            None,
+        ))
     }
 
     async fn members_expiry_due(
@@ -433,15 +442,10 @@ impl TierStore for MemoryStore {
         shard: u32,
         _cursor: Option<String>,
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
-        let state = self.state();
-        let mut due: Vec<MemberId> = state
-            .members
-            .values()
-            .filter(|m| m.expiry.due == Some(day) && review_shard(&m.member_id) == shard)
-            .map(|m| m.member_id.clone())
-            .collect();
-        due.sort();
-        Ok((due, None))
+        Ok((
+            self.members_due_where(shard, |m| m.expiry.due == Some(day)),
+            None,
+        ))
     }
 }
 

@@ -78,14 +78,8 @@ impl TierStore for DynamoStore {
         shard: u32,
         cursor: Option<String>,
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
-        let (ids, next) = self
-            .index_page(keys::review_gsi2pk(day, shard), cursor)
-            .await?;
-        let members = ids
-            .iter()
-            .map(|id| MemberId::parse(id).map_err(|e| StoreError(e.message)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((members, next))
+        self.members_page(DueIndex::DUE, keys::review_gsi2pk(day, shard), cursor)
+            .await
     }
 
     async fn members_expiry_due(
@@ -94,14 +88,8 @@ impl TierStore for DynamoStore {
         shard: u32,
         cursor: Option<String>,
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
-        let (ids, next) = self
-            .page_of(DueIndex::EXPIRY, keys::expiry_gsi4pk(day, shard), cursor)
-            .await?;
-        let members = ids
-            .iter()
-            .map(|id| MemberId::parse(id).map_err(|e| StoreError(e.message)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((members, next))
+        self.members_page(DueIndex::EXPIRY, keys::expiry_gsi4pk(day, shard), cursor)
+            .await
     }
 }
 
@@ -133,6 +121,21 @@ impl DynamoStore {
         cursor: Option<String>,
     ) -> Result<(Vec<String>, Option<String>), StoreError> {
         self.page_of(DueIndex::DUE, gsi2pk, cursor).await
+    }
+
+    /// One page of partition `pk` of a due index whose sort keys are member ids.
+    async fn members_page(
+        &self,
+        index: DueIndex,
+        pk: String,
+        cursor: Option<String>,
+    ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
+        let (ids, next) = self.page_of(index, pk, cursor).await?;
+        let members = ids
+            .iter()
+            .map(|id| MemberId::parse(id).map_err(|e| StoreError(e.message)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((members, next))
     }
 
     /// One page of partition `pk` of `index`: its sort-key values and the next page's cursor.
