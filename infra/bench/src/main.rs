@@ -9,6 +9,7 @@
 mod cold;
 mod cost;
 mod ops;
+mod outbox;
 mod process;
 mod profile;
 mod report;
@@ -45,6 +46,7 @@ pub struct Args {
     pub profiles: Vec<(String, PathBuf)>,
     /// Overrides of the plan's process CPU window and rounds.
     pub process_seconds: Option<f64>,
+    pub outbox_members: Option<usize>,
     pub process_rounds: Option<usize>,
 }
 
@@ -60,6 +62,8 @@ pub struct Plan {
     /// Process CPU windows: seconds each, and alternating rounds over the variants.
     pub process_seconds: f64,
     pub process_rounds: usize,
+    /// Members enrolled and funded on the streaming table whose stream the outbox relays.
+    pub outbox_members: usize,
 }
 
 impl Plan {
@@ -75,6 +79,7 @@ impl Plan {
                 cold_runs: 1,
                 process_seconds: 0.5,
                 process_rounds: 1,
+                outbox_members: 50,
             }
         } else {
             Plan {
@@ -87,6 +92,7 @@ impl Plan {
                 cold_runs: 5,
                 process_seconds: 3.0,
                 process_rounds: 3,
+                outbox_members: 1_000,
             }
         }
     }
@@ -96,13 +102,15 @@ const USAGE: &str =
     "usage: loyalty-bench --dynamodb http://127.0.0.1:PORT [--quick] [--out FILE.md] \
 [--json FILE.json] [--bin-dir DIR] [--arm64-dir DIR] [--no-cold-start]
 [--cpu-variant LABEL=DIR]... [--profile LABEL=DIR]... [--process-seconds S] [--process-rounds N]
+[--outbox-members N]
   --dynamodb     DynamoDB Local endpoint (default: $LOYALTY_TEST_DYNAMODB)
   --quick        small samples, flatness 10 vs 200, no cold start (CI)
   --bin-dir      where the release function binaries are (default: target/release)
   --arm64-dir    cargo-lambda output, for arm64 sizes (default: target/lambda)
   --cpu-variant  another build of accrue/redeem to measure process CPU of, in this run
   --profile      a build with symbols whose accrual is profiled with perf (when installed)
-  --process-seconds, --process-rounds  process CPU window length and rounds over the variants";
+  --process-seconds, --process-rounds  process CPU window length and rounds over the variants
+  --outbox-members  members whose stream the outbox relays (default: 50 quick, 1000 full)";
 
 fn parse_args() -> Result<Args, String> {
     let raw: Vec<String> = std::env::args().collect();
@@ -117,6 +125,7 @@ fn parse_args() -> Result<Args, String> {
         cpu_variants: Vec::new(),
         profiles: Vec::new(),
         process_seconds: None,
+        outbox_members: None,
         process_rounds: None,
         command_line: format!(
             "cargo run --release -p loyalty_bench -- {}",
@@ -136,6 +145,9 @@ fn parse_args() -> Result<Args, String> {
             "--no-cold-start" => args.cold_start = false,
             "--cpu-variant" => args.cpu_variants.push(labelled(&value()?)?),
             "--profile" => args.profiles.push(labelled(&value()?)?),
+            "--outbox-members" => {
+                args.outbox_members = Some(value()?.parse().map_err(|_| USAGE.to_owned())?)
+            }
             "--process-seconds" => {
                 args.process_seconds = Some(value()?.parse().map_err(|_| USAGE.to_owned())?)
             }
@@ -180,6 +192,7 @@ async fn main() {
     let mut plan = Plan::for_mode(args.quick);
     plan.process_seconds = args.process_seconds.unwrap_or(plan.process_seconds);
     plan.process_rounds = args.process_rounds.unwrap_or(plan.process_rounds);
+    plan.outbox_members = args.outbox_members.unwrap_or(plan.outbox_members);
     let started = Instant::now();
     say(format!(
         "{} mode against {}",
@@ -292,6 +305,11 @@ async fn main() {
     report.flat = flatness(&bench, plan).await;
     report.spends = Some(spends(&bench).await);
     report.cpu = cpu(plan.cpu_iterations).await;
+    let outbox_members = plan.outbox_members;
+    say(format!(
+        "outbox: relaying the stream of {outbox_members} enrolled and funded members"
+    ));
+    report.outbox = Some(outbox::measure(&args.dynamodb, outbox_members).await);
     process_cpu(&args, &bench, plan, &mut report).await;
 
     if args.cold_start {

@@ -329,7 +329,19 @@ pub struct Bench {
 }
 
 impl Bench {
+    /// The operations' table, without its stream: DynamoDB Local's per-write stream cost grows
+    /// with the records a stream holds and would distort the latencies (a stream adds no WRU on
+    /// DynamoDB).
     pub async fn new(endpoint: &str) -> Self {
+        Self::on_table(endpoint, false).await
+    }
+
+    /// A table with the template's stream, for what reads it (the outbox).
+    pub async fn streaming(endpoint: &str) -> Self {
+        Self::on_table(endpoint, true).await
+    }
+
+    async fn on_table(endpoint: &str, with_stream: bool) -> Self {
         let template = Template::load(&repo_root().join("infra/template.yaml"))
             .expect("infra/template.yaml parses");
         let mut definition = template
@@ -337,9 +349,9 @@ impl Bench {
             .first()
             .expect("the template declares a table")
             .clone();
-        // Without its stream: DynamoDB Local's per-write stream cost grows with the records a
-        // stream holds and would distort the latencies (a stream adds no WRU on DynamoDB).
-        definition.stream_view_type = None;
+        if !with_stream {
+            definition.stream_view_type = None;
+        }
         let client = client(endpoint);
         let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S%3f");
         let table = format!("bench-{stamp}");

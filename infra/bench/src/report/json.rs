@@ -141,6 +141,20 @@ impl Report {
             "cpu_in_memory": self.cpu.iter().map(|r| json!({ "path": r.name, "latency": r.summary.json() })).collect::<Vec<_>>(),
             "criterion": criterion,
             "cold_start": cold,
+            "outbox": match &self.outbox {
+                None => Value::Null,
+                Some(Ok(run)) => json!({
+                    "members": run.members,
+                    "stream_records": run.records,
+                    "batches": run.batches,
+                    "events": run.events,
+                    "stream_read_s": run.read.as_secs_f64(),
+                    "relay_s": run.relay.as_secs_f64(),
+                    "records_per_s": run.records_per_sec().round(),
+                    "events_per_s": run.events_per_sec().round(),
+                }),
+                Some(Err(error)) => json!({ "error": error }),
+            },
             "sample_design_for_comparison": {
                 "wru_per_accrual_at_10_orders": 1,
                 "wru_per_accrual_at_10000_orders": 381,

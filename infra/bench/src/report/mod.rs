@@ -19,6 +19,7 @@ mod handler_cpu;
 mod header;
 mod json;
 mod operations;
+mod outbox;
 mod process_cpu;
 mod side_by_side;
 mod targets;
@@ -132,6 +133,8 @@ pub struct Report {
     pub process: Vec<ProcessRow>,
     pub variants: Vec<VariantRow>,
     pub profiles: Vec<ProfileRow>,
+    /// Events per second through the outbox (`None` until measured).
+    pub outbox: Option<Result<crate::outbox::OutboxRun, String>>,
     pub elapsed: Duration,
     /// `/proc/loadavg` when the run started: the machine may be shared.
     pub load_at_start: String,
@@ -154,6 +157,7 @@ impl Report {
             process: Vec::new(),
             variants: Vec::new(),
             profiles: Vec::new(),
+            outbox: None,
             elapsed: Duration::ZERO,
             load_at_start: std::fs::read_to_string("/proc/loadavg")
                 .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -198,6 +202,7 @@ impl Report {
         self.process_section(&mut m);
         self.profile_section(&mut m);
         self.cold_start(&mut m);
+        self.outbox_section(&mut m);
         self.targets(&mut m);
         // The simulator's figures come from `make simulate`, not from this run; kept in
         // infra/bench/simulator.md so a benchmark run does not drop them; the same for the arm64
