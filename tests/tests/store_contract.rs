@@ -45,6 +45,7 @@ fn fresh(member: &str, code: &str) -> Member {
         referral_purchase: None,
         referral_counts: Default::default(),
         expiry: Default::default(),
+        pending_lots: Default::default(),
     }
 }
 
@@ -77,6 +78,7 @@ fn earn(member: &Member, entry_id: &str, points: i64) -> (Member, LedgerEntry) {
         occurred_at: at(),
         recorded_at: at(),
         lots: Vec::new(),
+        pending: None,
     };
     (next, entry)
 }

@@ -19,6 +19,8 @@ pub enum EntryType {
     Adjust,
     Expire,
     Transfer,
+    /// Pending points whose return window has passed, moved to `available`.
+    Release,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +108,10 @@ pub enum Source {
         lot: String,
         expires_on: chrono::NaiveDate,
     },
+    /// The pending points due on one day moved to `available` by the daily job: once per day.
+    Release {
+        release_on: chrono::NaiveDate,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +166,7 @@ impl Source {
                 ..
             } => format!("transfer:{transfer_id}:{}", direction.as_str()),
             Self::Expiry { lot, expires_on } => crate::expiry::expire_entry_id(lot, *expires_on),
+            Self::Release { release_on } => format!("release:{release_on}"),
         }
     }
 }
@@ -201,6 +208,24 @@ pub struct LedgerEntry {
     /// reversal puts each back with its own date.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lots: Vec<crate::expiry::LotTake>,
+    /// The part of `points` that moved the member's pending points (earned inside a return
+    /// window) rather than available ones; `balance_after` moved by `points - pending.points`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingMove>,
+}
+
+/// A change to the pending points that are released on one day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingMove {
+    pub points: Points,
+    pub release_on: chrono::NaiveDate,
+}
+
+impl LedgerEntry {
+    /// What the entry changed the available balance by.
+    pub fn available_change(&self) -> Points {
+        self.points - self.pending.map_or(0, |p| p.points)
+    }
 }
 
 /// One page of a member's ledger, newest first.

@@ -15,6 +15,7 @@ pub mod member;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod money;
+pub mod pending;
 pub mod ports;
 pub mod program;
 pub mod promotions;

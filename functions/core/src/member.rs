@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::expiry::{Dating, Expiring, ExpiryState, LotTake};
 use crate::ids::{MemberId, ReferralCode};
-use crate::ledger::EntryType;
+use crate::ledger::{EntryType, PendingMove};
+use crate::pending::{PendingLot, PendingLots};
 use crate::program::ActionCounts;
 use crate::promotions::PromotionUses;
 use crate::referrals::{ReferralCounts, ReferralPurchase};
@@ -82,6 +83,10 @@ pub struct Member {
     /// (see [`crate::expiry`]).
     #[serde(default, skip_serializing_if = "ExpiryState::is_empty")]
     pub expiry: ExpiryState,
+    /// Points earned inside a return window, by the day they are released (see
+    /// [`crate::pending`]); they sum to `balance.pending`.
+    #[serde(default, skip_serializing_if = "PendingLots::is_empty")]
+    pub pending_lots: PendingLots,
 }
 
 impl Member {
@@ -93,12 +98,83 @@ impl Member {
         points: Points,
         dating: &Dating,
     ) -> Result<Self, ApiError> {
-        let mut next = self.with_balance(entry_type, points)?;
+        let mut next = self.with_balance(entry_type, points, 0)?;
         next.expiry = self
             .expiry
             .after_entry(entry_type, points, dating)
             .capped_at(next.balance.available, dating);
         Ok(next)
+    }
+
+    /// The member after an order earned `points` that stay pending until `release_on`: counted
+    /// as earned, not spendable, and not dated for expiry until they are released.
+    pub fn with_pending_earned(
+        &self,
+        points: Points,
+        release_on: NaiveDate,
+        qualifying_on_release: i64,
+    ) -> Result<(Self, Option<PendingMove>), ApiError> {
+        let mut next = self.with_balance(EntryType::Earn, points, points)?;
+        let moved = (points != 0 || qualifying_on_release != 0)
+            .then_some(PendingMove { points, release_on });
+        if moved.is_some() {
+            next.pending_lots
+                .add(release_on, points, qualifying_on_release);
+        }
+        Ok((next, moved))
+    }
+
+    /// The member after the daily run releases the pending lot of `day` into `available`,
+    /// where its points are dated for expiry as if earned today; the lot it released.
+    pub fn with_released(
+        &self,
+        day: NaiveDate,
+        dating: &Dating,
+    ) -> Result<(Self, PendingLot), ApiError> {
+        let lot = self.pending_lots.lot(day).unwrap_or_default();
+        let mut next = self.with_balance(EntryType::Release, 0, -lot.points)?;
+        next.pending_lots.remove(day);
+        next.expiry = self
+            .expiry
+            .after_entry(EntryType::Release, lot.points, dating)
+            .capped_at(next.balance.available, dating);
+        Ok((next, lot))
+    }
+
+    /// The member after a reversal of `points` (≤ 0) of which `from_pending` is taken from the
+    /// pending lot of its day first (see [`PendingLots::take`]); the rest leaves `available`.
+    pub fn with_reversed_from_pending(
+        &self,
+        points: Points,
+        from_pending: Option<(NaiveDate, PendingLot)>,
+        dating: &Dating,
+    ) -> Result<(Self, Option<PendingMove>), ApiError> {
+        let Some((day, wanted)) = from_pending else {
+            return Ok((self.with_entry(EntryType::Reverse, points, dating)?, None));
+        };
+        let mut lots = self.pending_lots.clone();
+        let taken = lots.take(day, wanted.points, wanted.qualifying);
+        let mut next = self.with_balance(EntryType::Reverse, points, -taken.points)?;
+        next.pending_lots = lots;
+        let from_available = points + taken.points;
+        next.expiry = self
+            .expiry
+            .after_entry(EntryType::Reverse, from_available, dating)
+            .capped_at(next.balance.available, dating);
+        let moved = (taken.points != 0).then_some(PendingMove {
+            points: -taken.points,
+            release_on: day,
+        });
+        Ok((next, moved))
+    }
+
+    /// The next day the daily points run has work for this member: a pending lot to release, or
+    /// a lot to expire or warn about. The due index lists the member under it.
+    pub fn points_due(&self) -> Option<NaiveDate> {
+        match (self.expiry.due, self.pending_lots.next_release()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The member after a reversal of `points` (≥ 0) that puts back what a spending entry took
@@ -110,7 +186,7 @@ impl Member {
         taken: &[LotTake],
         dating: &Dating,
     ) -> Result<Self, ApiError> {
-        let mut next = self.with_balance(entry_type, points)?;
+        let mut next = self.with_balance(entry_type, points, 0)?;
         let restored: Points = taken.iter().map(|t| t.points).sum();
         let beyond = points.saturating_sub(restored).max(0);
         next.expiry = self
@@ -130,7 +206,7 @@ impl Member {
         warn_days: &[u32],
     ) -> Result<(Self, Points), ApiError> {
         let points = self.expiry.lots.get(lot).map_or(0, |l| l.points);
-        let mut next = self.with_balance(EntryType::Expire, -points)?;
+        let mut next = self.with_balance(EntryType::Expire, -points, 0)?;
         next.expiry.lots.remove(lot);
         next.expiry.due = next.expiry.next_due(next_day, warn_days);
         Ok((next, points))
@@ -141,11 +217,23 @@ impl Member {
         self.expiry.taken_since(&before.expiry)
     }
 
-    fn with_balance(&self, entry_type: EntryType, points: Points) -> Result<Self, ApiError> {
+    /// The balance after an entry of `points`, of which `pending` moved the pending points
+    /// rather than the available ones.
+    fn with_balance(
+        &self,
+        entry_type: EntryType,
+        points: Points,
+        pending: Points,
+    ) -> Result<Self, ApiError> {
         let overflow = || ApiError::invalid("points", "the balance would overflow");
         let mut next = self.clone();
         let balance = &mut next.balance;
-        balance.available = balance.available.checked_add(points).ok_or_else(overflow)?;
+        let available_change = points.checked_sub(pending).ok_or_else(overflow)?;
+        balance.available = balance
+            .available
+            .checked_add(available_change)
+            .ok_or_else(overflow)?;
+        balance.pending = balance.pending.checked_add(pending).ok_or_else(overflow)?;
         match entry_type {
             EntryType::Earn | EntryType::Bonus => {
                 balance.lifetime_earned = balance
@@ -162,7 +250,7 @@ impl Member {
             EntryType::Expire => {
                 balance.expired = balance.expired.checked_sub(points).ok_or_else(overflow)?;
             }
-            EntryType::Reverse | EntryType::Adjust | EntryType::Transfer => {}
+            EntryType::Reverse | EntryType::Adjust | EntryType::Transfer | EntryType::Release => {}
         }
         next.version += 1;
         next.last_seq += 1;

@@ -443,7 +443,7 @@ impl TierStore for MemoryStore {
         _cursor: Option<String>,
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError> {
         Ok((
-            self.members_due_where(shard, |m| m.expiry.due == Some(day)),
+            self.members_due_where(shard, |m| m.points_due() == Some(day)),
             None,
         ))
     }

@@ -233,8 +233,9 @@ pub trait TierStore: Send + Sync {
         shard: u32,
         cursor: Option<String>,
     ) -> Result<(Vec<MemberId>, Option<String>), StoreError>;
-    /// One page of the members whose lots have expiry work (a warning or an expiry) on `day`, in
-    /// shard `shard`, and the cursor of the next page (see [`crate::expiry`]).
+    /// One page of the members the daily points run has work for on `day` (a pending lot to
+    /// release, a lot to expire or warn about: [`crate::member::Member::points_due`]), in shard
+    /// `shard`, and the cursor of the next page (see [`crate::expiry`], [`crate::pending`]).
     async fn members_expiry_due(
         &self,
         day: chrono::NaiveDate,

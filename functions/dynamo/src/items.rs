@@ -57,8 +57,9 @@ pub(crate) fn member_item(member: &Member) -> Result<Item, StoreError> {
         item.insert(keys::GSI2_PK.to_owned(), s(keys::review_gsi2pk(day, shard)));
         item.insert(keys::GSI2_SK.to_owned(), s(member.member_id.as_str()));
     }
-    // Sparse: only members whose lots have expiry work coming are in the expiry index.
-    if let Some(day) = member.expiry.due {
+    // Sparse: only members with pending points to release or lots to expire or warn about are
+    // in the daily points run's index.
+    if let Some(day) = member.points_due() {
         let shard = loyalty_core::ports::review_shard(&member.member_id);
         item.insert(keys::GSI4_PK.to_owned(), s(keys::expiry_gsi4pk(day, shard)));
         item.insert(keys::GSI4_SK.to_owned(), s(member.member_id.as_str()));

@@ -19,8 +19,9 @@
 //! GSI1 (`gsi1pk`, `gsi1sk`, keys only) lists members by enrolment day: `ENROLLED#<yyyy-mm-dd>`.
 //! GSI2 (`gsi2pk`, `gsi2sk`, keys only, sparse) lists members by tier review day, spread over
 //! shards: `REVIEW#<yyyy-mm-dd>#<shard>`.
-//! GSI4 (`gsi4pk`, `gsi4sk`, keys only, sparse) lists members by the next day the expiry job has
-//! work for their lots, spread over shards: `EXPIRY#<yyyy-mm-dd>#<shard>`.
+//! GSI4 (`gsi4pk`, `gsi4sk`, keys only, sparse) lists members by the next day the daily points
+//! run has work for them (pending points to release, lots to expire or warn about), spread over
+//! shards: `EXPIRY#<yyyy-mm-dd>#<shard>`.
 
 use loyalty_core::idempotency::IdempotencyScope;
 use loyalty_core::ids::{MemberId, ReferralCode, RewardId};

@@ -110,6 +110,7 @@ fn entry(member: &str, seq: u64) -> LedgerEntry {
         occurred_at: at,
         recorded_at: at,
         lots: Vec::new(),
+        pending: None,
     }
 }
 
@@ -123,6 +124,7 @@ fn every_ledger_entry_kind_maps_to_its_points_event() {
         (EntryType::Adjust, "points.adjusted"),
         (EntryType::Expire, "points.expired"),
         (EntryType::Transfer, "points.transferred"),
+        (EntryType::Release, "points.released"),
     ];
     for (kind, expected) in cases {
         let mut e = entry("m", 1);

@@ -1213,7 +1213,20 @@ fn check_expiry(id: &str, member: &Member, entries: &[LedgerEntry]) -> Result<()
 }
 
 fn check_balances(id: &str, member: &Member, entries: &[LedgerEntry]) -> Result<(), Violation> {
-    let sum: i64 = entries.iter().map(|e| e.points).sum();
+    // Pending points (earned inside a return window) are in the ledger's points but not yet in
+    // `available`: each entry says how much of it moved the pending bucket.
+    let sum: i64 = entries.iter().map(LedgerEntry::available_change).sum();
+    let pending: i64 = entries
+        .iter()
+        .filter_map(|e| e.pending)
+        .map(|p| p.points)
+        .sum();
+    if member.balance.pending != pending || member.pending_lots.total() != pending || pending < 0 {
+        return fail(format!(
+            "{id}: pending bucket {} and lots {:?} do not match the ledger's pending moves {pending}",
+            member.balance.pending, member.pending_lots
+        ));
+    }
     let earned: i64 = entries
         .iter()
         .filter(|e| matches!(e.entry_type, EntryType::Earn | EntryType::Bonus))

@@ -466,13 +466,15 @@ async fn sweep_codes<S: Store>(app: &App<SimStore<S>>) -> Result<Value, ApiError
 
 /// The program a run starts with: the shipped default with points expiring one month after the
 /// month they were earned in (campaign bonuses in lots of their own), so lots expire within a
-/// run's weeks and the expiry run has work.
+/// run's weeks and the expiry run has work, and purchases pending for a 3-day return window, so
+/// the same run releases them and returns race the release.
 pub async fn publish_program<S: Store>(app: &App<SimStore<S>>) -> Result<(), ApiError> {
     let mut document: Value =
         serde_json::from_str(include_str!("../../../infra/program.default.json"))
             .map_err(|_| ApiError::internal())?;
     document["expiry"] =
         json!({ "mode": "fixed", "months": 1, "warn_days": [14, 3], "campaign_months": 1 });
+    document["earning"]["pending_days"] = json!(3);
     app.replace_program(ADMIN, document.to_string().as_bytes())
         .await
         .map(|_| ())

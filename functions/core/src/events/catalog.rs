@@ -93,6 +93,7 @@ pub fn points_event_type(kind: EntryType) -> &'static str {
         EntryType::Adjust => "points.adjusted",
         EntryType::Expire => "points.expired",
         EntryType::Transfer => "points.transferred",
+        EntryType::Release => "points.released",
     }
 }
 
@@ -145,6 +146,7 @@ fn points(entry: &LedgerEntry) -> DomainEvent {
             "seq": entry.seq,
             "points": entry.points,
             "balance": entry.balance_after,
+            "pending": entry.pending,
             "reason": entry.reason,
             "breakdown": entry.breakdown,
             "source": entry.source,
@@ -794,6 +796,7 @@ mod tests {
             breakdown: Vec::new(),
             source: serde_json::from_value(source).unwrap(),
             lots: Vec::new(),
+            pending: None,
             program_version: 3,
             occurred_at: at(4),
             recorded_at: at(4),

@@ -208,6 +208,8 @@ mod tests {
                 category: Category::parse("coffee").expect("c"),
                 multiplier_percent: 150,
             }],
+            pending_days: 0,
+            pending_tier_activity: Default::default(),
         }
     }
 

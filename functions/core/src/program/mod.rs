@@ -137,6 +137,19 @@ pub struct SpendRule {
     pub excluded_categories: Vec<Category>,
     #[serde(default)]
     pub category_multipliers: Vec<CategoryMultiplier>,
+    /// A return window: what a purchase earns stays pending (not spendable) for this many days
+    /// after the order, then the daily points run releases it (see [`crate::pending`]). 0: points
+    /// are available at once.
+    #[serde(default, skip_serializing_if = "is_zero_days")]
+    pub pending_days: u32,
+    /// When a pending purchase counts towards tiers: `at_earn` (its own day, default) or
+    /// `on_release`.
+    #[serde(default)]
+    pub pending_tier_activity: crate::pending::PendingTierActivity,
+}
+
+fn is_zero_days(days: &u32) -> bool {
+    *days == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +334,15 @@ impl ProgramDocument {
             return Err(invalid(
                 "earning.unit_minor",
                 "unit_minor must be 1 to 1000000",
+            ));
+        }
+        if earning.pending_days > crate::pending::MAX_PENDING_DAYS {
+            return Err(invalid(
+                "earning.pending_days",
+                format!(
+                    "pending_days must be 0 to {}",
+                    crate::pending::MAX_PENDING_DAYS
+                ),
             ));
         }
         let excluded: HashSet<&Category> = earning.excluded_categories.iter().collect();

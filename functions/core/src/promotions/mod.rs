@@ -348,6 +348,8 @@ mod tests {
             rounding: Rounding::FloorPerOrder,
             excluded_categories: vec![],
             category_multipliers: vec![],
+            pending_days: 0,
+            pending_tier_activity: Default::default(),
         }
     }
 

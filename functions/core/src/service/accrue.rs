@@ -10,6 +10,7 @@ use crate::ids::{IdempotencyKey, MemberId};
 use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::member::{Balance, Member};
 use crate::money::MAX_MINOR;
+use crate::pending::{release_day, PendingTierActivity};
 use crate::ports::Store;
 use crate::program::{
     evaluate_action, evaluate_purchase, forget_periods_before, ActiveProgram, PurchaseLine,
@@ -30,6 +31,10 @@ pub struct AccrualReceipt {
     pub balance: Balance,
     pub tier: String,
     pub program_version: u64,
+    /// The day the points become spendable, when the program holds purchases' points pending
+    /// for a return window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_until: Option<chrono::NaiveDate>,
 }
 
 /// What an accrual request earns, before it is applied to the member.
@@ -303,11 +308,28 @@ impl<S: Store> App<S> {
         }
         let points: Points = breakdown.iter().map(|line| line.points).sum();
 
-        let mut next = member.with_entry(
-            EntryType::Earn,
-            points,
-            &program.document.expiry.dating(now),
-        )?;
+        let qualifying = match tiers.measure {
+            Measure::Spend => priced.qualifying_spend,
+            Measure::Points => activity,
+        };
+        // A purchase inside a return window earns pending points; actions earn at once.
+        let earning = &program.document.earning;
+        let pending_days = match &priced.source {
+            Source::Order { .. } => earning.pending_days,
+            _ => 0,
+        };
+        let counts_on_release =
+            pending_days > 0 && earning.pending_tier_activity == PendingTierActivity::OnRelease;
+        let (mut next, pending) = if pending_days > 0 {
+            member.with_pending_earned(
+                points,
+                release_day(occurred_at, now, pending_days),
+                if counts_on_release { qualifying } else { 0 },
+            )?
+        } else {
+            let dating = program.document.expiry.dating(now);
+            (member.with_entry(EntryType::Earn, points, &dating)?, None)
+        };
         if let Some((action, counts)) = priced.updated_counts {
             next.action_counts.insert(action, counts);
         }
@@ -319,19 +341,18 @@ impl<S: Store> App<S> {
                 program.document.late_window(),
             )?;
         }
-        let qualifying = match tiers.measure {
-            Measure::Spend => priced.qualifying_spend,
-            Measure::Points => activity,
-        };
         // An event stamped a little ahead of our clock counts today: a day that has not
         // begun here is outside every window the upgrade below looks at, and nothing
-        // would look again for a member with no review date.
-        record(
-            &mut next.qualifying,
-            occurred_at.min(now).date_naive(),
-            qualifying,
-            now.date_naive(),
-        )?;
+        // would look again for a member with no review date. Activity that counts on release
+        // is recorded by the daily run that releases it.
+        if !counts_on_release {
+            record(
+                &mut next.qualifying,
+                occurred_at.min(now).date_naive(),
+                qualifying,
+                now.date_naive(),
+            )?;
+        }
         // A referee's first qualifying purchase is marked in this same write; the stream
         // consumer sees the mark appear and hands the referral to the referral worker.
         crate::referrals::mark_first_purchase(
@@ -369,6 +390,7 @@ impl<S: Store> App<S> {
             occurred_at,
             recorded_at: now,
             lots: Vec::new(),
+            pending,
         };
         let response = to_json(&AccrualReceipt {
             entry_id: entry.entry_id.clone(),
@@ -378,6 +400,7 @@ impl<S: Store> App<S> {
             balance: next.balance,
             tier: next.tier.clone(),
             program_version: program.version,
+            pending_until: pending.map(|p| p.release_on),
         })?;
         let duplicate = match &entry.source {
             Source::Action { .. } => ApiError::new(

@@ -144,6 +144,7 @@ impl<S: Store> App<S> {
             occurred_at: now,
             recorded_at: now,
             lots: next.lots_taken(&member),
+            pending: None,
         };
         let response = to_json(&AdjustmentReceipt {
             entry_id: entry.entry_id.clone(),

@@ -504,6 +504,7 @@ impl<S: Store> App<S> {
             occurred_at: now,
             recorded_at: now,
             lots: Vec::new(),
+            pending: None,
         };
         Ok(Commit {
             member: next,

@@ -335,6 +335,7 @@ impl<S: Store> App<S> {
             }],
             source,
             lots: Vec::new(),
+            pending: None,
             program_version: program.version,
             occurred_at: now,
             recorded_at: now,

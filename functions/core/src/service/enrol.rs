@@ -116,6 +116,7 @@ impl<S: Store> App<S> {
                 referral_purchase: None,
                 referral_counts: Default::default(),
                 expiry: Default::default(),
+                pending_lots: Default::default(),
             };
             let bonus = program.document.welcome_bonus;
             let (member, entry) = if bonus > 0 {
@@ -143,6 +144,7 @@ impl<S: Store> App<S> {
                     occurred_at: now,
                     recorded_at: now,
                     lots: Vec::new(),
+                    pending: None,
                 };
                 (member, Some(entry))
             } else {

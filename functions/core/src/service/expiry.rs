@@ -1,13 +1,15 @@
-//! The daily expiry run: walks the expiry index (today and the days a missed run left behind,
-//! shard by shard, page by page) and, per member, expires each lot past its date with one
-//! `expire` entry, writes the warnings due today, and moves the member to its next due day.
+//! The daily points run: walks the due index (today and the days a missed run left behind,
+//! shard by shard, page by page) and, per member, releases each pending lot whose return window
+//! has passed with one `release` entry, expires each lot past its date with one `expire` entry,
+//! writes the warnings due today, and moves the member to its next due day.
 //!
-//! Exactly once however often it runs, and whoever else runs it at the same time: an expire
-//! entry's id is its lot and date (`expire:<YYYY-MM>:<expires_on>`), written under
-//! `attribute_not_exists` with the member's version condition; a warning is a record whose id is
-//! its lot, date and threshold, written under `attribute_not_exists`. A lost race re-reads the
-//! member and finds the work done. Events are derived from those items by the outbox:
-//! `points.expired` from the entry, `points.expiring` from the warning.
+//! Exactly once however often it runs, and whoever else runs it at the same time: a release
+//! entry's id is its day (`release:<yyyy-mm-dd>`) and an expire entry's its lot and date
+//! (`expire:<YYYY-MM>:<expires_on>`), each written under `attribute_not_exists` with the
+//! member's version condition; a warning is a record whose id is its lot, date and threshold,
+//! written under `attribute_not_exists`. A lost race re-reads the member and finds the work done.
+//! Events are derived from those items by the outbox: `points.released` and `points.expired`
+//! from the entries, `points.expiring` from the warning.
 
 use chrono::{Days, NaiveDate};
 use serde::Serialize;
@@ -17,9 +19,11 @@ use super::App;
 use crate::error::ApiError;
 use crate::expiry::{warning_id, LotWarning, LOT_WARNING_KIND};
 use crate::ids::MemberId;
-use crate::ledger::{EntryType, LedgerEntry, Source};
+use crate::ledger::{EntryType, LedgerEntry, PendingMove, Source};
 use crate::member::Member;
 use crate::ports::{Commit, CommitError, Expect, Record, RecordWrite, Store, REVIEW_SHARDS};
+use crate::program::ActiveProgram;
+use crate::tiers::{evaluate, record};
 
 /// How many days back a run looks for members a missed run left in the index.
 pub const EXPIRY_CATCH_UP_DAYS: u64 = 7;
@@ -28,6 +32,8 @@ pub const EXPIRY_CATCH_UP_DAYS: u64 = 7;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ExpiryRun {
     pub members: usize,
+    pub released_lots: usize,
+    pub released_points: crate::Points,
     pub expired_lots: usize,
     pub expired_points: crate::Points,
     pub warnings: usize,
@@ -36,6 +42,8 @@ pub struct ExpiryRun {
 impl ExpiryRun {
     fn add(&mut self, other: ExpiryRun) {
         self.members += other.members;
+        self.released_lots += other.released_lots;
+        self.released_points += other.released_points;
         self.expired_lots += other.expired_lots;
         self.expired_points += other.expired_points;
         self.warnings += other.warnings;
@@ -44,6 +52,7 @@ impl ExpiryRun {
 
 /// The next thing one member needs, decided from one read.
 enum Step {
+    Release(Box<Commit>, crate::Points),
     Expire(Box<Commit>, crate::Points),
     Warn(Vec<RecordWrite>),
     Reschedule(Box<Commit>),
@@ -107,15 +116,17 @@ impl<S: Store> App<S> {
             };
             let program = self.program().await?;
             let today = self.now().date_naive();
-            let step = self.expiry_step(
-                &member,
-                today,
-                &program.document.expiry.warn_days,
-                warned,
-                program.version,
-            )?;
+            let step = self.expiry_step(&member, today, &program, warned)?;
             let outcome = match step {
                 Step::Done => return Ok(done),
+                Step::Release(commit, points) => {
+                    let outcome = self.store().commit(*commit).await;
+                    if outcome.is_ok() {
+                        done.released_lots += 1;
+                        done.released_points += points;
+                    }
+                    outcome
+                }
                 Step::Expire(commit, points) => {
                     let outcome = self.store().commit(*commit).await;
                     if outcome.is_ok() {
@@ -161,16 +172,21 @@ impl<S: Store> App<S> {
         }
     }
 
-    /// What `member` needs next on `today`: expire its soonest lot past its date, else write the
-    /// warnings due (once per call), else move it to its next due day, else nothing.
+    /// What `member` needs next on `today`: release its earliest pending lot whose day has
+    /// come, else expire its soonest lot past its date, else write the warnings due (once per
+    /// call), else move it to its next due day, else nothing.
     fn expiry_step(
         &self,
         member: &Member,
         today: NaiveDate,
-        warn_days: &[u32],
+        program: &ActiveProgram,
         warned: bool,
-        program_version: u64,
     ) -> Result<Step, ApiError> {
+        let warn_days = &program.document.expiry.warn_days;
+        let program_version = program.version;
+        if let Some((day, _)) = member.pending_lots.due_on(today) {
+            return self.release_step(member, day, program);
+        }
         let tomorrow = today + Days::new(1);
         if let Some((lot, dated)) = member.expiry.expired_on(today).into_iter().next() {
             let (next, points) = member.with_lot_expired(&lot, tomorrow, warn_days)?;
@@ -193,6 +209,7 @@ impl<S: Store> App<S> {
                 occurred_at: now,
                 recorded_at: now,
                 lots: next.lots_taken(member),
+                pending: None,
             };
             return Ok(Step::Expire(
                 Box::new(member_commit(member, next, Some(entry))),
@@ -246,6 +263,61 @@ impl<S: Store> App<S> {
             ))));
         }
         Ok(Step::Done)
+    }
+}
+
+impl<S: Store> App<S> {
+    /// Releases `member`'s pending lot of `day` into `available`. Activity that counts towards
+    /// tiers on release is recorded today, and may upgrade the member as an accrual would.
+    fn release_step(
+        &self,
+        member: &Member,
+        day: NaiveDate,
+        program: &ActiveProgram,
+    ) -> Result<Step, ApiError> {
+        let now = self.now();
+        let today = now.date_naive();
+        let (mut next, lot) = member.with_released(day, &program.document.expiry.dating(now))?;
+        let mut tier_change = None;
+        if lot.qualifying != 0 {
+            let tiers = &program.document.tiers;
+            record(&mut next.qualifying, today, lot.qualifying, today)?;
+            let decision = evaluate(
+                tiers,
+                &member.tier,
+                &member.tier_state,
+                &next.qualifying,
+                member.enrolled_at.date_naive(),
+                now,
+                false,
+            );
+            next.tier = decision.tier;
+            next.tier_state = decision.state;
+            tier_change = decision.change;
+        }
+        let source = Source::Release { release_on: day };
+        let entry = LedgerEntry {
+            entry_id: source.entry_id(),
+            seq: next.last_seq,
+            member_id: member.member_id.clone(),
+            entry_type: EntryType::Release,
+            points: 0,
+            balance_after: next.balance.available,
+            reason: format!("Pending points released after their return window ({day})"),
+            breakdown: Vec::new(),
+            source,
+            program_version: program.version,
+            occurred_at: now,
+            recorded_at: now,
+            lots: Vec::new(),
+            pending: Some(PendingMove {
+                points: -lot.points,
+                release_on: day,
+            }),
+        };
+        let mut commit = member_commit(member, next, Some(entry));
+        commit.tier_change = tier_change;
+        Ok(Step::Release(Box::new(commit), lot.points))
     }
 }
 

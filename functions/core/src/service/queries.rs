@@ -97,7 +97,7 @@ impl<S: Store> App<S> {
             if entry.seq != i as u64 + 1 {
                 return Err(format!("ledger has a gap before {}", entry.entry_id));
             }
-            running += entry.points;
+            running += entry.available_change();
             if entry.balance_after != running {
                 return Err(format!(
                     "balance_after of {} breaks the chain",

@@ -174,6 +174,7 @@ impl<S: Store> App<S> {
             occurred_at: now,
             recorded_at: now,
             lots: next.lots_taken(&member),
+            pending: None,
         };
         let response = to_json(&RedemptionReceipt {
             redemption_id: redemption_id.to_owned(),

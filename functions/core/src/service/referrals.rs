@@ -160,6 +160,7 @@ fn bonus_commit(
         occurred_at: bonus.now,
         recorded_at: bonus.now,
         lots: Vec::new(),
+        pending: None,
     };
     Ok((next, Some(entry)))
 }

@@ -17,6 +17,7 @@ use crate::ledger::{BreakdownLine, EntryType, LedgerEntry, Source};
 use crate::member::Balance;
 use crate::member::Member;
 use crate::money::Money;
+use crate::pending::{PendingLot, PendingTierActivity};
 use crate::ports::{Commit, Expect, Record, RecordWrite, Store};
 use crate::program::ReturnPolicy;
 use crate::referrals::{
@@ -206,6 +207,14 @@ impl<S: Store> App<S> {
             })
             .collect();
         let mut wanted: Points = -reversed.iter().sum::<Points>();
+        // An order still inside its return window gives back from its pending lot first: those
+        // points were never spendable, so no policy is needed for them.
+        let pending_lot = earned
+            .pending
+            .filter(|moved| moved.points > 0)
+            .and_then(|moved| Some((moved.release_on, member.pending_lots.lot(moved.release_on)?)));
+        let from_pending = pending_lot.map_or(0, |(_, lot)| lot.points.min(-wanted));
+        wanted += from_pending;
         let policy = program.document.return_policy;
         let now = self.now();
         let dating = program.document.expiry.dating(now);
@@ -230,7 +239,7 @@ impl<S: Store> App<S> {
             breakdown.push(clawback.referee_line.clone());
         }
         let available = member.balance.available;
-        let points = policy.take_back(wanted, available).ok_or_else(|| {
+        let from_available = policy.take_back(wanted, available).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InsufficientPoints,
                 format!(
@@ -240,16 +249,15 @@ impl<S: Store> App<S> {
             )
             .with_details(json!({ "available": available, "required": -wanted }))
         })?;
-        if points != wanted {
+        if from_available != wanted {
             breakdown.push(BreakdownLine {
                 rule: "return_policy:cap_at_balance".into(),
                 description: "Points already spent are not taken back".into(),
-                points: points - wanted,
+                points: from_available - wanted,
             });
         }
-        debug_assert!(matches!(policy, ReturnPolicy::CapAtBalance) || points == wanted);
-
-        let mut next = member.with_entry(EntryType::Reverse, points, &dating)?;
+        debug_assert!(matches!(policy, ReturnPolicy::CapAtBalance) || from_available == wanted);
+        let points = from_available - from_pending;
         // The order's qualifying activity is taken back, pro rata like its points, on the day
         // it counted, so a returned order cannot keep the tier it bought; a downgrade still
         // waits for the review.
@@ -268,10 +276,34 @@ impl<S: Store> App<S> {
             returned_total,
             paid.minor,
         )[0];
+        // Activity that counts on release is still in the pending lot (taken from there) or was
+        // recorded on the day it was released.
+        let counts_on_release = earned.pending.is_some()
+            && program.document.earning.pending_tier_activity == PendingTierActivity::OnRelease;
+        let taken_from_lot = pending_lot.map(|(day, lot)| {
+            let qualifying = if counts_on_release {
+                lot.qualifying.min(qualifying)
+            } else {
+                0
+            };
+            (
+                day,
+                PendingLot {
+                    points: from_pending,
+                    qualifying,
+                },
+            )
+        });
+        let (mut next, pending) =
+            member.with_reversed_from_pending(points, taken_from_lot, &dating)?;
+        let counted_on = match (counts_on_release, earned.pending) {
+            (true, Some(moved)) => moved.release_on,
+            _ => earned.occurred_at.min(earned.recorded_at).date_naive(),
+        };
         take_back(
             &mut next.qualifying,
-            earned.occurred_at.min(earned.recorded_at).date_naive(),
-            qualifying,
+            counted_on,
+            qualifying - taken_from_lot.map_or(0, |(_, lot)| lot.qualifying),
         );
         let source = Source::Return {
             order_id: request.order_id.clone(),
@@ -295,6 +327,7 @@ impl<S: Store> App<S> {
             occurred_at: now,
             recorded_at: now,
             lots: next.lots_taken(&member),
+            pending,
         };
         let response = to_json(&ReturnReceipt {
             entry_id: entry.entry_id.clone(),
@@ -421,6 +454,7 @@ impl<S: Store> App<S> {
             occurred_at: now,
             recorded_at: now,
             lots: next.lots_taken(&referrer),
+            pending: None,
         };
         let referrer_commit = Commit {
             member: next,

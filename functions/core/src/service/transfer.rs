@@ -105,6 +105,7 @@ impl Transfer<'_> {
             occurred_at: self.now,
             recorded_at: self.now,
             lots: Vec::new(),
+            pending: None,
         }
     }
 }

@@ -76,6 +76,7 @@ pub(crate) fn with_paid_period(
             occurred_at: now,
             recorded_at: now,
             lots: Vec::new(),
+            pending: None,
         });
         next
     } else {

@@ -349,6 +349,7 @@ impl<S: Store> App<S> {
                 occurred_at: now,
                 recorded_at: now,
                 lots: next.lots_taken(&member),
+                pending: None,
             });
             next
         } else {
