@@ -9,7 +9,7 @@ use loyalty_core::ledger::{EntryType, LedgerEntry, Source};
 use loyalty_core::member::Member;
 use loyalty_core::ports::Store;
 use loyalty_core::program::ActiveProgram;
-use loyalty_core::promotions::Promotion;
+use loyalty_core::promotions::{Promotion, PromotionStatus};
 use loyalty_core::referrals::{Referral, ReferralStatus, RejectReason};
 use loyalty_core::tiers::WindowKind;
 use loyalty_core::ErrorCode;
@@ -27,6 +27,8 @@ pub struct Checker {
     abuse: Abuse,
     program: Option<ActiveProgram>,
     promotions: Vec<Promotion>,
+    /// Each promotion's status as the outbox had relayed it when the current batch began.
+    relayed_promotions: BTreeMap<String, String>,
     members: BTreeMap<String, Member>,
     ledgers: BTreeMap<String, Vec<LedgerEntry>>,
     /// Candidate bodies per (member, order): a retry under a new key or a reused key with
@@ -89,6 +91,49 @@ impl Checker {
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// Notes which promotion changes the outbox had relayed when a batch begins: a change it has
+    /// not relayed yet (its turn was killed, or its send failed) reaches the environments that
+    /// did not write it only after it is relayed.
+    pub fn note_relayed<S: Store>(&mut self, world: &World<S>) {
+        self.relayed_promotions = world.relayed_promotions();
+    }
+
+    /// The promotion lists an environment may have priced with: the current one, and while a
+    /// promotion's latest change is not relayed, the list without it or with it still active.
+    fn promotion_views(&self) -> Vec<Vec<Promotion>> {
+        let status = |p: &Promotion| {
+            serde_json::to_value(p.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let unrelayed =
+            |p: &Promotion| self.relayed_promotions.get(&p.promotion_id) != Some(&status(p));
+        let mut views = vec![self.promotions.clone()];
+        if self.promotions.iter().any(unrelayed) {
+            views.push(
+                self.promotions
+                    .iter()
+                    .filter(|p| !unrelayed(p))
+                    .cloned()
+                    .collect(),
+            );
+            views.push(
+                self.promotions
+                    .iter()
+                    .cloned()
+                    .map(|mut p| {
+                        if unrelayed(&p) {
+                            p.status = PromotionStatus::Active;
+                        }
+                        p
+                    })
+                    .collect(),
+            );
+        }
+        views
     }
 
     /// Notes what a batch is about to send, so the writes it causes can be priced.
@@ -184,20 +229,24 @@ impl Checker {
                     if candidate.occurred_at.unwrap_or(entry.recorded_at) != entry.occurred_at {
                         continue;
                     }
-                    let expected = model::purchase_lines(
-                        &program,
-                        &self.promotions,
-                        prior,
-                        history,
-                        &candidate,
-                        entry.occurred_at,
-                    );
-                    if expected == recorded {
-                        self.accepted
-                            .insert((id.to_owned(), order_id.as_str().to_owned()), candidate);
-                        return Ok(());
+                    for promotions in self.promotion_views() {
+                        let expected = model::purchase_lines(
+                            &program,
+                            &promotions,
+                            prior,
+                            history,
+                            &candidate,
+                            entry.occurred_at,
+                        );
+                        if expected == recorded {
+                            self.accepted
+                                .insert((id.to_owned(), order_id.as_str().to_owned()), candidate);
+                            return Ok(());
+                        }
+                        if !tried.contains(&expected) {
+                            tried.push(expected);
+                        }
                     }
-                    tried.push(expected);
                 }
                 fail(format!(
                     "{id}: order {order_id} earned {recorded:?}; the model says {tried:?} (tier {}, occurred_at {})",

@@ -230,6 +230,7 @@ async fn run_batch<S: Store>(
     faults: bool,
 ) -> Result<(), String> {
     checker.expect(ops);
+    checker.note_relayed(world);
     let before: BTreeSet<String> = checker.member_ids().into_iter().collect();
     let now = world.now();
     let mut kill = BTreeMap::new();

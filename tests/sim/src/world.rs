@@ -40,6 +40,10 @@ pub struct World<S> {
     /// Changes read from the feed but not relayed yet: a failed relay is retried from the
     /// change that failed, as the stream's event source mapping does, in order.
     unrelayed: Mutex<VecDeque<Change>>,
+    /// Each promotion's status as of the last change of it the outbox relayed: until then,
+    /// environments other than the writer's may not know of the change (see
+    /// `Checker::price`).
+    relayed_promotions: Mutex<BTreeMap<String, String>>,
     /// Every event the outbox sent.
     pub events: Arc<MemoryQueue>,
     pub envs: Vec<App<SimStore<S>>>,
@@ -105,6 +109,7 @@ impl<S: Store> World<S> {
             store: sim_store,
             feed,
             unrelayed: Mutex::new(VecDeque::new()),
+            relayed_promotions: Mutex::new(BTreeMap::new()),
             events,
             envs,
             clock,
@@ -133,6 +138,15 @@ impl<S: Store> World<S> {
                 Ok(_) => {
                     self.unrelayed().pop_front();
                     relayed += 1;
+                    if let Change::Record { after, .. } = &change {
+                        if after.kind == loyalty_core::promotions::RECORD_KIND {
+                            let status = after.body["status"].as_str().unwrap_or_default();
+                            self.relayed_promotions
+                                .lock()
+                                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                                .insert(after.id.clone(), status.to_owned());
+                        }
+                    }
                 }
                 Err(RelayError::Unreadable(error)) => {
                     return Err(format!(
@@ -142,6 +156,14 @@ impl<S: Store> World<S> {
                 Err(_) => return Ok(relayed),
             }
         }
+    }
+
+    /// Each promotion's status as the outbox last relayed it.
+    pub fn relayed_promotions(&self) -> BTreeMap<String, String> {
+        self.relayed_promotions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Whether changes wait for the outbox's next turn.
