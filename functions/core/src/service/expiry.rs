@@ -174,7 +174,8 @@ impl<S: Store> App<S> {
                 })
                 .await?;
             if next.is_break() {
-                return Ok(progress.lock().await.0);
+                let (done, _) = *progress.lock().await;
+                return Ok(done);
             }
         }
     }
