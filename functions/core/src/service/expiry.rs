@@ -11,11 +11,13 @@
 //! Events are derived from those items by the outbox: `points.released` and `points.expired`
 //! from the entries, `points.expiring` from the warning.
 
+use std::ops::ControlFlow;
+
 use chrono::{Days, NaiveDate};
 use serde::Serialize;
 
 use super::due::DueIndex;
-use super::App;
+use super::{App, Attempt};
 use crate::error::ApiError;
 use crate::expiry::{warning_id, LotWarning, LOT_WARNING_KIND};
 use crate::ids::MemberId;
@@ -104,70 +106,87 @@ impl<S: Store> App<S> {
 
     /// One member's expiry work for today, step by step, each step one conditional write.
     pub async fn expire_member(&self, member_id: &MemberId) -> Result<ExpiryRun, ApiError> {
-        let mut done = ExpiryRun {
-            members: 1,
-            ..ExpiryRun::default()
-        };
-        let mut warned = false;
-        let mut attempt = 0;
+        // What the steps did so far, and whether today's warnings were written: kept across
+        // attempts, as a warning written before a lost race stays written.
+        let progress = &tokio::sync::Mutex::new((
+            ExpiryRun {
+                members: 1,
+                ..ExpiryRun::default()
+            },
+            false,
+        ));
+        // Each step has attempts of its own: a member with many lots past their date does not
+        // run out of attempts for having many.
         loop {
-            let Some(member) = self.store().member(member_id).await? else {
-                return Ok(done);
-            };
-            let program = self.program().await?;
-            let today = self.now().date_naive();
-            let step = self.expiry_step(&member, today, &program, warned)?;
-            let outcome = match step {
-                Step::Done => return Ok(done),
-                Step::Release(commit, points) => {
-                    let outcome = self.store().commit(*commit).await;
-                    if outcome.is_ok() {
-                        done.released_lots += 1;
-                        done.released_points += points;
-                    }
-                    outcome
-                }
-                Step::Expire(commit, points) => {
-                    let outcome = self.store().commit(*commit).await;
-                    if outcome.is_ok() {
-                        done.expired_lots += 1;
-                        done.expired_points += points;
-                    }
-                    outcome
-                }
-                Step::Warn(warnings) => {
-                    let mut outcome = Ok(());
-                    for warning in warnings {
-                        match self.store().transact(Vec::new(), vec![warning]).await {
-                            Ok(()) => done.warnings += 1,
-                            // Written already, by an earlier run or a racing one.
-                            Err(CommitError::RecordConflict { .. }) => {}
-                            Err(error) => {
-                                outcome = Err(error);
-                                break;
+            let next = self
+                .retrying(|| async move {
+                    let mut progress = progress.lock().await;
+                    let (done, warned) = &mut *progress;
+                    let Some(member) = self.store().member(member_id).await? else {
+                        return Ok(Attempt::Done(ControlFlow::Break(())));
+                    };
+                    let program = self.program().await?;
+                    let today = self.now().date_naive();
+                    let step = self.expiry_step(&member, today, &program, *warned)?;
+                    let outcome = match step {
+                        Step::Done => return Ok(Attempt::Done(ControlFlow::Break(()))),
+                        Step::Release(commit, points) => {
+                            let outcome = self.store().commit(*commit).await;
+                            if outcome.is_ok() {
+                                done.released_lots += 1;
+                                done.released_points += points;
                             }
+                            outcome
+                        }
+                        Step::Expire(commit, points) => {
+                            let outcome = self.store().commit(*commit).await;
+                            if outcome.is_ok() {
+                                done.expired_lots += 1;
+                                done.expired_points += points;
+                            }
+                            outcome
+                        }
+                        Step::Warn(warnings) => {
+                            let mut outcome = Ok(());
+                            for warning in warnings {
+                                match self.store().transact(Vec::new(), vec![warning]).await {
+                                    Ok(()) => done.warnings += 1,
+                                    // Written already, by an earlier run or a racing one.
+                                    Err(CommitError::RecordConflict { .. }) => {}
+                                    Err(error) => {
+                                        outcome = Err(error);
+                                        break;
+                                    }
+                                }
+                            }
+                            // A warning lost to a conflict is tried again on the next read.
+                            *warned = outcome.is_ok();
+                            outcome
+                        }
+                        Step::Reschedule(commit) => match self.store().commit(*commit).await {
+                            Ok(()) => return Ok(Attempt::Done(ControlFlow::Break(()))),
+                            Err(error) => Err(error),
+                        },
+                    };
+                    match outcome {
+                        Ok(()) => Ok(Attempt::Done(ControlFlow::Continue(()))),
+                        // Another writer (a spend, a racing run) got there first: read again.
+                        Err(
+                            CommitError::StaleMember
+                            | CommitError::Conflict
+                            | CommitError::DuplicateEntry,
+                        ) => Ok(Attempt::Retry),
+                        Err(CommitError::Store(error)) => Err(error.into()),
+                        Err(error) => {
+                            tracing::error!(%error, %member_id, "expiry write refused");
+                            Err(ApiError::internal())
                         }
                     }
-                    // A warning lost to a conflict is tried again on the next read.
-                    warned = outcome.is_ok();
-                    outcome
-                }
-                Step::Reschedule(commit) => match self.store().commit(*commit).await {
-                    Ok(()) => return Ok(done),
-                    Err(error) => Err(error),
-                },
-            };
-            match outcome {
-                Ok(()) => attempt = 0,
-                // Another writer (a spend, a racing run) got there first: read again.
-                Err(
-                    CommitError::StaleMember | CommitError::Conflict | CommitError::DuplicateEntry,
-                ) => self.back_off(&mut attempt).await?,
-                Err(CommitError::Store(error)) => return Err(error.into()),
-                Err(error) => {
-                    tracing::error!(%error, %member_id, "expiry write refused");
-                    return Err(ApiError::internal());
-                }
+                })
+                .await?;
+            if next.is_break() {
+                let (done, _) = *progress.lock().await;
+                return Ok(done);
             }
         }
     }

@@ -231,17 +231,6 @@ impl<S: Store> App<S> {
         *self.program.write().await = None;
     }
 
-    /// Waits before attempt `attempt + 1`, or gives up with `concurrent_modification`: the
-    /// subscription loops' form of [`App::retrying`], whose wait and limit it shares.
-    pub(crate) async fn back_off(&self, attempt: &mut u32) -> Result<(), ApiError> {
-        *attempt += 1;
-        if *attempt >= self.config.max_attempts {
-            return Err(retry::gave_up());
-        }
-        tokio::time::sleep(retry::jittered_wait(*attempt)).await;
-        Ok(())
-    }
-
     /// What a failed keyed commit means for the caller.
     pub(crate) async fn settle(
         &self,

@@ -21,13 +21,13 @@ pub(crate) enum Attempt<T> {
 
 /// The wait before attempt `attempt + 1`: full jitter under a ceiling that doubles up to 64 ms,
 /// so racing writers spread apart and one of them wins each round.
-pub(super) fn jittered_wait(attempt: u32) -> Duration {
+fn jittered_wait(attempt: u32) -> Duration {
     let ceiling_ms = 2u64.saturating_pow(attempt.min(6)).min(64);
     Duration::from_micros(rand::rng().random_range(0..=ceiling_ms * 1000))
 }
 
 /// What a caller hears when every attempt lost its race.
-pub(super) fn gave_up() -> ApiError {
+fn gave_up() -> ApiError {
     ApiError::new(
         ErrorCode::ConcurrentModification,
         "the member is being changed by other requests; retry with the same Idempotency-Key",

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tokio::sync::RwLock;
 use tokio::time::Instant;
 
-use super::App;
+use super::{App, Attempt};
 use crate::error::{ApiError, ErrorCode};
 use crate::events::{DomainEvent, Unconfigured};
 use crate::ports::{CommitError, Expect, MessageQueue, Record, RecordWrite, Store, StoreError};
@@ -249,8 +249,8 @@ impl<S: Store> App<S> {
         webhook_id: &str,
         change: impl Fn(&mut Webhook, DateTime<Utc>) -> bool,
     ) -> Result<Webhook, ApiError> {
-        let mut attempt = 0;
-        loop {
+        let change = &change;
+        self.retrying(|| async move {
             let (record, mut webhook) = self
                 .webhook(webhook_id)
                 .await?
@@ -272,12 +272,13 @@ impl<S: Store> App<S> {
                 Ok(()) => {
                     self.forget_webhooks().await;
                     tracing::info!(webhook_id, actor, status = ?webhook.status, "webhook changed");
-                    return Ok(webhook);
+                    Ok(Attempt::Done(webhook))
                 }
-                Err(CommitError::Store(error)) => return Err(error.into()),
-                Err(_) => self.back_off(&mut attempt).await?,
+                Err(CommitError::Store(error)) => Err(error.into()),
+                Err(_) => Ok(Attempt::Retry),
             }
-        }
+        })
+        .await
     }
 
     /// `GET /v1/admin/webhooks/{id}/deliveries`: up to `limit` deliveries, newest event first,

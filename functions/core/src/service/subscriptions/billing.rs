@@ -14,7 +14,7 @@ use crate::ids::MemberId;
 use crate::ports::{Commit, CommitError, MessageQueue, Store};
 use crate::program::ActiveProgram;
 use crate::service::due::DueIndex;
-use crate::service::App;
+use crate::service::{App, Attempt};
 use crate::subscriptions::payments::{PaymentOutcome, Presence};
 use crate::subscriptions::renewal::{
     billing_step, settle_renewal, BillingStep, Renewal, RenewalCharge, Settlement,
@@ -122,29 +122,19 @@ impl<S: Store> App<S> {
     /// Bills one member's subscription if its date has come: renews, retries a declined period,
     /// lapses after the last retry, or ends a subscription canceled at period end.
     pub async fn bill_subscription(&self, member_id: &MemberId) -> Result<BillingResult, ApiError> {
-        let mut known: Option<KnownPayment> = None;
-        let mut attempt = 0;
-        loop {
+        // A payment the provider already answered is not asked for again by a later attempt;
+        // each attempt holds it for its whole run.
+        let known = &tokio::sync::Mutex::new(None::<KnownPayment>);
+        self.retrying(|| async move {
+            let mut known = known.lock().await;
             let now = self.now();
             let Some(sub) = self.subscription_record(member_id).await? else {
-                return Ok(BillingResult::Skipped);
+                return Ok(Attempt::Done(BillingResult::Skipped));
             };
             let (period, number) = match billing_step(&sub.value, now.date_naive()) {
-                BillingStep::NotDue => return Ok(BillingResult::NotDue),
-                BillingStep::Skip => return Ok(BillingResult::Skipped),
-                BillingStep::End => {
-                    match self
-                        .end_subscription(&sub, SubscriptionStatus::Canceled, now)
-                        .await
-                    {
-                        Ok(()) => return Ok(BillingResult::Canceled),
-                        Err(e) if retryable(&e) => {
-                            self.back_off(&mut attempt).await?;
-                            continue;
-                        }
-                        Err(e) => return Err(commit_failed(e)),
-                    }
-                }
+                BillingStep::NotDue => return Ok(Attempt::Done(BillingResult::NotDue)),
+                BillingStep::Skip => return Ok(Attempt::Done(BillingResult::Skipped)),
+                BillingStep::End => return self.ended_without_charge(&sub, now).await,
                 BillingStep::Collect { period, attempt } => (period, attempt),
             };
             let program = self.program().await?;
@@ -155,22 +145,11 @@ impl<S: Store> App<S> {
                 .unwrap_or_else(|| sub.value.plan_id.clone());
             let Some(plan) = program.plan(&plan_id).cloned() else {
                 // The plan was withdrawn from the program: nothing to renew into.
-                match self
-                    .end_subscription(&sub, SubscriptionStatus::Canceled, now)
-                    .await
-                {
-                    Ok(()) => return Ok(BillingResult::Canceled),
-                    Err(e) if retryable(&e) => {
-                        self.back_off(&mut attempt).await?;
-                        continue;
-                    }
-                    Err(e) => return Err(commit_failed(e)),
-                }
+                return self.ended_without_charge(&sub, now).await;
             };
             // A subscription started before customers were stored gets one now.
             let Some(sub) = self.with_customer(sub).await? else {
-                self.back_off(&mut attempt).await?;
-                continue;
+                return Ok(Attempt::Retry);
             };
             let customer = sub.value.customer.clone().ok_or_else(ApiError::internal)?;
             let what = Collection {
@@ -186,8 +165,7 @@ impl<S: Store> App<S> {
                 Err(error)
                     if error.code == ErrorCode::ConcurrentModification && known.is_some() =>
                 {
-                    self.back_off(&mut attempt).await?;
-                    continue;
+                    return Ok(Attempt::Retry)
                 }
                 Err(error) => return Err(error),
             };
@@ -195,17 +173,34 @@ impl<S: Store> App<S> {
                 .settle_renewal_charge(&sub.value, &program, &plan, period, &collected, now)
                 .await?;
             let Some(settled) = settled else {
-                return Ok(BillingResult::Skipped);
+                return Ok(Attempt::Done(BillingResult::Skipped));
             };
             let writes = vec![
                 subscription_write(&settled.next, Some(sub.version))?,
                 charge_write(&collected.charge.value, Some(collected.charge.version))?,
             ];
             match self.store().transact(settled.commits, writes).await {
-                Ok(()) => return Ok(settled.result),
-                Err(e) if retryable(&e) => self.back_off(&mut attempt).await?,
-                Err(e) => return Err(commit_failed(e)),
+                Ok(()) => Ok(Attempt::Done(settled.result)),
+                Err(e) if retryable(&e) => Ok(Attempt::Retry),
+                Err(e) => Err(commit_failed(e)),
             }
+        })
+        .await
+    }
+
+    /// One attempt at ending a subscription canceled at period end, or whose plan was withdrawn.
+    async fn ended_without_charge(
+        &self,
+        sub: &Versioned<Subscription>,
+        now: DateTime<Utc>,
+    ) -> Result<Attempt<BillingResult>, ApiError> {
+        match self
+            .end_subscription(sub, SubscriptionStatus::Canceled, now)
+            .await
+        {
+            Ok(()) => Ok(Attempt::Done(BillingResult::Canceled)),
+            Err(e) if retryable(&e) => Ok(Attempt::Retry),
+            Err(e) => Err(commit_failed(e)),
         }
     }
 

@@ -12,10 +12,10 @@ use super::{
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::MemberId;
-use crate::ports::Store;
-use crate::service::{parse_body, App};
+use crate::ports::{Commit, Store};
+use crate::service::{parse_body, App, Attempt};
 use crate::subscriptions::payments::CardSaved;
-use crate::subscriptions::SubscriptionStatus;
+use crate::subscriptions::{Subscription, SubscriptionStatus};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,11 +37,10 @@ impl<S: Store> App<S> {
         &self,
         member_id: &MemberId,
     ) -> Result<SubscriptionView, ApiError> {
-        let mut attempt = 0;
-        loop {
+        self.retrying(|| async move {
             let now = self.now();
             let Some(stored) = self.subscription_record(member_id).await? else {
-                return self.subscription_view(member_id).await;
+                return self.subscription_view(member_id).await.map(Attempt::Done);
             };
             let sub = &stored.value;
             let mut next = sub.clone();
@@ -49,9 +48,11 @@ impl<S: Store> App<S> {
             let mut commits = Vec::new();
             match sub.status {
                 SubscriptionStatus::Active if sub.cancel_at_period_end => {
-                    return Ok(SubscriptionView::of(sub))
+                    return Ok(Attempt::Done(SubscriptionView::of(sub)))
                 }
-                SubscriptionStatus::Canceled => return Ok(SubscriptionView::of(sub)),
+                SubscriptionStatus::Canceled => {
+                    return Ok(Attempt::Done(SubscriptionView::of(sub)))
+                }
                 SubscriptionStatus::Active => {
                     next.cancel_at_period_end = true;
                     next.next_plan_id = None;
@@ -73,20 +74,11 @@ impl<S: Store> App<S> {
                     .with_details(json!({ "status": sub.status })));
                 }
             }
-            match self
-                .store()
-                .transact(
-                    commits,
-                    vec![subscription_write(&next, Some(stored.version))?],
-                )
+            // The stream consumer announces `subscription.canceled` from the stored record.
+            self.write_subscription(commits, &next, stored.version)
                 .await
-            {
-                // The stream consumer announces `subscription.canceled` from the stored record.
-                Ok(()) => return Ok(SubscriptionView::of(&next)),
-                Err(e) if retryable(&e) => self.back_off(&mut attempt).await?,
-                Err(e) => return Err(commit_failed(e)),
-            }
-        }
+        })
+        .await
     }
 
     /// `PATCH /v1/members/{id}/subscription`: the new plan is billed and applies from the next
@@ -97,14 +89,14 @@ impl<S: Store> App<S> {
         body: &Value,
     ) -> Result<SubscriptionView, ApiError> {
         let change: PlanChange = parse_body(body)?;
-        let mut attempt = 0;
-        loop {
+        let change = &change;
+        self.retrying(|| async move {
             let program = self.program().await?;
             if program.plan(&change.plan_id).is_none() {
                 return Err(plan_not_found(&program, &change.plan_id));
             }
             let Some(stored) = self.subscription_record(member_id).await? else {
-                return self.subscription_view(member_id).await;
+                return self.subscription_view(member_id).await.map(Attempt::Done);
             };
             let sub = &stored.value;
             if !matches!(
@@ -118,22 +110,12 @@ impl<S: Store> App<S> {
             let mut next = sub.clone();
             next.next_plan_id = (change.plan_id != sub.plan_id).then(|| change.plan_id.clone());
             if next == *sub {
-                return Ok(SubscriptionView::of(sub));
+                return Ok(Attempt::Done(SubscriptionView::of(sub)));
             }
             next.updated_at = self.now();
-            match self
-                .store()
-                .transact(
-                    Vec::new(),
-                    vec![subscription_write(&next, Some(stored.version))?],
-                )
-                .await
-            {
-                Ok(()) => return Ok(SubscriptionView::of(&next)),
-                Err(e) if retryable(&e) => self.back_off(&mut attempt).await?,
-                Err(e) => return Err(commit_failed(e)),
-            }
-        }
+            self.write_subscription(Vec::new(), &next, stored.version).await
+        })
+        .await
     }
 
     /// `PUT /v1/members/{id}/subscription/payment-method`: saves the new card on the member's
@@ -145,11 +127,10 @@ impl<S: Store> App<S> {
         body: &Value,
     ) -> Result<SubscriptionView, ApiError> {
         let change: CardChange = parse_body(body)?;
-        let method = parse_payment_method(&change.payment_method)?;
-        let mut attempt = 0;
-        loop {
+        let method = &parse_payment_method(&change.payment_method)?;
+        self.retrying(|| async move {
             let Some(stored) = self.subscription_record(member_id).await? else {
-                return self.subscription_view(member_id).await;
+                return self.subscription_view(member_id).await.map(Attempt::Done);
             };
             if !matches!(
                 stored.value.status,
@@ -161,12 +142,11 @@ impl<S: Store> App<S> {
                 )
                 .with_details(json!({ "status": stored.value.status })));
             }
-            if stored.value.payment_method == method {
-                return Ok(SubscriptionView::of(&stored.value));
+            if stored.value.payment_method == *method {
+                return Ok(Attempt::Done(SubscriptionView::of(&stored.value)));
             }
             let Some(stored) = self.with_customer(stored).await? else {
-                self.back_off(&mut attempt).await?;
-                continue;
+                return Ok(Attempt::Retry);
             };
             let customer = stored
                 .value
@@ -175,7 +155,7 @@ impl<S: Store> App<S> {
                 .ok_or_else(ApiError::internal)?;
             let saved = self
                 .payments()
-                .save_card(&customer, &method)
+                .save_card(&customer, method)
                 .await
                 .map_err(|error| {
                     tracing::warn!(%error, %member_id, "saving the card failed");
@@ -193,18 +173,27 @@ impl<S: Store> App<S> {
             let mut next = stored.value.clone();
             next.payment_method = method.clone();
             next.updated_at = self.now();
-            match self
-                .store()
-                .transact(
-                    Vec::new(),
-                    vec![subscription_write(&next, Some(stored.version))?],
-                )
+            self.write_subscription(Vec::new(), &next, stored.version)
                 .await
-            {
-                Ok(()) => return Ok(SubscriptionView::of(&next)),
-                Err(e) if retryable(&e) => self.back_off(&mut attempt).await?,
-                Err(e) => return Err(commit_failed(e)),
-            }
+        })
+        .await
+    }
+
+    /// One attempt at writing `next` over the subscription read at `version`, with `commits`.
+    async fn write_subscription(
+        &self,
+        commits: Vec<Commit>,
+        next: &Subscription,
+        version: u64,
+    ) -> Result<Attempt<SubscriptionView>, ApiError> {
+        match self
+            .store()
+            .transact(commits, vec![subscription_write(next, Some(version))?])
+            .await
+        {
+            Ok(()) => Ok(Attempt::Done(SubscriptionView::of(next))),
+            Err(e) if retryable(&e) => Ok(Attempt::Retry),
+            Err(e) => Err(commit_failed(e)),
         }
     }
 }

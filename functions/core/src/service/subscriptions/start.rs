@@ -22,7 +22,7 @@ use crate::ids::{IdempotencyKey, MemberId};
 use crate::member::Member;
 use crate::ports::{Commit, CommitError, RecordWrite, Store};
 use crate::program::ActiveProgram;
-use crate::service::{member_not_found, missing_key, parse_body, to_json, App, Outcome};
+use crate::service::{member_not_found, missing_key, parse_body, to_json, App, Attempt, Outcome};
 use crate::subscriptions::payments::{CustomerRequest, PaymentOutcome, Presence};
 use crate::subscriptions::renewal::activate;
 use crate::subscriptions::{AttemptStatus, OperatorFlag, Plan, Subscription, SubscriptionStatus};
@@ -103,12 +103,18 @@ impl<S: Store> App<S> {
         };
         let fingerprint = fingerprint(Operation::Subscription, body);
         let sub_id = subscription_id(member_id, &key);
-        let mut known = None;
-        let mut attempt = 0;
-        loop {
-            let snapshot = self.store().snapshot(member_id, Some(&scope)).await?;
+        let (key, scope, fingerprint, sub_id) = (&key, &scope, &fingerprint, &sub_id);
+        let (request, method) = (&request, &method);
+        // A payment the provider already answered is not asked for again by a later attempt;
+        // each attempt holds it for its whole run.
+        let known = &tokio::sync::Mutex::new(None);
+        self.retrying(|| async move {
+            let mut known = known.lock().await;
+            let snapshot = self.store().snapshot(member_id, Some(scope)).await?;
             if let Some(record) = snapshot.replay {
-                return Ok(Outcome::Replayed(record.replay(&fingerprint)?));
+                return Ok(Attempt::Done(Outcome::Replayed(
+                    record.replay(fingerprint)?,
+                )));
             }
             let member = snapshot.member.ok_or_else(|| member_not_found(member_id))?;
             let program = self.program().await?;
@@ -119,11 +125,11 @@ impl<S: Store> App<S> {
             let now = self.now();
 
             let sub = match self.subscription_record(member_id).await? {
-                Some(sub) if sub.value.subscription_id == sub_id => {
+                Some(sub) if sub.value.subscription_id == *sub_id => {
                     if sub.value.status != SubscriptionStatus::Incomplete {
-                        return Ok(Outcome::Replayed(to_json(&SubscriptionView::of(
-                            &sub.value,
-                        ))?));
+                        return Ok(Attempt::Done(Outcome::Replayed(to_json(
+                            &SubscriptionView::of(&sub.value),
+                        )?)));
                     }
                     Some(sub)
                 }
@@ -132,22 +138,20 @@ impl<S: Store> App<S> {
                         return Err(ApiError::new(ErrorCode::SubscriptionConflict, "the member already has a subscription; change its plan instead")
                             .with_details(json!({ "subscription_id": other.value.subscription_id, "status": other.value.status })));
                     }
-                    self.new_subscription(member_id, &sub_id, &plan, &method, now, Some(&other))
+                    self.new_subscription(member_id, sub_id, &plan, method, now, Some(&other))
                         .await?
                 }
                 None => {
-                    self.new_subscription(member_id, &sub_id, &plan, &method, now, None)
+                    self.new_subscription(member_id, sub_id, &plan, method, now, None)
                         .await?
                 }
             };
             // The subscription record may have lost a race; start over from the reads.
             let Some(sub) = sub else {
-                self.back_off(&mut attempt).await?;
-                continue;
+                return Ok(Attempt::Retry);
             };
             let Some(sub) = self.with_customer(sub).await? else {
-                self.back_off(&mut attempt).await?;
-                continue;
+                return Ok(Attempt::Retry);
             };
             let customer = sub.value.customer.clone().ok_or_else(ApiError::internal)?;
             let what = Collection {
@@ -161,28 +165,19 @@ impl<S: Store> App<S> {
             let collected = match self.collect(what, &mut known).await {
                 Ok(collected) => collected,
                 Err(error) if error.code == ErrorCode::ConcurrentModification => {
-                    self.back_off(&mut attempt).await?;
-                    continue;
+                    return Ok(Attempt::Retry)
                 }
                 Err(error) => return Err(error),
             };
             let charge = charge_write(&collected.charge.value, Some(collected.charge.version))?;
-            let result = match &collected.outcome {
-                PaymentOutcome::Declined { code } => {
-                    match self.store().transact(Vec::new(), vec![charge]).await {
-                        Ok(()) => return Err(declined(code)),
-                        Err(e) => Err(e),
-                    }
-                }
+            // What the first payment's outcome writes, and what the caller hears once it is
+            // written.
+            let (commits, writes, answer) = match &collected.outcome {
+                PaymentOutcome::Declined { code } => (Vec::new(), vec![charge], Err(declined(code))),
                 PaymentOutcome::RequiresAction { client_secret } => {
-                    match self.store().transact(Vec::new(), vec![charge]).await {
-                        Ok(()) => {
-                            let mut view = SubscriptionView::of(&sub.value);
-                            view.client_secret = Some(client_secret.clone());
-                            return Ok(Outcome::Created(to_json(&view)?));
-                        }
-                        Err(e) => Err(e),
-                    }
+                    let mut view = SubscriptionView::of(&sub.value);
+                    view.client_secret = Some(client_secret.clone());
+                    (Vec::new(), vec![charge], Ok(Outcome::Created(to_json(&view)?)))
                 }
                 PaymentOutcome::Rejected { error_type, code } => {
                     log_rejected(&collected.charge.value.charge_id, 1, error_type, code);
@@ -195,10 +190,7 @@ impl<S: Store> App<S> {
                         at: now,
                     });
                     let writes = vec![subscription_write(&flagged, Some(sub.version))?, charge];
-                    match self.store().transact(Vec::new(), writes).await {
-                        Ok(()) => return Err(ApiError::internal()),
-                        Err(e) => Err(e),
-                    }
+                    (Vec::new(), writes, Err(ApiError::internal()))
                 }
                 PaymentOutcome::Succeeded => {
                     let response = SubscriptionView::of(&activate(&sub.value, now));
@@ -221,19 +213,26 @@ impl<S: Store> App<S> {
                         Some(idempotency),
                         now,
                     )?;
-                    match self.store().transact(vec![done.commit], done.writes).await {
-                        Ok(()) => return Ok(Outcome::Created(view)),
-                        Err(CommitError::IdempotencyKeyTaken) => continue,
-                        Err(e) => Err(e),
-                    }
+                    (vec![done.commit], done.writes, Ok(Outcome::Created(view)))
                 }
             };
-            match result {
-                Ok(()) => {}
-                Err(e) if retryable(&e) => self.back_off(&mut attempt).await?,
-                Err(e) => return Err(commit_failed(e)),
+            match self.store().transact(commits, writes).await {
+                Ok(()) => answer.map(Attempt::Done),
+                // Only the activation stores the key: a racing request with the same key
+                // activated first, and its answer is this one's.
+                Err(CommitError::IdempotencyKeyTaken) => {
+                    match self.store().idempotency_record(member_id, scope).await? {
+                        Some(record) => Ok(Attempt::Done(Outcome::Replayed(
+                            record.replay(fingerprint)?,
+                        ))),
+                        None => Ok(Attempt::Retry),
+                    }
+                }
+                Err(e) if retryable(&e) => Ok(Attempt::Retry),
+                Err(e) => Err(commit_failed(e)),
             }
-        }
+        })
+        .await
     }
 
     /// Whether `other`, the member's current subscription, keeps a new one from starting: it is

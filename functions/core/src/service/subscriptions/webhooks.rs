@@ -19,7 +19,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::ledger::{EntryType, LedgerEntry, Source};
 use crate::ports::{Commit, Expect, Record, RecordWrite, Store};
 use crate::program::ReturnPolicy;
-use crate::service::App;
+use crate::service::{App, Attempt};
 use crate::subscriptions::attempt::record_payment;
 use crate::subscriptions::payments::{Payment, PaymentOutcome};
 use crate::subscriptions::provider_event::{AttemptRef, EventError, PaymentChange, ProviderEvent};
@@ -136,15 +136,15 @@ impl<S: Store> App<S> {
             event_id: event.event_id.clone(),
             result,
         };
-        let mut attempt = 0;
-        loop {
+        let receipt = &receipt;
+        self.retrying(|| async move {
             if self
                 .store()
                 .record(PROVIDER_EVENT_KIND, &event.event_id)
                 .await?
                 .is_some()
             {
-                return Ok(receipt(WebhookResult::Duplicate));
+                return Ok(Attempt::Done(receipt(WebhookResult::Duplicate)));
             }
             let now = self.now();
             let effect = match &event.change {
@@ -164,14 +164,15 @@ impl<S: Store> App<S> {
             match self.store().transact(effect.commits, writes).await {
                 Ok(()) => {
                     tracing::info!(event_id = %event.event_id, event_type = %event.event_type, ?result, "provider event applied");
-                    return Ok(receipt(result));
+                    Ok(Attempt::Done(receipt(result)))
                 }
                 // The event's record taken by a parallel delivery shows up as a duplicate on
                 // the next read; any other race is retried from the reads.
-                Err(e) if retryable(&e) => self.back_off(&mut attempt).await?,
-                Err(e) => return Err(commit_failed(e)),
+                Err(e) if retryable(&e) => Ok(Attempt::Retry),
+                Err(e) => Err(commit_failed(e)),
             }
-        }
+        })
+        .await
     }
 
     /// An attempt's payment settled at the provider. A first payment that succeeded activates
