@@ -19,6 +19,7 @@ use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::EntryType;
+pub use crate::ledger::LotTake;
 use crate::Points;
 
 /// The record kind of one warning: one per member, lot and threshold, written under
@@ -174,14 +175,6 @@ impl From<Lot> for (Points, NaiveDate) {
     fn from(lot: Lot) -> Self {
         (lot.points, lot.expires_on)
     }
-}
-
-/// What a spending entry took from one lot, so a reversal can put it back where it was.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LotTake {
-    pub lot: String,
-    pub points: Points,
-    pub expires_on: NaiveDate,
 }
 
 /// A member's lots and the next day the expiry job has work for them (a warning or an expiry):
@@ -392,11 +385,6 @@ impl ExpiryState {
             })
             .collect()
     }
-}
-
-/// The id of the entry that expires one lot: once per lot and date, however often the job runs.
-pub fn expire_entry_id(lot: &str, expires_on: NaiveDate) -> String {
-    format!("expire:{lot}:{expires_on}")
 }
 
 /// The id of the warning record for one lot and threshold.

@@ -2,7 +2,7 @@
 //! business event that caused it, so recording the same event twice collides in the store instead
 //! of paying twice.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ActionName, ActionReference, MemberId, OrderId, RewardId};
@@ -165,7 +165,8 @@ impl Source {
                 direction,
                 ..
             } => format!("transfer:{transfer_id}:{}", direction.as_str()),
-            Self::Expiry { lot, expires_on } => crate::expiry::expire_entry_id(lot, *expires_on),
+            // Once per lot and date, however often the expiry job runs.
+            Self::Expiry { lot, expires_on } => format!("expire:{lot}:{expires_on}"),
             Self::Release { release_on } => format!("release:{release_on}"),
         }
     }
@@ -207,11 +208,19 @@ pub struct LedgerEntry {
     /// What a spending entry took from the member's lots, soonest-expiring first, so that its
     /// reversal puts each back with its own date.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub lots: Vec<crate::expiry::LotTake>,
+    pub lots: Vec<LotTake>,
     /// The part of `points` that moved the member's pending points (earned inside a return
     /// window) rather than available ones; `balance_after` moved by `points - pending.points`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingMove>,
+}
+
+/// What a spending entry took from one lot, so a reversal can put it back where it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LotTake {
+    pub lot: String,
+    pub points: Points,
+    pub expires_on: NaiveDate,
 }
 
 /// A change to the pending points that are released on one day.

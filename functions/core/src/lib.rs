@@ -1,6 +1,25 @@
 //! The loyalty domain: points, money, the program document and its earning rules, the ledger, and
 //! the application services that move points. Adapters (DynamoDB, HTTP) live in other crates and
 //! reach the domain only through the ports in [`ports`]; nothing here knows about AWS.
+//!
+//! Modules depend in one direction, each only on those above it:
+//!
+//! 1. [`ids`], [`money`], [`error`], [`clock`]: the vocabulary.
+//! 2. [`ledger`]: entries, their sources and what they took from lots.
+//! 3. [`tiers`], [`expiry`], [`pending`]: the pure arithmetic of tier windows, expiry lots and
+//!    pending points, shared by the program document and the member.
+//! 4. [`program`]: the program document — every type it is made of (earning, rewards,
+//!    transfers, referral policy, plans, codes, seasons) and its validation.
+//! 5. [`member`]: the member item — balances and every piece of per-member state the rules
+//!    keep on it (counters, promotion uses, referral marks, the plan held).
+//! 6. [`promotions`], [`referrals`], [`campaigns`]: rules over the program and the member. Each
+//!    re-exports the document and member types it is about, so `referrals::ReferralPolicy`
+//!    still names the policy.
+//! 7. [`ports`]: what the stores and queues take and give, in the terms above.
+//! 8. [`redemptions`], [`subscriptions`], [`webhooks`]: rules that also shape the records they
+//!    write (through the ports' record types).
+//! 9. [`events`], [`service`]: what committed changes announce, and the use cases that read,
+//!    decide and write.
 
 pub mod campaigns;
 pub mod clock;

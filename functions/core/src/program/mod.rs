@@ -2,8 +2,12 @@
 //! version applies to events recorded after it is published; each ledger entry keeps the version
 //! that priced it.
 
+pub mod codes;
 mod earning;
+pub mod plans;
+pub mod referrals;
 mod rewards;
+pub mod seasons;
 mod transfers;
 
 use std::collections::HashSet;
@@ -22,9 +26,9 @@ pub use transfers::{TransferDay, TransferPolicy};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ActionName, Category};
 use crate::money::Currency;
-use crate::promotions::Season;
 use crate::tiers::TierRules;
 use crate::Points;
+use seasons::Season;
 
 /// Upper bound for any single configured points figure; keeps sums far from overflow.
 pub const MAX_CONFIGURED_POINTS: Points = 10_000_000;
@@ -40,7 +44,7 @@ pub struct ProgramDocument {
     pub welcome_bonus: Points,
     /// Referral rewards and their fraud controls; without it, referrals pay nothing.
     #[serde(default)]
-    pub referrals: crate::referrals::ReferralPolicy,
+    pub referrals: referrals::ReferralPolicy,
     pub earning: SpendRule,
     #[serde(default)]
     pub actions: Vec<ActionRule>,
@@ -48,7 +52,7 @@ pub struct ProgramDocument {
     pub rewards: Vec<Reward>,
     /// Paid membership plans members can subscribe to.
     #[serde(default)]
-    pub plans: Vec<crate::subscriptions::Plan>,
+    pub plans: Vec<plans::Plan>,
     /// Yearly promotions the season schedule opens and closes.
     #[serde(default)]
     pub seasons: Vec<Season>,
@@ -70,7 +74,7 @@ pub struct ProgramDocument {
     pub transfers: TransferPolicy,
     /// Reward codes: how long a hold waits for the till, what an expired unused code does.
     #[serde(default)]
-    pub codes: crate::redemptions::CodePolicy,
+    pub codes: codes::CodePolicy,
     /// Whether and when points expire, and the warnings before they do (see [`crate::expiry`]).
     #[serde(default)]
     pub expiry: crate::expiry::ExpiryPolicy,
@@ -320,7 +324,7 @@ impl ProgramDocument {
         self.referrals
             .validate(self.currency)
             .map_err(|message| invalid("referrals", message))?;
-        crate::subscriptions::validate_plans(&self.plans, &self.tiers, self.currency)
+        plans::validate_plans(&self.plans, &self.tiers, self.currency)
             .map_err(|(path, message)| invalid(&path, message))?;
 
         let earning = &self.earning;

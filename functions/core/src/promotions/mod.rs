@@ -16,13 +16,14 @@ pub use seasons::{season_boundaries, Season, SeasonAction};
 use crate::error::ApiError;
 use crate::ids::Category;
 use crate::ledger::BreakdownLine;
+pub use crate::member::promotion_uses::{PromotionUse, PromotionUses};
 use crate::program::{PurchaseLine, SpendRule};
 use crate::Points;
 
 pub const RECORD_KIND: &str = "promotion";
 /// All promotions are listed under one owner: the list is small (tens, not thousands).
 pub const RECORD_OWNER: &str = "program";
-pub const MAX_MULTIPLIER_PERCENT: u32 = 1_000;
+pub use crate::program::seasons::MAX_MULTIPLIER_PERCENT;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -216,18 +217,6 @@ impl Promotion {
         }
     }
 }
-
-/// How often a member has used a promotion that has a per-member limit. Kept until the promotion
-/// ends plus the program's lateness window — the last moment a purchase from its window can still
-/// be reported — so the limit holds for every accepted purchase, and the member item does not
-/// grow with the years.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PromotionUse {
-    pub count: u32,
-    pub ends_at: DateTime<Utc>,
-}
-
-pub type PromotionUses = std::collections::BTreeMap<String, PromotionUse>;
 
 /// Records one use of `promotion` (if it has a limit) and forgets the uses of promotions that
 /// ended more than `late_window` ago, when no purchase from their window is accepted any more.

@@ -6,105 +6,19 @@
 //! referrer's reward counters), and [`decide`], which turns a referral and its two members into
 //! a decision. The services in `service::referrals` load, decide and write.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{MemberId, OrderId};
 use crate::ledger::Source;
 use crate::member::Member;
-use crate::money::{Currency, Money};
+
+pub use crate::member::referrals::{ReferralCounts, ReferralPurchase};
+pub use crate::program::referrals::{OnFullReturn, ReferralPolicy};
 use crate::Points;
 
 /// The record kind of referrals in the record store.
 pub const KIND: &str = "referral";
-
-/// Largest bonus either side may get from one referral.
-const MAX_REFERRAL_POINTS: Points = 1_000_000;
-
-/// The program's referral rules (`referrals` in the program document).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReferralPolicy {
-    /// Bonus for the member who shared the code.
-    pub referrer_points: Points,
-    /// Bonus for the friend who enrolled with it.
-    pub referee_points: Points,
-    /// The referee's first purchase must be at least this much, in the program's currency.
-    pub min_first_purchase: Money,
-    /// Rewarded referrals per referrer per UTC calendar month.
-    pub monthly_cap: u32,
-    /// Rewarded referrals per referrer per UTC day.
-    pub daily_velocity: u32,
-    /// A referral whose referee has not qualified this many days after enrolling expires.
-    pub expires_after_days: u32,
-    /// What happens to both bonuses when the order that qualified the referral is returned in
-    /// full: kept (the default) or clawed back.
-    #[serde(default)]
-    pub on_full_return: OnFullReturn,
-}
-
-/// The referral bonus policy for a fully returned qualifying order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFullReturn {
-    #[default]
-    Keep,
-    ClawBack,
-}
-
-impl Default for ReferralPolicy {
-    /// What a program without a `referrals` section gets: nothing is paid.
-    fn default() -> Self {
-        Self {
-            referrer_points: 0,
-            referee_points: 0,
-            min_first_purchase: Money::new(0, Currency::parse("USD").expect("USD is a currency")),
-            monthly_cap: 10,
-            daily_velocity: 3,
-            expires_after_days: 30,
-            on_full_return: OnFullReturn::Keep,
-        }
-    }
-}
-
-impl ReferralPolicy {
-    pub fn validate(&self, currency: Currency) -> Result<(), String> {
-        for (name, points) in [
-            ("referrer_points", self.referrer_points),
-            ("referee_points", self.referee_points),
-        ] {
-            if !(0..=MAX_REFERRAL_POINTS).contains(&points) {
-                return Err(format!("{name} must be 0 to {MAX_REFERRAL_POINTS}"));
-            }
-        }
-        if self.min_first_purchase.minor < 0 {
-            return Err("min_first_purchase must not be negative".into());
-        }
-        if self.min_first_purchase.minor > 0 && self.min_first_purchase.currency != currency {
-            return Err(format!(
-                "min_first_purchase must be in the program currency {}",
-                currency.as_str()
-            ));
-        }
-        if !(1..=10_000).contains(&self.monthly_cap) {
-            return Err("monthly_cap must be 1 to 10000".into());
-        }
-        if !(1..=1_000).contains(&self.daily_velocity) {
-            return Err("daily_velocity must be 1 to 1000".into());
-        }
-        if !(1..=365).contains(&self.expires_after_days) {
-            return Err("expires_after_days must be 1 to 365".into());
-        }
-        Ok(())
-    }
-
-    /// Whether `amount` (already in the program's currency) is enough for a first purchase.
-    pub fn qualifies(&self, amount: &Money) -> bool {
-        self.min_first_purchase.minor == 0
-            || (amount.currency == self.min_first_purchase.currency
-                && amount.minor >= self.min_first_purchase.minor)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -206,69 +120,6 @@ pub fn referee_of(referral_id: &str) -> Option<MemberId> {
         return None;
     }
     MemberId::parse(member).ok()
-}
-
-/// The referee's first qualifying purchase, marked on the referee's member item by the accrual
-/// that records it, so that it is marked (and announced) once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReferralPurchase {
-    pub order_id: OrderId,
-    pub amount: Money,
-    pub occurred_at: DateTime<Utc>,
-    pub recorded_at: DateTime<Utc>,
-}
-
-/// Rewarded referrals of a referrer in the current month and day (UTC), on the referrer's member
-/// item: the reward transaction writes them under the member's version, so a cap is never
-/// exceeded by racing workers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReferralCounts {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub month: Option<String>,
-    #[serde(default)]
-    pub month_rewarded: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub day: Option<NaiveDate>,
-    #[serde(default)]
-    pub day_rewarded: u32,
-}
-
-impl ReferralCounts {
-    pub fn is_empty(&self) -> bool {
-        self == &Self::default()
-    }
-
-    fn month_key(at: DateTime<Utc>) -> String {
-        format!("{:04}-{:02}", at.year(), at.month())
-    }
-
-    pub fn this_month(&self, now: DateTime<Utc>) -> u32 {
-        if self.month.as_deref() == Some(Self::month_key(now).as_str()) {
-            self.month_rewarded
-        } else {
-            0
-        }
-    }
-
-    pub fn today(&self, now: DateTime<Utc>) -> u32 {
-        if self.day == Some(now.date_naive()) {
-            self.day_rewarded
-        } else {
-            0
-        }
-    }
-
-    /// The counters after one more reward at `now`.
-    pub fn after_reward(&self, now: DateTime<Utc>) -> Self {
-        Self {
-            month: Some(Self::month_key(now)),
-            // Capped far below the limit by the policy (monthly_cap <= 10000); saturating so a
-            // corrupt counter still cannot wrap back under the cap.
-            month_rewarded: self.this_month(now).saturating_add(1),
-            day: Some(now.date_naive()),
-            day_rewarded: self.today(now).saturating_add(1),
-        }
-    }
 }
 
 /// Marks the referee's first qualifying purchase on `next` (the member as the accrual writes it)

@@ -1,6 +1,10 @@
 //! A member and their balance buckets. The member item is small and bounded: it holds counters,
 //! never history, so every write costs the same however long the member has been around.
 
+pub mod plan;
+pub mod promotion_uses;
+pub mod referrals;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -12,10 +16,10 @@ use crate::ids::{MemberId, ReferralCode};
 use crate::ledger::{EntryType, PendingMove};
 use crate::pending::{PendingLot, PendingLots};
 use crate::program::ActionCounts;
-use crate::promotions::PromotionUses;
-use crate::referrals::{ReferralCounts, ReferralPurchase};
 use crate::tiers::{QualifyingDays, TierProgress, TierRules, TierState};
 use crate::Points;
+use promotion_uses::PromotionUses;
+use referrals::{ReferralCounts, ReferralPurchase};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -72,7 +76,7 @@ pub struct Member {
     pub qualifying: QualifyingDays,
     /// The paid plan whose benefits the member has while subscribed (see [`crate::subscriptions`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan: Option<crate::subscriptions::MemberPlan>,
+    pub plan: Option<plan::MemberPlan>,
     /// A referred member's first qualifying purchase, marked once by the accrual that records it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referral_purchase: Option<ReferralPurchase>,
@@ -142,7 +146,7 @@ impl Member {
     }
 
     /// The member after a reversal of `points` (≤ 0) of which `from_pending` is taken from the
-    /// pending lot of its day first (see [`PendingLots::take`]); the rest leaves `available`.
+    /// pending lot of its day first; the rest leaves `available`.
     pub fn with_reversed_from_pending(
         &self,
         points: Points,
