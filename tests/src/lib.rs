@@ -129,6 +129,18 @@ pub fn key(raw: &str) -> Option<IdempotencyKey> {
     Some(IdempotencyKey::parse(raw).expect("valid key"))
 }
 
+/// Publishes the shipped default program (`infra/program.default.json`) with `edit` applied to
+/// its JSON, as an admin would.
+pub async fn publish_default_program_with<S: Store>(app: &App<S>, edit: impl FnOnce(&mut Value)) {
+    let raw =
+        std::fs::read(repo_root().join("infra/program.default.json")).expect("default program");
+    let mut document: Value = serde_json::from_slice(&raw).expect("json");
+    edit(&mut document);
+    app.replace_program("test-admin", document.to_string().as_bytes())
+        .await
+        .expect("program published");
+}
+
 pub async fn enrol<S: Store>(app: &App<S>, id: &str) -> MemberId {
     let request = EnrolRequest {
         member_id: Some(member_id(id)),

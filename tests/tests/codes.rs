@@ -29,13 +29,10 @@ fn patient() -> AppConfig {
 
 /// Publishes the default program with `codes` set to `codes`.
 async fn set_codes<S: Store>(app: &App<S>, codes: Value) {
-    let raw =
-        std::fs::read(repo_root().join("infra/program.default.json")).expect("default program");
-    let mut document: Value = serde_json::from_slice(&raw).expect("json");
-    document["codes"] = codes;
-    app.replace_program("test-admin", document.to_string().as_bytes())
-        .await
-        .expect("program published");
+    publish_default_program_with(app, |document| {
+        document["codes"] = codes;
+    })
+    .await;
 }
 
 /// A member with the welcome bonus (100) and `minor / 100` points from one purchase.

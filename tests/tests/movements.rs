@@ -18,13 +18,10 @@ async fn movement_app(return_policy: &str) -> Arc<App<DynamoStore>> {
         Utc.with_ymd_and_hms(2026, 6, 10, 12, 0, 0).unwrap(),
     ));
     let TestApp { app, .. } = test_app_with(clock, AppConfig::default()).await;
-    let raw =
-        std::fs::read(repo_root().join("infra/program.default.json")).expect("default program");
-    let mut document: Value = serde_json::from_slice(&raw).expect("json");
-    document["return_policy"] = json!(return_policy);
-    app.replace_program("test-admin", document.to_string().as_bytes())
-        .await
-        .expect("program published");
+    publish_default_program_with(&app, |document| {
+        document["return_policy"] = json!(return_policy);
+    })
+    .await;
     app
 }
 
@@ -375,13 +372,10 @@ async fn a_fully_returned_order_claws_back_the_referral_it_qualified_under_claw_
     let store = streaming_store().await;
     let outbox = loyalty_tests::stream_relay::StreamRelay::of(&store).await;
     let app = App::new(store, clock, AppConfig::default()).with_referral_queue(queue.clone());
-    let raw =
-        std::fs::read(repo_root().join("infra/program.default.json")).expect("default program");
-    let mut document: Value = serde_json::from_slice(&raw).expect("json");
-    document["referrals"]["on_full_return"] = json!("claw_back");
-    app.replace_program("test-admin", document.to_string().as_bytes())
-        .await
-        .expect("program published");
+    publish_default_program_with(&app, |document| {
+        document["referrals"]["on_full_return"] = json!("claw_back");
+    })
+    .await;
 
     let enrol_body = |body: Value| {
         loyalty_core::service::parse_body::<loyalty_core::commands::EnrolRequest>(&body)

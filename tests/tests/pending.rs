@@ -31,16 +31,12 @@ fn day(m: u32, d: u32) -> NaiveDate {
 async fn pending_app(tier_activity: &str, start: DateTime<Utc>) -> (TestApp, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(start));
     let test = test_app_with(clock.clone(), AppConfig::default()).await;
-    let raw =
-        std::fs::read(repo_root().join("infra/program.default.json")).expect("default program");
-    let mut document: Value = serde_json::from_slice(&raw).expect("json");
-    document["earning"]["pending_days"] = json!(14);
-    document["earning"]["pending_tier_activity"] = json!(tier_activity);
-    document["welcome_bonus"] = json!(0);
-    test.app
-        .replace_program("test-admin", document.to_string().as_bytes())
-        .await
-        .expect("program published");
+    publish_default_program_with(&test.app, |document| {
+        document["earning"]["pending_days"] = json!(14);
+        document["earning"]["pending_tier_activity"] = json!(tier_activity);
+        document["welcome_bonus"] = json!(0);
+    })
+    .await;
     (test, clock)
 }
 

@@ -54,15 +54,12 @@ async fn ref_app() -> RefApp {
 
 /// Publishes the default program with `referrals` fields overridden.
 async fn set_policy(app: &App<DynamoStore>, overrides: Value) {
-    let raw =
-        std::fs::read(repo_root().join("infra/program.default.json")).expect("default program");
-    let mut document: Value = serde_json::from_slice(&raw).expect("json");
-    for (field, value) in overrides.as_object().expect("object") {
-        document["referrals"][field] = value.clone();
-    }
-    app.replace_program("test-admin", document.to_string().as_bytes())
-        .await
-        .expect("program published");
+    publish_default_program_with(app, |document| {
+        for (field, value) in overrides.as_object().expect("object") {
+            document["referrals"][field] = value.clone();
+        }
+    })
+    .await;
 }
 
 async fn enrol_with(

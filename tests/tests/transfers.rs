@@ -18,15 +18,12 @@ use serde_json::{json, Value};
 
 /// Publishes the default program with `transfers` fields overridden.
 async fn set_transfers<S: Store>(app: &App<S>, overrides: Value) {
-    let raw =
-        std::fs::read(repo_root().join("infra/program.default.json")).expect("default program");
-    let mut document: Value = serde_json::from_slice(&raw).expect("json");
-    for (field, value) in overrides.as_object().expect("object") {
-        document["transfers"][field] = value.clone();
-    }
-    app.replace_program("test-admin", document.to_string().as_bytes())
-        .await
-        .expect("program published");
+    publish_default_program_with(app, |document| {
+        for (field, value) in overrides.as_object().expect("object") {
+            document["transfers"][field] = value.clone();
+        }
+    })
+    .await;
 }
 
 /// A member with the welcome bonus and `minor / 100` points from one purchase.

@@ -172,6 +172,31 @@ impl Member {
         Ok((next, moved))
     }
 
+    /// Applies the upgrade this write earns, judged from the tier and tier state the member had
+    /// before it (`from`): crossing a threshold upgrades in the same write, so the next accrual
+    /// earns at the new multiplier; downgrades are left to the review. The change, if any, is
+    /// written to the tier history with the write.
+    pub fn upgrade_in_write(
+        &mut self,
+        rules: &TierRules,
+        from: (&str, &TierState),
+        now: DateTime<Utc>,
+    ) -> Option<crate::tiers::TierChange> {
+        let (tier, state) = from;
+        let decision = crate::tiers::evaluate(
+            rules,
+            tier,
+            state,
+            &self.qualifying,
+            self.enrolled_at.date_naive(),
+            now,
+            false,
+        );
+        self.tier = decision.tier;
+        self.tier_state = decision.state;
+        decision.change
+    }
+
     /// The next day the daily points run has work for this member: a pending lot to release, or
     /// a lot to expire or warn about. The due index lists the member under it.
     pub fn points_due(&self) -> Option<NaiveDate> {

@@ -16,7 +16,7 @@ use crate::program::{
     evaluate_action, evaluate_purchase, forget_periods_before, ActiveProgram, PurchaseLine,
 };
 use crate::promotions::{best_promotion, record_use};
-use crate::tiers::{evaluate, multiplier_bonus, record, Measure};
+use crate::tiers::{multiplier_bonus, record, Measure};
 use crate::Points;
 
 /// Clocks disagree; an event stamped a little ahead of ours is not a lie.
@@ -363,19 +363,7 @@ impl<S: Store> App<S> {
             now,
             program.document.checkout_grace(),
         );
-        // Crossing a threshold upgrades in this same write; the next accrual earns at the
-        // new multiplier. Downgrades are left to the evaluation job.
-        let decision = evaluate(
-            tiers,
-            &member.tier,
-            &member.tier_state,
-            &next.qualifying,
-            member.enrolled_at.date_naive(),
-            now,
-            false,
-        );
-        next.tier = decision.tier;
-        next.tier_state = decision.state;
+        let tier_change = next.upgrade_in_write(tiers, (&member.tier, &member.tier_state), now);
         let entry = LedgerEntry {
             entry_id: priced.source.entry_id(),
             seq: next.last_seq,
@@ -417,7 +405,7 @@ impl<S: Store> App<S> {
             member: next,
             entry,
             stock: None,
-            tier_change: decision.change,
+            tier_change,
             records: Vec::new(),
             others: Vec::new(),
             response,

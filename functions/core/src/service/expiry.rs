@@ -25,7 +25,7 @@ use crate::ledger::{EntryType, LedgerEntry, PendingMove, Source};
 use crate::member::Member;
 use crate::ports::{Commit, CommitError, Expect, Record, RecordWrite, Store, REVIEW_SHARDS};
 use crate::program::ActiveProgram;
-use crate::tiers::{evaluate, record};
+use crate::tiers::record;
 
 /// How many days back a run looks for members a missed run left in the index.
 pub const EXPIRY_CATCH_UP_DAYS: u64 = 7;
@@ -299,20 +299,12 @@ impl<S: Store> App<S> {
         let (mut next, lot) = member.with_released(day, &program.document.expiry.dating(now))?;
         let mut tier_change = None;
         if lot.qualifying != 0 {
-            let tiers = &program.document.tiers;
             record(&mut next.qualifying, today, lot.qualifying, today)?;
-            let decision = evaluate(
-                tiers,
-                &member.tier,
-                &member.tier_state,
-                &next.qualifying,
-                member.enrolled_at.date_naive(),
+            tier_change = next.upgrade_in_write(
+                &program.document.tiers,
+                (&member.tier, &member.tier_state),
                 now,
-                false,
             );
-            next.tier = decision.tier;
-            next.tier_state = decision.state;
-            tier_change = decision.change;
         }
         let source = Source::Release { release_on: day };
         let entry = LedgerEntry {

@@ -12,7 +12,7 @@ use crate::program::ActiveProgram;
 use crate::subscriptions::{
     period_bounds, start_of, MemberPlan, Plan, Subscription, FLOOR_GRACE_DAYS,
 };
-use crate::tiers::{evaluate, TierChange, TierFloor};
+use crate::tiers::{TierChange, TierFloor};
 
 /// The member after a paid period, with the bonus entry and the tier change it brings.
 pub(crate) struct PaidPeriod {
@@ -97,21 +97,13 @@ pub(crate) fn with_paid_period(
         reason: format!("plan: {}", plan.name),
         granted_by: None,
     });
-    let decision = evaluate(
-        &program.document.tiers,
-        &member.tier,
-        &next.tier_state,
-        &next.qualifying,
-        member.enrolled_at.date_naive(),
-        now,
-        false,
-    );
-    next.tier = decision.tier;
-    next.tier_state = decision.state;
+    let floor_granted = next.tier_state.clone();
+    let tier_change =
+        next.upgrade_in_write(&program.document.tiers, (&member.tier, &floor_granted), now);
     Ok(PaidPeriod {
         member: next,
         entry,
-        tier_change: decision.change,
+        tier_change,
     })
 }
 
