@@ -10,5 +10,5 @@ async fn main() -> Result<(), loyalty_runtime::Error> {
         .with_events(wiring.events())
         .with_referral_queue(wiring.queue("REFERRAL_QUEUE_URL")?);
     wiring.announce();
-    loyalty_http::run(app, loyalty_http::Function::Accrue).await
+    loyalty_http::run(app, loyalty_http::dispatch::Accrue).await
 }

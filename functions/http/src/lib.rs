@@ -10,6 +10,7 @@
 mod authorize;
 mod body;
 mod caller;
+pub mod dispatch;
 mod routes;
 
 use std::convert::Infallible;
@@ -29,6 +30,7 @@ use tracing::Instrument;
 pub use caller::{
     member_id_claim, Caller, Scope, Scopes, DEFAULT_MEMBER_ID_CLAIM, MEMBER_ID_CLAIM_ENV,
 };
+pub use dispatch::Routes;
 pub use routes::{Access, Function, Route};
 
 use authorize::{authorize, forbidden, Principal};
@@ -41,13 +43,14 @@ const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// Serves `function`'s routes on the Lambda runtime. `app` is built once by the caller and lives
-/// for the whole execution environment.
-pub async fn run<S: Store>(app: App<S>, function: Function) -> Result<(), lambda_http::Error> {
+/// Serves one function's routes (`R`, e.g. [`dispatch::Accrue`]) on the Lambda runtime. `app`
+/// is built once by the caller and lives for the whole execution environment.
+pub async fn run<S: Store, R: Routes>(app: App<S>, _routes: R) -> Result<(), lambda_http::Error> {
     let app = Arc::new(app);
+    let claim = member_id_claim();
     lambda_http::run(service_fn(move |request: Request| {
         let app = Arc::clone(&app);
-        async move { Ok::<_, Infallible>(handle(&app, function, request).await) }
+        async move { Ok::<_, Infallible>(handle_routes::<S, R>(&app, claim, request).await) }
     }))
     .await
 }
@@ -137,6 +140,21 @@ pub async fn handle_with_claim<S: Store>(
     claim: &str,
     request: Request,
 ) -> Response<Body> {
+    match function {
+        Function::Members => handle_routes::<S, dispatch::Members>(app, claim, request).await,
+        Function::Accrue => handle_routes::<S, dispatch::Accrue>(app, claim, request).await,
+        Function::Redeem => handle_routes::<S, dispatch::Redeem>(app, claim, request).await,
+        Function::Rewards => handle_routes::<S, dispatch::Rewards>(app, claim, request).await,
+    }
+}
+
+/// [`handle_with_claim`] for the function whose routes are `R`.
+async fn handle_routes<S: Store, R: Routes>(
+    app: &App<S>,
+    claim: &str,
+    request: Request,
+) -> Response<Body> {
+    let function = R::FUNCTION;
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -144,7 +162,7 @@ pub async fn handle_with_claim<S: Store>(
     let subject = caller.as_ref().map(|c| c.subject.clone());
     let result = match Route::resolve(&method, &path) {
         Ok(route) if function.serves(&route) => match authorize(&route, caller, claim) {
-            Ok(principal) => use_case(app, route, &principal, &request).await,
+            Ok(principal) => use_case::<S, R>(app, route, &principal, &request).await,
             Err(error) => Err(error),
         },
         Ok(_) => Err(ApiError::new(
@@ -169,7 +187,7 @@ pub async fn handle_with_claim<S: Store>(
 /// Runs the route's use case in a span naming the operation and the member (every log line
 /// inside carries both), and counts what the metrics track at this edge: replayed keyed writes
 /// and refused redemptions.
-async fn use_case<S: Store>(
+async fn use_case<S: Store, R: Routes>(
     app: &App<S>,
     route: Route,
     principal: &Principal,
@@ -182,7 +200,7 @@ async fn use_case<S: Store>(
         member_id = route.member_in_path().unwrap_or("-"),
     );
     let refusals_counted = matches!(route, Route::Redeem(_));
-    let result = dispatch(app, route, principal, request)
+    let result = R::dispatch(app, route, principal, request)
         .instrument(span)
         .await;
     match &result {
@@ -217,297 +235,6 @@ fn enrolment_for(
         }
     }
     Ok(enrolment)
-}
-
-async fn dispatch<S: Store>(
-    app: &App<S>,
-    route: Route,
-    principal: &Principal,
-    request: &Request,
-) -> Result<Response<Body>, ApiError> {
-    match route {
-        Route::Enrol => {
-            query(request, &[])?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            let enrolment = enrolment_for(principal, loyalty_core::service::parse_body(&body)?)?;
-            Ok(outcome(app.enrol_with_key(enrolment, key).await?))
-        }
-        Route::GetMember(id) => {
-            query(request, &[])?;
-            let member = app.member_view(&MemberId::parse(&id)?).await?;
-            Ok(respond(200, &to_json(&member)?))
-        }
-        Route::Ledger(id) => {
-            let params = query(request, &["limit", "cursor"])?;
-            let limit = body::limit(&params)?;
-            let page = app
-                .ledger_page(
-                    &MemberId::parse(&id)?,
-                    limit,
-                    params.get("cursor").map(String::as_str),
-                )
-                .await?;
-            Ok(respond(200, &to_json(&page)?))
-        }
-        Route::Accrue(id) => {
-            let params = query(request, &["dry_run"])?;
-            let dry_run = match params.get("dry_run").map(String::as_str) {
-                None | Some("false") => false,
-                Some("true") => true,
-                Some(_) => {
-                    return Err(ApiError::invalid(
-                        "dry_run",
-                        "dry_run must be true or false",
-                    ))
-                }
-            };
-            let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(outcome(app.accrue(&member, key, &body, dry_run).await?))
-        }
-        Route::Redeem(id) => {
-            query(request, &[])?;
-            let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(outcome(app.redeem(&member, key, &body).await?))
-        }
-        Route::GetRedemption(code) => {
-            query(request, &[])?;
-            let view = app.redemption_view(&code, principal.own_member()).await?;
-            Ok(respond(200, &to_json(&view)?))
-        }
-        Route::UseRedemption(code) => {
-            query(request, &[])?;
-            Ok(respond(200, &to_json(&app.use_code(&code).await?)?))
-        }
-        Route::CancelRedemption(code) => {
-            query(request, &[])?;
-            let view = app.cancel_code(&code, principal.own_member()).await?;
-            Ok(respond(200, &to_json(&view)?))
-        }
-        Route::Transfer(id) => {
-            query(request, &[])?;
-            let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(outcome(app.transfer(&member, key, &body).await?))
-        }
-        Route::TierHistory(id) => {
-            let params = query(request, &["limit", "cursor"])?;
-            let limit = body::limit(&params)?;
-            let page = app
-                .tier_history(
-                    &MemberId::parse(&id)?,
-                    limit,
-                    params.get("cursor").map(String::as_str),
-                )
-                .await?;
-            Ok(respond(200, &to_json(&page)?))
-        }
-        Route::Referrals(id) => {
-            let params = query(request, &["limit"])?;
-            let limit = body::limit(&params)?;
-            let list = app.member_referrals(&MemberId::parse(&id)?, limit).await?;
-            Ok(respond(200, &to_json(&list)?))
-        }
-        Route::EvaluateTier(id) => {
-            query(request, &[])?;
-            let evaluation = app.evaluate_tier(&MemberId::parse(&id)?).await?;
-            Ok(respond(200, &to_json(&evaluation)?))
-        }
-        Route::GrantTier(id) => {
-            query(request, &[])?;
-            let member = MemberId::parse(&id)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            let grant = loyalty_core::service::parse_body(&body)?;
-            Ok(respond(
-                200,
-                &to_json(&app.grant_tier(actor(principal)?, &member, grant).await?)?,
-            ))
-        }
-        Route::Adjust(id) => {
-            query(request, &[])?;
-            let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(outcome(
-                app.adjust(actor(principal)?, &member, key, &body).await?,
-            ))
-        }
-        Route::Return(id) => {
-            query(request, &[])?;
-            let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(outcome(app.return_order(&member, key, &body).await?))
-        }
-        Route::StartSubscription(id) => {
-            query(request, &[])?;
-            let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            let started = app.start_subscription(&member, key, &body).await?;
-            // A first payment waiting on 3-D Secure: accepted, not yet created.
-            let waiting =
-                matches!(&started, Outcome::Created(view) if view["status"] == "incomplete");
-            Ok(outcome_with(started, if waiting { 202 } else { 201 }))
-        }
-        Route::ReplaceSubscriptionCard(id) => {
-            query(request, &[])?;
-            let member = MemberId::parse(&id)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(respond(
-                200,
-                &to_json(&app.replace_subscription_card(&member, &body).await?)?,
-            ))
-        }
-        Route::SubscriptionCharges(id) => {
-            query(request, &[])?;
-            Ok(respond(
-                200,
-                &to_json(&app.subscription_charges(&MemberId::parse(&id)?).await?)?,
-            ))
-        }
-        Route::StripeWebhook => {
-            query(request, &[])?;
-            let signature = request
-                .headers()
-                .get(loyalty_core::subscriptions::signature::SIGNATURE_HEADER)
-                .and_then(|v| v.to_str().ok());
-            let body = raw_body(request, WEBHOOK_BODY_LIMIT)?;
-            Ok(respond(
-                200,
-                &to_json(&app.receive_payment_webhook(signature, body).await?)?,
-            ))
-        }
-        Route::GetSubscription(id) => {
-            query(request, &[])?;
-            Ok(respond(
-                200,
-                &to_json(&app.subscription_view(&MemberId::parse(&id)?).await?)?,
-            ))
-        }
-        Route::CancelSubscription(id) => {
-            query(request, &[])?;
-            Ok(respond(
-                200,
-                &to_json(&app.cancel_subscription(&MemberId::parse(&id)?).await?)?,
-            ))
-        }
-        Route::ChangeSubscriptionPlan(id) => {
-            query(request, &[])?;
-            let member = MemberId::parse(&id)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(respond(
-                200,
-                &to_json(&app.change_subscription_plan(&member, &body).await?)?,
-            ))
-        }
-        Route::CreatePromotion => {
-            query(request, &[])?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(outcome(
-                app.create_promotion(actor(principal)?, key, &body).await?,
-            ))
-        }
-        Route::ListPromotions => {
-            query(request, &[])?;
-            Ok(respond(200, &app.list_promotions().await?))
-        }
-        Route::CancelPromotion(id) => {
-            query(request, &[])?;
-            let promotion = app.cancel_promotion(actor(principal)?, &id).await?;
-            Ok(respond(200, &to_json(&promotion)?))
-        }
-        Route::CreateCampaign => {
-            query(request, &[])?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(outcome_with(
-                app.create_campaign(actor(principal)?, key, &body).await?,
-                202,
-            ))
-        }
-        Route::GetCampaign(id) => {
-            query(request, &[])?;
-            Ok(respond(200, &to_json(&app.get_campaign(&id).await?)?))
-        }
-        Route::CancelCampaign(id) => {
-            query(request, &[])?;
-            let campaign = app.cancel_campaign(actor(principal)?, &id).await?;
-            Ok(respond(200, &to_json(&campaign)?))
-        }
-        Route::CreateWebhook => {
-            query(request, &[])?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(respond(
-                201,
-                &app.create_webhook(actor(principal)?, &body).await?,
-            ))
-        }
-        Route::ListWebhooks => {
-            query(request, &[])?;
-            Ok(respond(200, &app.list_webhooks().await?))
-        }
-        Route::DisableWebhook(id) => {
-            query(request, &[])?;
-            Ok(respond(
-                200,
-                &app.disable_webhook(actor(principal)?, &id).await?,
-            ))
-        }
-        Route::DeleteWebhook(id) => {
-            query(request, &[])?;
-            Ok(respond(
-                200,
-                &app.delete_webhook(actor(principal)?, &id).await?,
-            ))
-        }
-        Route::WebhookDeliveries(id) => {
-            let params = query(request, &["limit"])?;
-            let limit = body::limit(&params)?;
-            Ok(respond(200, &app.webhook_deliveries(&id, limit).await?))
-        }
-        Route::RetryWebhookDelivery(id, delivery) => {
-            query(request, &[])?;
-            let retried = app
-                .retry_webhook_delivery(actor(principal)?, &id, &delivery)
-                .await?;
-            Ok(respond(202, &retried))
-        }
-        Route::ListRewards => {
-            query(request, &[])?;
-            let rewards = app.rewards().await?;
-            Ok(respond(200, &json!({ "rewards": to_json(&rewards)? })))
-        }
-        Route::CreateReward => {
-            query(request, &[])?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
-            Ok(outcome(
-                app.create_reward(actor(principal)?, key, &body).await?,
-            ))
-        }
-        Route::GetProgram => {
-            query(request, &[])?;
-            let mut program = to_json(&*app.program().await?)?;
-            // A public route: who on the merchant's staff published the program is not public.
-            if let Some(object) = program.as_object_mut() {
-                object.remove("created_by");
-            }
-            Ok(respond(200, &program))
-        }
-        Route::PutProgram => {
-            query(request, &[])?;
-            let raw = raw_body(request, PROGRAM_BODY_LIMIT)?;
-            let program = app.replace_program(actor(principal)?, raw).await?;
-            Ok(respond(200, &to_json(&program)?))
-        }
-    }
 }
 
 /// Query parameters as API Gateway parsed them (last value wins).

@@ -10,5 +10,5 @@ async fn main() -> Result<(), loyalty_runtime::Error> {
         app = app.with_payments(payments);
     }
     wiring.announce();
-    loyalty_http::run(app, loyalty_http::Function::Members).await
+    loyalty_http::run(app, loyalty_http::dispatch::Members).await
 }

@@ -6,5 +6,5 @@ async fn main() -> Result<(), loyalty_runtime::Error> {
     let mut wiring = loyalty_runtime::Wiring::start("redeem").await;
     let app = wiring.app()?.with_events(wiring.events());
     wiring.announce();
-    loyalty_http::run(app, loyalty_http::Function::Redeem).await
+    loyalty_http::run(app, loyalty_http::dispatch::Redeem).await
 }

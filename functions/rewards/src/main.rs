@@ -15,5 +15,5 @@ async fn main() -> Result<(), loyalty_runtime::Error> {
         .with_webhook_policy(policy)
         .with_webhook_deliveries(wiring.queue("WEBHOOK_DELIVERY_QUEUE_URL")?);
     wiring.announce();
-    loyalty_http::run(app, loyalty_http::Function::Rewards).await
+    loyalty_http::run(app, loyalty_http::dispatch::Rewards).await
 }
