@@ -22,6 +22,49 @@ pub trait Routes: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = Result<Response<Body>, ApiError>> + Send + 'a;
 }
 
+/// A function's marker type and its [`Routes`], dispatching to `$dispatcher`.
+macro_rules! function_routes {
+    ($(#[$doc:meta])* $name:ident => $dispatcher:ident) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl Routes for $name {
+            const FUNCTION: Function = Function::$name;
+
+            fn dispatch<'a, S: Store>(
+                app: &'a App<S>,
+                route: Route,
+                principal: &'a Principal,
+                request: &'a Request,
+            ) -> impl std::future::Future<Output = Result<Response<Body>, ApiError>> + Send + 'a
+            {
+                $dispatcher(app, route, principal, request)
+            }
+        }
+    };
+}
+
+function_routes! {
+    /// The `members` function: members, their ledger, tiers, subscriptions and referrals.
+    Members => members
+}
+
+function_routes! {
+    /// The `accrue` function: accruals and returns.
+    Accrue => accrue
+}
+
+function_routes! {
+    /// The `redeem` function: redemptions, reward codes and transfers.
+    Redeem => redeem
+}
+
+function_routes! {
+    /// The `rewards` function: the catalog, the program and the admin of promotions, campaigns
+    /// and webhooks.
+    Rewards => rewards
+}
+
 /// A route that reached the wrong dispatcher; `handle` checks [`Function::serves`] first, so
 /// only a route table out of step with the dispatchers gets here.
 fn not_served(function: Function, route: &Route) -> ApiError {
@@ -29,22 +72,6 @@ fn not_served(function: Function, route: &Route) -> ApiError {
         ErrorCode::RouteNotFound,
         format!("{function:?} does not serve {}", route.operation()),
     )
-}
-
-/// The `members` function: members, their ledger, tiers, subscriptions and referrals.
-pub struct Members;
-
-impl Routes for Members {
-    const FUNCTION: Function = Function::Members;
-
-    fn dispatch<'a, S: Store>(
-        app: &'a App<S>,
-        route: Route,
-        principal: &'a Principal,
-        request: &'a Request,
-    ) -> impl std::future::Future<Output = Result<Response<Body>, ApiError>> + Send + 'a {
-        members(app, route, principal, request)
-    }
 }
 
 async fn members<S: Store>(
@@ -186,22 +213,6 @@ async fn members<S: Store>(
     }
 }
 
-/// The `accrue` function: accruals and returns.
-pub struct Accrue;
-
-impl Routes for Accrue {
-    const FUNCTION: Function = Function::Accrue;
-
-    fn dispatch<'a, S: Store>(
-        app: &'a App<S>,
-        route: Route,
-        principal: &'a Principal,
-        request: &'a Request,
-    ) -> impl std::future::Future<Output = Result<Response<Body>, ApiError>> + Send + 'a {
-        accrue(app, route, principal, request)
-    }
-}
-
 async fn accrue<S: Store>(
     app: &App<S>,
     route: Route,
@@ -234,22 +245,6 @@ async fn accrue<S: Store>(
             Ok(outcome(app.return_order(&member, key, &body).await?))
         }
         other => Err(not_served(Function::Accrue, &other)),
-    }
-}
-
-/// The `redeem` function: redemptions, reward codes and transfers.
-pub struct Redeem;
-
-impl Routes for Redeem {
-    const FUNCTION: Function = Function::Redeem;
-
-    fn dispatch<'a, S: Store>(
-        app: &'a App<S>,
-        route: Route,
-        principal: &'a Principal,
-        request: &'a Request,
-    ) -> impl std::future::Future<Output = Result<Response<Body>, ApiError>> + Send + 'a {
-        redeem(app, route, principal, request)
     }
 }
 
@@ -289,22 +284,6 @@ async fn redeem<S: Store>(
             Ok(outcome(app.transfer(&member, key, &body).await?))
         }
         other => Err(not_served(Function::Redeem, &other)),
-    }
-}
-
-/// The `rewards` function: the catalog, the program and the admin of promotions, campaigns and webhooks.
-pub struct Rewards;
-
-impl Routes for Rewards {
-    const FUNCTION: Function = Function::Rewards;
-
-    fn dispatch<'a, S: Store>(
-        app: &'a App<S>,
-        route: Route,
-        principal: &'a Principal,
-        request: &'a Request,
-    ) -> impl std::future::Future<Output = Result<Response<Body>, ApiError>> + Send + 'a {
-        rewards(app, route, principal, request)
     }
 }
 
