@@ -65,6 +65,20 @@ function_routes! {
     Rewards => rewards
 }
 
+/// What a keyed write on a member's path carries, checked in this order: no query string, the
+/// member id, the `Idempotency-Key`, the JSON body.
+fn keyed_member_write(
+    request: &Request,
+    principal: &Principal,
+    id: &str,
+) -> Result<(MemberId, Option<IdempotencyKey>, Value), ApiError> {
+    query(request, &[])?;
+    let member = MemberId::parse(id)?;
+    let key = idempotency_key(request, principal)?;
+    let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+    Ok((member, key, body))
+}
+
 /// A route that reached the wrong dispatcher; `handle` checks [`Function::serves`] first, so
 /// only a route table out of step with the dispatchers gets here.
 fn not_served(function: Function, route: &Route) -> ApiError {
@@ -139,19 +153,13 @@ async fn members<S: Store>(
             ))
         }
         Route::Adjust(id) => {
-            query(request, &[])?;
-            let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            let (member, key, body) = keyed_member_write(request, principal, &id)?;
             Ok(outcome(
                 app.adjust(actor(principal)?, &member, key, &body).await?,
             ))
         }
         Route::StartSubscription(id) => {
-            query(request, &[])?;
-            let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            let (member, key, body) = keyed_member_write(request, principal, &id)?;
             let started = app.start_subscription(&member, key, &body).await?;
             // A first payment waiting on 3-D Secure: accepted, not yet created.
             let waiting =
@@ -238,10 +246,7 @@ async fn accrue<S: Store>(
             Ok(outcome(app.accrue(&member, key, &body, dry_run).await?))
         }
         Route::Return(id) => {
-            query(request, &[])?;
-            let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            let (member, key, body) = keyed_member_write(request, principal, &id)?;
             Ok(outcome(app.return_order(&member, key, &body).await?))
         }
         other => Err(not_served(Function::Accrue, &other)),
@@ -256,10 +261,7 @@ async fn redeem<S: Store>(
 ) -> Result<Response<Body>, ApiError> {
     match route {
         Route::Redeem(id) => {
-            query(request, &[])?;
-            let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            let (member, key, body) = keyed_member_write(request, principal, &id)?;
             Ok(outcome(app.redeem(&member, key, &body).await?))
         }
         Route::GetRedemption(code) => {
@@ -277,10 +279,7 @@ async fn redeem<S: Store>(
             Ok(respond(200, &to_json(&view)?))
         }
         Route::Transfer(id) => {
-            query(request, &[])?;
-            let member = MemberId::parse(&id)?;
-            let key = idempotency_key(request, principal)?;
-            let body = json_body(request, DEFAULT_BODY_LIMIT)?;
+            let (member, key, body) = keyed_member_write(request, principal, &id)?;
             Ok(outcome(app.transfer(&member, key, &body).await?))
         }
         other => Err(not_served(Function::Redeem, &other)),
