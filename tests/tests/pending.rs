@@ -271,3 +271,29 @@ async fn tiers_count_pending_activity_on_release_when_the_program_says_so() {
     assert_eq!(state.tier, "bronze");
     assert!(state.qualifying.is_empty());
 }
+
+#[tokio::test]
+async fn a_purchase_reported_after_its_window_has_passed_is_available_at_once() {
+    let (TestApp { app, .. }, clock) = pending_app("on_release", at(3, 1, 9)).await;
+    let member = enrol(&app, &unique("late")).await;
+    clock.set(at(3, 20, 10));
+    let late = json!({
+        "kind": "purchase",
+        "order_id": unique("order"),
+        "amount": usd(30_000),
+        "occurred_at": "2026-03-02T12:00:00Z",
+    });
+    let receipt = match accrue(&app, &member, &unique("late"), late)
+        .await
+        .expect("accrued")
+    {
+        Outcome::Created(receipt) => receipt,
+        other => panic!("a fresh key writes: {other:?}"),
+    };
+    assert_eq!(receipt["points"], 300);
+    assert!(receipt.get("pending_until").is_none());
+    assert_eq!(balances(&app, &member).await, (300, 0));
+    // Its activity counts at once: there is no release left to count it.
+    assert_eq!(receipt["tier"], "bronze");
+    assert!(!member_state(&app, &member).await.qualifying.is_empty());
+}

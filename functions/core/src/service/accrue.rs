@@ -312,23 +312,29 @@ impl<S: Store> App<S> {
             Measure::Spend => priced.qualifying_spend,
             Measure::Points => activity,
         };
-        // A purchase inside a return window earns pending points; actions earn at once.
+        // A purchase inside a return window earns pending points; actions earn at once, and so
+        // does a purchase reported after its window has passed (a day already released must
+        // not get a new lot).
         let earning = &program.document.earning;
-        let pending_days = match &priced.source {
-            Source::Order { .. } => earning.pending_days,
-            _ => 0,
+        let release_on = match &priced.source {
+            Source::Order { .. } if earning.pending_days > 0 => {
+                Some(release_day(occurred_at, now, earning.pending_days))
+                    .filter(|day| *day > now.date_naive())
+            }
+            _ => None,
         };
         let counts_on_release =
-            pending_days > 0 && earning.pending_tier_activity == PendingTierActivity::OnRelease;
-        let (mut next, pending) = if pending_days > 0 {
-            member.with_pending_earned(
+            release_on.is_some() && earning.pending_tier_activity == PendingTierActivity::OnRelease;
+        let (mut next, pending) = match release_on {
+            Some(day) => member.with_pending_earned(
                 points,
-                release_day(occurred_at, now, pending_days),
+                day,
                 if counts_on_release { qualifying } else { 0 },
-            )?
-        } else {
-            let dating = program.document.expiry.dating(now);
-            (member.with_entry(EntryType::Earn, points, &dating)?, None)
+            )?,
+            None => {
+                let dating = program.document.expiry.dating(now);
+                (member.with_entry(EntryType::Earn, points, &dating)?, None)
+            }
         };
         if let Some((action, counts)) = priced.updated_counts {
             next.action_counts.insert(action, counts);

@@ -299,7 +299,9 @@ impl<S: Store> App<S> {
         let (mut next, lot) = member.with_released(day, &program.document.expiry.dating(now))?;
         let mut tier_change = None;
         if lot.qualifying != 0 {
-            record(&mut next.qualifying, today, lot.qualifying, today)?;
+            // On the lot's own day, even when a missed run releases it later: a return after
+            // the release takes the activity back from that day.
+            record(&mut next.qualifying, day, lot.qualifying, today)?;
             tier_change = next.upgrade_in_write(
                 &program.document.tiers,
                 (&member.tier, &member.tier_state),
